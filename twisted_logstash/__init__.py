@@ -1,0 +1,3 @@
+"""Logstash-to-Logstash communication on Twisted."""
+
+__version__ = "0.1.0"
