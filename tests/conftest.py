@@ -1,0 +1,1 @@
+"""Shared fixtures. Per-area helpers live in tests/support_*.py modules."""
