@@ -1,0 +1,89 @@
+"""The output's `hosts` setting: Logstash's spellings, parsed once, checked early.
+
+Entries are `IPv4`, `IPv4:port`, `hostname`, `hostname:port`, `[IPv6]` or `[IPv6]:port`; IPv6
+must be bracketed (otherwise its colons are ambiguous with a port). A bad entry is a
+ConfigurationError naming it, raised before anything connects.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from collections.abc import Iterable
+from typing import NamedTuple
+
+from twisted_logstash.errors import ConfigurationError
+
+DEFAULT_PORT = 9800
+
+_LABEL = r"[A-Za-z0-9_][A-Za-z0-9_-]{0,62}"
+_HOSTNAME = re.compile(rf"^(?=.{{1,253}}$){_LABEL}(\.{_LABEL})*\.?$")
+
+
+class Host(NamedTuple):
+    """One receiver: the host as it connects (IPv6 without brackets) and its port."""
+
+    host: str
+    port: int
+
+    def __str__(self) -> str:
+        if ":" in self.host:
+            return f"[{self.host}]:{self.port}"
+        return f"{self.host}:{self.port}"
+
+
+def parse_hosts(specs: str | Iterable[str], default_port: int = DEFAULT_PORT) -> list[Host]:
+    """Parse every entry of every spec (each may be a comma list) into a Host.
+
+    A single string is taken as one spec, so `--hosts a,b` and `["a", "b"]` read alike.
+    """
+    if isinstance(specs, str):
+        specs = [specs]
+    hosts = [parse_host(entry, default_port) for spec in specs for entry in spec.split(",")]
+    if not hosts:
+        raise ConfigurationError("hosts: at least one host is required")
+    return hosts
+
+
+def parse_host(entry: str, default_port: int = DEFAULT_PORT) -> Host:
+    """Parse one entry; raise ConfigurationError naming it when it is not usable."""
+    text = entry.strip()
+    if not text:
+        raise ConfigurationError("hosts: empty entry (check for a stray comma)")
+    if text.startswith("["):
+        host, rest = _split_bracketed(text)
+    elif text.count(":") > 1:
+        raise ConfigurationError(
+            f"hosts: {text!r}: an IPv6 address must be in brackets, e.g. [{text}] or [{text}]:9800"
+        )
+    else:
+        host, sep, port = text.partition(":")
+        rest = sep + port
+        if not _HOSTNAME.match(host):
+            raise ConfigurationError(f"hosts: {text!r}: {host!r} is not a valid IPv4 or hostname")
+    return Host(host, _parse_port(text, rest, default_port))
+
+
+def _split_bracketed(text: str) -> tuple[str, str]:
+    """Split `[v6]` or `[v6]:port` into the bare address and the `:port` rest."""
+    close = text.find("]")
+    if close < 0:
+        raise ConfigurationError(f"hosts: {text!r}: missing ']' after the IPv6 address")
+    host = text[1:close]
+    try:
+        ipaddress.IPv6Address(host)
+    except ValueError:
+        raise ConfigurationError(f"hosts: {text!r}: {host!r} is not a valid IPv6 address")
+    return host, text[close + 1 :]
+
+
+def _parse_port(text: str, rest: str, default_port: int) -> int:
+    """`""` gives the default port; `":N"` gives N when 1 <= N <= 65535."""
+    if not rest:
+        return default_port
+    if not rest.startswith(":"):
+        raise ConfigurationError(f"hosts: {text!r}: unexpected {rest!r} after the address")
+    port = rest[1:]
+    if not (port.isascii() and port.isdigit()) or not 0 < int(port) < 65536:
+        raise ConfigurationError(f"hosts: {text!r}: port {port!r} is not a number from 1 to 65535")
+    return int(port)
