@@ -1,0 +1,179 @@
+"""Sans-IO ndjson: the body of the native wire and the lines of tcp/stdin sources.
+
+Decoding follows Logstash's ``json_lines`` codec (see docs/WIRE-LOGSTASH.md, "Input
+behaviour"): input is cut at ``\\n``; a last line without ``\\n`` is still decoded; an
+empty (or whitespace-only) line yields nothing; a JSON object is one event; a JSON array
+of objects is one event per element (``[]`` yields nothing, as in Logstash). Anything
+else is never dropped: it becomes ``{"message": <line>, "tags": ["_jsonparsefailure"]}``.
+
+Decisions where Logstash leaves room:
+- An array holding anything but objects fails as a whole (Logstash raises while building
+  the events and falls back for the whole line): one failure event with the raw line,
+  so no part of the line is half-delivered.
+- A line that is not valid UTF-8 is a parse failure (orjson refuses it). Its ``message``
+  is the line decoded with ``errors="replace"`` (U+FFFD for each bad byte), the way
+  Netty's ``toString(UTF_8)`` turns a body into a Java string, so that the event can be
+  encoded again by any sink. (Logstash would scrub first and then try to parse; we tag
+  instead, so that the sender learns its bytes were damaged.)
+- The raw line keeps a trailing ``\\r`` (CRLF input): JSON allows it as whitespace, and
+  a failure message holds the line exactly as received.
+
+Decoding never raises except :class:`TooLargeError` from :class:`LineDecoder`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import orjson
+
+from twisted_logstash.errors import CodecError, TooLargeError
+
+__all__ = [
+    "DEFAULT_MAX_LINE_LENGTH",
+    "PARSE_FAILURE_TAG",
+    "LineDecoder",
+    "NdjsonError",
+    "decode",
+    "decode_line",
+    "encode",
+]
+
+PARSE_FAILURE_TAG = "_jsonparsefailure"
+DEFAULT_MAX_LINE_LENGTH = 100 * 1024 * 1024
+
+_loads = orjson.loads
+_dumps = orjson.dumps
+_JSONDecodeError = orjson.JSONDecodeError
+
+
+class NdjsonError(CodecError):
+    """Events that cannot be written as ndjson (a value JSON cannot hold, a non-str key)."""
+
+
+def encode(events: Iterable[dict]) -> bytes:
+    """One compact JSON object per event, each followed by ``\\n``; ``b""`` for none.
+
+    Raises :class:`NdjsonError` for an event orjson cannot serialize.
+    """
+    try:
+        body = b"\n".join(map(_dumps, events))
+    except TypeError as e:  # orjson.JSONEncodeError is a TypeError
+        raise NdjsonError(f"event cannot be encoded as JSON: {e}") from None
+    if not body:
+        # An empty join means no events, or exactly one that serialized to b"", which
+        # orjson never produces.
+        return b""
+    return body + b"\n"
+
+
+def decode(data: bytes) -> list[dict]:
+    """Every event of an ndjson body (complete: the last line needs no ``\\n``)."""
+    out: list[dict] = []
+    _decode_lines(bytes(data).split(b"\n"), out)
+    return out
+
+
+def decode_line(line: bytes) -> list[dict]:
+    """The events of one line (without its ``\\n``): zero, one, or one per array element."""
+    out: list[dict] = []
+    _decode_lines((line,), out)
+    return out
+
+
+def _decode_lines(lines: Iterable[bytes], out: list[dict]) -> None:
+    """The hot loop: the common case (an object per line) costs one loads and one append."""
+    append = out.append
+    for line in lines:
+        if not line:
+            continue
+        try:
+            parsed = _loads(line)
+        except _JSONDecodeError:
+            if line.strip():
+                append(_failure(line))
+            continue
+        if type(parsed) is dict:
+            append(parsed)
+        elif type(parsed) is list and all(type(item) is dict for item in parsed):
+            out.extend(parsed)
+        else:
+            append(_failure(line))
+
+
+def _failure(line: bytes) -> dict:
+    """The event Logstash makes of a line that is not an object or an array of objects."""
+    return {"message": line.decode("utf-8", "replace"), "tags": [PARSE_FAILURE_TAG]}
+
+
+class LineDecoder:
+    """Incremental ndjson decoder: feed bytes cut anywhere, get the events of whole lines.
+
+    Feeding a body in pieces yields the same events as :func:`decode` of the whole. A line
+    longer than ``max_line_length`` bytes (without its ``\\n``) raises
+    :class:`TooLargeError` as soon as it is known to be too long, before it is buffered
+    whole; the decoder then drops what it held (the caller should drop the connection).
+    """
+
+    def __init__(self, max_line_length: int = DEFAULT_MAX_LINE_LENGTH) -> None:
+        self.max_line_length = max_line_length
+        self._parts: list[bytes] = []
+        self._held = 0
+
+    @property
+    def buffered(self) -> int:
+        """How many bytes of an unfinished line are held."""
+        return self._held
+
+    def feed(self, data: bytes) -> list[dict]:
+        """The events of every line completed by ``data``."""
+        newline = data.rfind(b"\n")
+        if newline < 0:
+            self._hold(data)
+            return []
+        if self._parts:
+            self._parts.append(data[: newline + 1])
+            chunk = b"".join(self._parts)
+            self._parts = []
+            self._held = 0
+        else:
+            chunk = data[: newline + 1]
+        rest = data[newline + 1 :]
+        lines = chunk.split(b"\n")
+        if len(chunk) > self.max_line_length:
+            self._check(lines)
+        out: list[dict] = []
+        _decode_lines(lines, out)
+        if rest:
+            self._hold(rest)
+        return out
+
+    def finish(self) -> list[dict]:
+        """The events of a last line that had no ``\\n``; the decoder is then empty."""
+        if not self._parts:
+            return []
+        line = b"".join(self._parts)
+        self._parts = []
+        self._held = 0
+        return decode_line(line)
+
+    def _hold(self, data: bytes) -> None:
+        if not data:
+            return
+        self._held += len(data)
+        if self._held > self.max_line_length:
+            self._too_long(self._held)
+        self._parts.append(bytes(data))
+
+    def _check(self, lines: list[bytes]) -> None:
+        longest = max(map(len, lines))
+        if longest > self.max_line_length:
+            self._too_long(longest)
+
+    def _too_long(self, size: int) -> None:
+        self._parts = []
+        self._held = 0
+        raise TooLargeError(
+            f"ndjson line of at least {size} bytes exceeds the limit of "
+            f"{self.max_line_length} bytes"
+        )
