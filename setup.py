@@ -8,7 +8,9 @@ and is named here explicitly instead of being found by find_packages.
 from setuptools import find_packages, setup
 
 setup(
-    packages=find_packages(include=["twisted_logstash", "twisted_logstash.*"])
-    + ["twisted.plugins"],
+    packages=[
+        *find_packages(include=["twisted_logstash", "twisted_logstash.*"]),
+        "twisted.plugins",
+    ],
     package_data={"twisted.plugins": ["logstash_*.py"]},
 )

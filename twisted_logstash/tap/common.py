@@ -1,0 +1,79 @@
+"""Option plumbing shared by the two twistd programs.
+
+Flags mirror Logstash's setting names (``--ssl-client-authentication`` is
+``ssl_client_authentication``). Every setting is collected into a dict keyed by
+the Logstash name, together with the set of names the user gave explicitly,
+because some of Logstash's configuration errors are about what was *given*
+(any ``ssl_*`` setting while ``ssl_enabled`` is false), not about values.
+"""
+
+from __future__ import annotations
+
+import sys
+
+from twisted.python import usage
+
+from twisted_logstash.errors import ConfigurationError
+
+BOOLEANS = {"true": True, "false": False}
+
+
+def parse_bool(name: str, value: str) -> bool:
+    try:
+        return BOOLEANS[value.strip().lower()]
+    except KeyError:
+        raise ConfigurationError(f"--{name} takes true or false, not {value!r}")
+
+
+def parse_int(name: str, value: str, minimum: int = 0) -> int:
+    try:
+        number = int(value)
+    except ValueError:
+        raise ConfigurationError(f"--{name} takes a whole number, not {value!r}")
+    if number < minimum:
+        raise ConfigurationError(f"--{name} must be at least {minimum}, not {number}")
+    return number
+
+
+def split_list(values: list[str]) -> list[str]:
+    """Flags given as comma lists, repeated, or both."""
+    return [part.strip() for value in values for part in value.split(",") if part.strip()]
+
+
+def appender(key: str, doc: str):
+    """An ``opt_`` method for a flag that may be repeated."""
+
+    def opt(self, value):
+        self.setdefault(key, []).append(value)
+
+    opt.__doc__ = doc
+    return opt
+
+
+class LogstashOptions(usage.Options):
+    """Options whose flags map to Logstash settings.
+
+    ``optParameters`` default to None so that ``explicit`` can tell what the
+    user typed; real defaults are applied after validation.
+    """
+
+    #: keys of flags that may be repeated (their ``opt_`` methods use appender)
+    repeatable: tuple[str, ...] = ()
+
+    def __init__(self):
+        super().__init__()
+        for key in self.repeatable:
+            self[key] = []
+
+    def explicit(self) -> set[str]:
+        """Logstash names of the settings given on the command line."""
+        given = {long.replace("-", "_") for long, *_ in self.optParameters}
+        given = {key for key in given if self.get(key) is not None}
+        return given | {key for key in self.repeatable if self.get(key)}
+
+
+def fail(program: str, error: Exception) -> None:
+    """A configuration error: one clear line and a non-zero exit, before binding."""
+    sys.stderr.write(f"twistd {program}: configuration error: {error}\n")
+    sys.stderr.flush()
+    raise SystemExit(2)
