@@ -9,6 +9,8 @@ because some of Logstash's configuration errors are about what was *given*
 
 from __future__ import annotations
 
+import atexit
+import os
 import sys
 
 from twisted.python import usage
@@ -65,6 +67,11 @@ class LogstashOptions(usage.Options):
         for key in self.repeatable:
             self[key] = []
 
+    def postOptions(self):
+        """Make every flag readable by its Logstash name (``ssl-enabled`` -> ``ssl_enabled``)."""
+        for long, *_ in self.optParameters:
+            self[long.replace("-", "_")] = self.get(long)
+
     def explicit(self) -> set[str]:
         """Logstash names of the settings given on the command line."""
         given = {long.replace("-", "_") for long, *_ in self.optParameters}
@@ -77,3 +84,25 @@ def fail(program: str, error: Exception) -> None:
     sys.stderr.write(f"twistd {program}: configuration error: {error}\n")
     sys.stderr.flush()
     raise SystemExit(2)
+
+
+_exit_code = 0
+
+
+def exit_with(code: int) -> None:
+    """Make the twistd process exit with ``code`` once it has shut down.
+
+    twistd always exits 0 after its reactor stopped; a program that must report failure (an
+    output stopped with events undelivered) sets the status here. The atexit hook runs after
+    twistd's own shutdown and cleanup, flushes the standard streams and exits with the code.
+    """
+    global _exit_code
+    if code and not _exit_code:
+        atexit.register(_exit_now)
+    _exit_code = _exit_code or code
+
+
+def _exit_now() -> None:
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(_exit_code)

@@ -1,0 +1,195 @@
+"""``twistd logstash-input``: receive events on the native wire (HTTP) or the framed wire
+(Lumberjack), with Logstash's flags.
+
+Everything is checked in ``makeService``, before twistd starts the reactor, so a configuration
+error is one line on stderr and exit status 2 with nothing bound.
+"""
+
+from __future__ import annotations
+
+import os
+
+from twisted.internet.endpoints import serverFromString
+from twisted.logger import Logger
+
+from twisted_logstash import config
+from twisted_logstash.errors import ConfigurationError
+from twisted_logstash.events import Decorations
+from twisted_logstash.input import InputService
+from twisted_logstash.sinks import sink_from_string
+from twisted_logstash.tap.common import (
+    LogstashOptions,
+    appender,
+    fail,
+    parse_bool,
+    parse_int,
+    split_list,
+)
+
+PROGRAM = "logstash-input"
+log = Logger(namespace="twisted_logstash.input")
+
+DEFAULTS = {
+    "http": {"port": 9800, "ssl_enabled": True},
+    "lumberjack": {"port": 5044, "ssl_enabled": False},
+}
+
+
+class Options(LogstashOptions):
+    synopsis = "[options]"
+    longdesc = (
+        "Receive events from a Logstash `logstash` output (--protocol http, the default) or from "
+        "Beats and Logstash's `lumberjack` output (--protocol lumberjack), and hand them to a sink."
+    )
+    optParameters = [
+        ["protocol", None, None, "http (native wire, default) or lumberjack (framed wire)"],
+        ["host", None, None, "address to listen on [default: 0.0.0.0]"],
+        ["port", None, None, "port to listen on [default: 9800, lumberjack: 5044]"],
+        ["endpoint", None, None, "a Twisted server endpoint string; replaces host/port/ssl"],
+        ["ssl-enabled", None, None, "true or false [default: true, lumberjack: false]"],
+        ["ssl-certificate", None, None, "PEM certificate (chain) of the server"],
+        ["ssl-key", None, None, "PKCS#8 PEM key of the server (may be encrypted)"],
+        ["ssl-key-passphrase", None, None, "passphrase of an encrypted --ssl-key"],
+        ["ssl-keystore-path", None, None, "PKCS#12 keystore holding the server identity"],
+        ["ssl-keystore-password", None, None, "password of --ssl-keystore-path"],
+        ["ssl-client-authentication", None, None, "none (default), optional or required"],
+        ["ssl-handshake-timeout", None, None, "milliseconds [default: 10000]"],
+        ["ssl-supported-protocols", None, None, "comma list [default: TLSv1.2,TLSv1.3]"],
+        ["ssl-cipher-suites", None, None, "comma list of cipher suites"],
+        ["username", None, None, "require basic auth with this user"],
+        ["password", None, None, "basic auth password (prefer --password-file)"],
+        ["password-file", None, None, "file whose first line is the password"],
+        ["type", None, None, "set `type` on events that lack one"],
+        ["tags", None, None, "comma list of tags added to every event"],
+        ["max-pending-requests", None, None, "requests waiting for the sink before 429 [200]"],
+        ["max-content-length", None, None, "largest body in bytes before 413 [104857600]"],
+        ["client-inactivity-timeout", None, None, "lumberjack: seconds idle before close [60]"],
+        ["sink", None, None, "stdout (default), file:PATH or null"],
+    ]
+    repeatable = ("ssl_certificate_authorities", "add_field")
+
+    opt_ssl_certificate_authorities = appender(
+        "ssl_certificate_authorities", "PEM CA file trusted for client certificates (repeatable)"
+    )
+    opt_add_field = appender("add_field", "KEY=VALUE added to every event (repeatable)")
+
+
+def settings_from(options: Options, environ=os.environ) -> tuple[dict, set[str], list[str]]:
+    """Logstash-named settings with defaults applied, the names the user gave, and warnings."""
+    explicit = options.explicit()
+    protocol = (options["protocol"] or "http").lower()
+    if protocol not in DEFAULTS:
+        raise ConfigurationError(f"--protocol takes http or lumberjack, not {protocol!r}")
+    defaults = DEFAULTS[protocol]
+    password, warnings = config.read_password(
+        options["password"], options["password_file"], environ
+    )
+    ssl_enabled = options["ssl_enabled"]
+    settings = {
+        "protocol": protocol,
+        "host": options["host"] or "0.0.0.0",
+        "port": parse_int("port", options["port"], 0) if options["port"] else defaults["port"],
+        "endpoint": options["endpoint"],
+        "ssl_enabled": (
+            parse_bool("ssl-enabled", ssl_enabled) if ssl_enabled else defaults["ssl_enabled"]
+        ),
+        "ssl_certificate": options["ssl_certificate"],
+        "ssl_key": options["ssl_key"],
+        "ssl_key_passphrase": options["ssl_key_passphrase"],
+        "ssl_keystore_path": options["ssl_keystore_path"],
+        "ssl_keystore_password": options["ssl_keystore_password"],
+        "ssl_client_authentication": (options["ssl_client_authentication"] or "none").lower(),
+        "ssl_certificate_authorities": list(options["ssl_certificate_authorities"]),
+        "ssl_handshake_timeout": parse_int(
+            "ssl-handshake-timeout", options["ssl_handshake_timeout"] or "10000", 1
+        ),
+        "ssl_supported_protocols": split_list(
+            [options["ssl_supported_protocols"] or "TLSv1.2,TLSv1.3"]
+        ),
+        "ssl_cipher_suites": split_list([options["ssl_cipher_suites"] or ""]),
+        "username": options["username"],
+        "password": password,
+        "type": options["type"],
+        "tags": split_list([options["tags"] or ""]),
+        "add_field": [_key_value(item) for item in options["add_field"]],
+        "max_pending_requests": parse_int(
+            "max-pending-requests", options["max_pending_requests"] or "200", 1
+        ),
+        "max_content_length": parse_int(
+            "max-content-length", options["max_content_length"] or "104857600", 1
+        ),
+        "client_inactivity_timeout": parse_int(
+            "client-inactivity-timeout", options["client_inactivity_timeout"] or "60", 1
+        ),
+        "sink": options["sink"] or "stdout",
+    }
+    if "password_file" in explicit:
+        explicit.add("password")
+    return settings, explicit, warnings
+
+
+def _key_value(item: str) -> tuple[str, str]:
+    key, sep, value = item.partition("=")
+    if not sep or not key.strip():
+        raise ConfigurationError(f"--add-field takes KEY=VALUE, not {item!r}")
+    return key.strip(), value
+
+
+def build(settings: dict, explicit: set[str], reactor=None):
+    """The input service for checked settings (no I/O but opening the sink and TLS files)."""
+    if reactor is None:
+        from twisted.internet import reactor
+    warnings = []
+    if settings["endpoint"] is None:
+        warnings = config.check_input(settings, explicit)
+    sink = sink_from_string(settings["sink"])
+    decorations = Decorations(
+        type=settings["type"],
+        tags=tuple(settings["tags"]),
+        add_field=tuple(settings["add_field"]),
+    )
+    if settings["protocol"] == "lumberjack":
+        from twisted_logstash.lumberjack.server import LumberjackInputFactory
+
+        factory = LumberjackInputFactory(
+            sink,
+            reactor,
+            client_inactivity_timeout=float(settings["client_inactivity_timeout"]),
+            decorations=decorations,
+        )
+    else:
+        from twisted_logstash.native.server import HttpInputFactory
+
+        factory = HttpInputFactory(
+            sink,
+            reactor,
+            username=settings["username"],
+            password=settings["password"],
+            decorations=decorations,
+            max_pending_requests=settings["max_pending_requests"],
+            max_content_length=settings["max_content_length"],
+        )
+    if settings["endpoint"] is not None:
+        description = settings["endpoint"]
+    else:
+        from twisted_logstash.endpoints import server_endpoint_string
+
+        description = server_endpoint_string(settings, settings["host"], settings["port"])
+    try:
+        endpoint = serverFromString(reactor, description)
+    except (ValueError, KeyError, TypeError) as e:
+        raise ConfigurationError(f"endpoint {description!r}: {e}")
+    return InputService(endpoint, factory), warnings
+
+
+def makeService(options: Options):
+    try:
+        settings, explicit, warnings = settings_from(options)
+        service, more = build(settings, explicit)
+    except ConfigurationError as e:
+        fail(PROGRAM, e)
+    except OSError as e:
+        fail(PROGRAM, ConfigurationError(f"{e.filename or ''}: {e.strerror or e}"))
+    for warning in warnings + more:
+        log.warn("{warning}", warning=warning)
+    return service

@@ -1,0 +1,276 @@
+"""``twistd logstash-output``: read events from a source and send them to Logstash inputs,
+batched, compressed, balanced over every host, retried, and never dropped silently.
+
+With a finite source (a file, a generator, stdin reaching EOF) the program stops once every event
+was acknowledged or dead-lettered and exits 0; if it is stopped earlier (SIGTERM/SIGINT) with
+events still undelivered it exits 1. A configuration error exits 2 before anything binds.
+"""
+
+from __future__ import annotations
+
+import os
+
+from twisted.application import service
+from twisted.internet import defer
+from twisted.logger import Logger
+
+from twisted_logstash import config
+from twisted_logstash.deadletter import DeadLetterFile
+from twisted_logstash.errors import ConfigurationError
+from twisted_logstash.hosts import parse_hosts
+from twisted_logstash.tap.common import (
+    LogstashOptions,
+    appender,
+    exit_with,
+    fail,
+    parse_bool,
+    parse_int,
+    split_list,
+)
+
+PROGRAM = "logstash-output"
+log = Logger(namespace="twisted_logstash.output")
+
+DEFAULTS = {
+    "http": {"port": 9800, "ssl_enabled": True},
+    "lumberjack": {"port": 5044, "ssl_enabled": False},
+}
+
+
+class Options(LogstashOptions):
+    synopsis = "--hosts HOST[,HOST...] [options]"
+    longdesc = (
+        "Send events from a source to Logstash `logstash` inputs (--protocol http, the default) "
+        "or `beats` inputs (--protocol lumberjack), load-balanced over every host."
+    )
+    optParameters = [
+        ["protocol", None, None, "http (native wire, default) or lumberjack (framed wire)"],
+        ["ssl-enabled", None, None, "true or false [default: true, lumberjack: false]"],
+        ["ssl-truststore-path", None, None, "PKCS#12 trust store"],
+        ["ssl-truststore-password", None, None, "password of --ssl-truststore-path"],
+        ["ssl-verification-mode", None, None, "full (default: chain and hostname/IP) or none"],
+        ["ssl-certificate", None, None, "PEM client certificate for mutual TLS"],
+        ["ssl-key", None, None, "PKCS#8 PEM client key (may be encrypted)"],
+        ["ssl-key-passphrase", None, None, "passphrase of an encrypted --ssl-key"],
+        ["ssl-keystore-path", None, None, "PKCS#12 keystore holding the client identity"],
+        ["ssl-keystore-password", None, None, "password of --ssl-keystore-path"],
+        ["ssl-supported-protocols", None, None, "comma list [default: TLSv1.2,TLSv1.3]"],
+        ["ssl-cipher-suites", None, None, "comma list of cipher suites"],
+        ["username", None, None, "basic auth user"],
+        ["password", None, None, "basic auth password (prefer --password-file)"],
+        ["password-file", None, None, "file whose first line is the password"],
+        ["source", None, None, "stdin (default), file:PATH, tcp:PORT or generator:COUNT"],
+        ["batch-size", None, None, "events per batch [125]"],
+        ["batch-delay", None, None, "milliseconds to wait for a full batch [50]"],
+        ["max-in-flight", None, None, "batches in flight at once over all hosts [4]"],
+        ["compression", None, None, "gzip (default), snappy, deflate or none"],
+        ["compression-level", None, None, "level for gzip/deflate/zlib [gzip 1, lumberjack 3]"],
+        ["queue", None, None, "memory (default) or disk:DIR"],
+        ["queue-max-events", None, None, "events held before the source is paused [4096]"],
+        ["dead-letter", None, None, "file for refused batches [dead-letter.ndjson]"],
+        ["cooloff", None, None, "seconds a failed host is isolated [60]"],
+        ["timeout", None, None, "seconds for one attempt before it counts as failed [60]"],
+    ]
+    repeatable = ("hosts", "ssl_certificate_authorities")
+
+    opt_hosts = appender("hosts", "host, host:port, [v6] or [v6]:port; comma list or repeated")
+    opt_ssl_certificate_authorities = appender(
+        "ssl_certificate_authorities", "PEM CA file trusted for the server (repeatable)"
+    )
+
+
+def settings_from(options: Options, environ=os.environ) -> tuple[dict, set[str], list[str]]:
+    """Logstash-named settings with defaults applied, the names the user gave, and warnings."""
+    explicit = options.explicit()
+    protocol = (options["protocol"] or "http").lower()
+    if protocol not in DEFAULTS:
+        raise ConfigurationError(f"--protocol takes http or lumberjack, not {protocol!r}")
+    defaults = DEFAULTS[protocol]
+    if not options["hosts"]:
+        raise ConfigurationError("--hosts is required (host, host:port, [v6] or [v6]:port)")
+    password, warnings = config.read_password(
+        options["password"], options["password_file"], environ
+    )
+    if "password_file" in explicit:
+        explicit.add("password")
+    ssl_enabled = options["ssl_enabled"]
+    compression = (options["compression"] or ("gzip" if protocol == "http" else "zlib")).lower()
+    settings = {
+        "protocol": protocol,
+        "hosts": parse_hosts(options["hosts"], defaults["port"]),
+        "ssl_enabled": (
+            parse_bool("ssl-enabled", ssl_enabled) if ssl_enabled else defaults["ssl_enabled"]
+        ),
+        "ssl_certificate_authorities": list(options["ssl_certificate_authorities"]),
+        "ssl_truststore_path": options["ssl_truststore_path"],
+        "ssl_truststore_password": options["ssl_truststore_password"],
+        "ssl_verification_mode": (options["ssl_verification_mode"] or "full").lower(),
+        "ssl_certificate": options["ssl_certificate"],
+        "ssl_key": options["ssl_key"],
+        "ssl_key_passphrase": options["ssl_key_passphrase"],
+        "ssl_keystore_path": options["ssl_keystore_path"],
+        "ssl_keystore_password": options["ssl_keystore_password"],
+        "ssl_supported_protocols": split_list(
+            [options["ssl_supported_protocols"] or "TLSv1.2,TLSv1.3"]
+        ),
+        "ssl_cipher_suites": split_list([options["ssl_cipher_suites"] or ""]),
+        "username": options["username"],
+        "password": password,
+        "source": options["source"] or "stdin",
+        "batch_size": parse_int("batch-size", options["batch_size"] or "125", 1),
+        "batch_delay": parse_int("batch-delay", options["batch_delay"] or "50", 0) / 1000.0,
+        "max_in_flight": parse_int("max-in-flight", options["max_in_flight"] or "4", 1),
+        "compression": compression,
+        "compression_level": (
+            parse_int("compression-level", options["compression_level"], 0)
+            if options["compression_level"]
+            else None
+        ),
+        "queue": options["queue"] or "memory",
+        "queue_max_events": parse_int("queue-max-events", options["queue_max_events"] or "4096", 1),
+        "dead_letter": options["dead_letter"] or "dead-letter.ndjson",
+        "cooloff": float(parse_int("cooloff", options["cooloff"] or "60", 0)),
+        "timeout": float(parse_int("timeout", options["timeout"] or "60", 1)),
+    }
+    return settings, explicit, warnings
+
+
+def make_transmitter(settings: dict, reactor):
+    """The wire's transmitter, connecting through TLS or plain TCP endpoints."""
+    from twisted_logstash.endpoints import client_endpoint_factory
+
+    endpoints = client_endpoint_factory(reactor, settings)
+    if settings["protocol"] == "lumberjack":
+        from twisted_logstash.lumberjack.client import LumberjackTransmitter
+
+        if settings["compression"] not in ("zlib", "gzip", "deflate", "none"):
+            raise ConfigurationError(
+                f"--compression {settings['compression']} is not available on the framed wire "
+                "(zlib or none)"
+            )
+        level = settings["compression_level"]
+        if settings["compression"] == "none":
+            level = None
+        elif level is None:
+            level = 3
+        return LumberjackTransmitter(
+            reactor, endpoints, compression_level=level, timeout=settings["timeout"]
+        )
+    from twisted_logstash.compression import normalize
+    from twisted_logstash.native.client import HttpTransmitter
+
+    return HttpTransmitter(
+        reactor,
+        endpoints,
+        compression=normalize(settings["compression"]),
+        level=settings["compression_level"],
+        username=settings["username"],
+        password=settings["password"],
+        timeout=settings["timeout"],
+    )
+
+
+def make_queue(settings: dict, reactor):
+    spec = settings["queue"]
+    capacity = settings["queue_max_events"]
+    if spec == "memory":
+        from twisted_logstash.queue import MemoryQueue
+
+        return MemoryQueue(capacity)
+    if spec.startswith("disk:") and spec[5:]:
+        from twisted_logstash.diskqueue import DiskQueue
+
+        return DiskQueue(spec[5:], capacity=capacity, reactor=reactor)
+    raise ConfigurationError(f"--queue takes memory or disk:DIR, not {spec!r}")
+
+
+class OutputProgram(service.MultiService):
+    """The output plus its source: stops the reactor once a finite source was fully delivered,
+    and chooses the exit status."""
+
+    log = Logger(namespace="twisted_logstash.output")
+
+    def __init__(self, output, source, reactor, exit=exit_with):
+        super().__init__()
+        self._exit = exit
+        self.exit_code = 0
+        self.output = output
+        self.source = source
+        self._reactor = reactor
+        self.finished = False
+        output.setServiceParent(self)
+
+    def startService(self):
+        super().startService()
+        self.output.attach(self.source)
+        done = getattr(self.source, "done", None)
+        if done is not None:
+            done.addCallback(lambda _: self.output.drain())
+            done.addCallbacks(self._delivered, self._source_failed)
+
+    def _delivered(self, _):
+        self.finished = True
+        stats = getattr(self.output, "stats", None)
+        self.log.info("source finished and every event was handled: {stats}", stats=stats)
+        if self._reactor.running:
+            self._reactor.stop()
+
+    def _source_failed(self, failure):
+        self.log.failure("the source failed", failure)
+        self._set_exit(1)
+        if self._reactor.running:
+            self._reactor.stop()
+
+    @defer.inlineCallbacks
+    def stopService(self):
+        yield super().stopService()
+        left = self.output.undelivered() if hasattr(self.output, "undelivered") else 0
+        if left:
+            self.log.error(
+                "stopped with {count} events not acknowledged by any receiver", count=left
+            )
+            self._set_exit(1)
+        elif not self.finished and getattr(self.source, "done", None) is not None:
+            self.log.warn("stopped before the source was read to its end")
+            self._set_exit(1)
+
+    def _set_exit(self, code: int) -> None:
+        self.exit_code = self.exit_code or code
+        self._exit(code)
+
+
+def build(settings: dict, explicit: set[str], reactor=None):
+    if reactor is None:
+        from twisted.internet import reactor
+    from twisted_logstash.output import Output
+    from twisted_logstash.sources import source_from_string
+
+    warnings = config.check_output(settings, explicit)
+    dead_letter = DeadLetterFile(settings["dead_letter"], reactor)
+    dead_letter.check()
+    output = Output(
+        make_transmitter(settings, reactor),
+        settings["hosts"],
+        reactor,
+        batch_size=settings["batch_size"],
+        batch_delay=settings["batch_delay"],
+        max_in_flight=settings["max_in_flight"],
+        queue=make_queue(settings, reactor),
+        dead_letter=dead_letter,
+        cooloff=settings["cooloff"],
+    )
+    source = source_from_string(settings["source"], reactor)
+    return OutputProgram(output, source, reactor), warnings
+
+
+def makeService(options: Options):
+    try:
+        settings, explicit, warnings = settings_from(options)
+        program, more = build(settings, explicit)
+    except ConfigurationError as e:
+        fail(PROGRAM, e)
+    except OSError as e:
+        fail(PROGRAM, ConfigurationError(f"{e.filename or ''}: {e.strerror or e}"))
+    for warning in warnings + more:
+        log.warn("{warning}", warning=warning)
+    return program
