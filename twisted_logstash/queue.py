@@ -1,0 +1,80 @@
+"""The output's memory queue: events between their source and an acknowledgement.
+
+Events are held from ``put`` until ``ack``: a batch handed out by ``get`` stays counted in
+``pending()`` while it is being sent and retried, so a full queue means "this many events are not
+acknowledged yet", which is what bounds memory while every receiver is down. Nothing here
+survives the process; ``diskqueue.DiskQueue`` has the same interface for that.
+
+Beyond ``IEventQueue``, a queue tells the output how much it may still take (``room()``,
+``full``, ``capacity``) and whether what it holds outlives the process (``durable``).
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections import deque
+
+from twisted.internet import defer
+from zope.interface import implementer
+
+from twisted_logstash.interfaces import IEventQueue
+
+DEFAULT_CAPACITY = 2000
+
+
+@implementer(IEventQueue)
+class MemoryQueue:
+    """A FIFO of events with room for ``capacity`` unacknowledged events.
+
+    ``put`` never refuses: the capacity is advice that the output follows by pausing its sources
+    (and holding back ``send`` callers) while ``room()`` is 0. Refusing here would only move the
+    events somewhere less visible.
+    """
+
+    durable = False
+
+    def __init__(self, capacity: int = DEFAULT_CAPACITY):
+        if capacity < 1:
+            raise ValueError("a queue needs a capacity of at least 1 event")
+        self.capacity = capacity
+        self._ready: deque[dict] = deque()
+        self._out: dict[int, int] = {}
+        self._out_count = 0
+        self._tickets = itertools.count(1)
+
+    def put(self, events: list[dict]) -> defer.Deferred:
+        """Hold ``events``; in memory they are held as soon as this returns."""
+        self._ready.extend(events)
+        return defer.succeed(None)
+
+    def get(self, limit: int) -> tuple[int, list[dict]] | None:
+        """Hand out up to ``limit`` events not handed out yet, oldest first."""
+        count = min(limit, len(self._ready))
+        if count <= 0:
+            return None
+        ready = self._ready
+        events = [ready.popleft() for _ in range(count)]
+        ticket = next(self._tickets)
+        self._out[ticket] = count
+        self._out_count += count
+        return ticket, events
+
+    def ack(self, ticket: int) -> None:
+        """Forget the events of ``ticket``; an unknown ticket is a bug, so it raises KeyError."""
+        self._out_count -= self._out.pop(ticket)
+
+    def pending(self) -> int:
+        """Events held: waiting to be handed out, or handed out and not acknowledged."""
+        return len(self._ready) + self._out_count
+
+    def available(self) -> int:
+        """Events that ``get`` would hand out now."""
+        return len(self._ready)
+
+    def room(self) -> int:
+        """How many more events fit before the queue is full (0 when full or over)."""
+        return max(0, self.capacity - self.pending())
+
+    @property
+    def full(self) -> bool:
+        return self.pending() >= self.capacity
