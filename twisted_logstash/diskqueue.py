@@ -137,6 +137,7 @@ class DiskQueue:
     """
 
     log = Logger()
+    durable = True
 
     def __init__(
         self,
@@ -163,6 +164,7 @@ class DiskQueue:
             self._unlock()
             raise
         self._tickets: set[Ticket] = set()
+        self._out_count = 0
         self._row: _Row | None = None
         self._after = 0  # rows with an id up to this one were handed out (or are in _row)
         self._closed = False
@@ -266,9 +268,8 @@ class DiskQueue:
         return defer.succeed(None)
 
     def get(self, limit: int) -> tuple[Ticket, list[dict]] | None:
-        """Up to ``limit`` events not handed out yet, oldest first, with the ticket to ack."""
-        if limit < 1:
-            raise ValueError(f"limit must be at least 1, not {limit}")
+        """Up to ``limit`` events not handed out yet, oldest first, with the ticket to ack;
+        None when there are none (or ``limit`` is below 1)."""
         self._check_open()
         out: list[dict] = []
         pieces: list[tuple[int, int, int, int]] = []
@@ -289,14 +290,15 @@ class DiskQueue:
             return None
         ticket = Ticket(tuple(pieces), len(out))
         self._tickets.add(ticket)
+        self._out_count += len(out)
         return ticket, out
 
     def ack(self, ticket: Ticket) -> None:
         """Forget the events of ``ticket`` for good (one transaction). A ticket is acknowledged
-        once; an unknown or repeated one raises ``ValueError``."""
+        once; an unknown or repeated one is a bug and raises ``KeyError``."""
         self._check_open()
         if ticket not in self._tickets:
-            raise ValueError("unknown or already acknowledged queue ticket")
+            raise KeyError("unknown or already acknowledged queue ticket")
         done, partial = self._split(ticket)
         db = self._db
         db.execute("BEGIN")
@@ -318,12 +320,17 @@ class DiskQueue:
         for row_id, lo, hi in partial:
             self._acked.setdefault(row_id, []).append((lo, hi))
         self._pending -= ticket.count
+        self._out_count -= ticket.count
 
     def pending(self) -> int:
         """Events held, handed out or not (acknowledged ones are gone)."""
         return self._pending
 
     # -- flow control, cursors, closing ---------------------------------------------------
+
+    def available(self) -> int:
+        """Events that ``get`` would hand out now (held and not handed out)."""
+        return self._pending - self._out_count
 
     @property
     def full(self) -> bool:
@@ -349,6 +356,7 @@ class DiskQueue:
             self._closed = True
             self._row = None
             self._tickets.clear()
+            self._out_count = 0
             try:
                 self._db.close()
             finally:
