@@ -7,13 +7,18 @@ loopback sockets against a recording HTTP server written here, and against twist
 from __future__ import annotations
 
 import base64
+import datetime
 import gzip
 import re
 
 import pytest
 import pytest_twisted
-from twisted.internet import defer, error
-from twisted.internet.endpoints import TCP4ClientEndpoint
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+from twisted.internet import defer, error, ssl
+from twisted.internet.endpoints import TCP4ClientEndpoint, wrapClientTLS
 from twisted.internet.protocol import Factory, Protocol
 from twisted.internet.task import Clock
 from twisted.internet.testing import MemoryReactorClock, StringTransport
@@ -807,4 +812,75 @@ def test_twisted_web_server_interoperates():
         assert transmitter.idle_connections(host) == 1  # one persistent connection for all
     finally:
         yield transmitter.close()
+        yield port.stopListening()
+
+
+# -- TLS comes from the caller's endpoint ---------------------------------------------------------
+
+
+def self_signed(name: str):
+    """A throwaway self-signed certificate and key for `name` (EC P-256, valid for a day)."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(days=1))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName(name)]), critical=False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    pem = cert.public_bytes(serialization.Encoding.PEM) + key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+    return ssl.PrivateCertificate.loadPEM(pem)
+
+
+@pytest.fixture(scope="module")
+def tls_server_cert():
+    return self_signed("localhost")
+
+
+# Twisted's CertificateOptions still hands pyOpenSSL objects to OpenSSL; not ours to fix.
+@pytest.mark.filterwarnings("ignore:Passing pyOpenSSL:DeprecationWarning")
+@pytest.mark.parametrize("trusted", [True, False])
+@pytest_twisted.inlineCallbacks
+def test_tls_endpoint_from_the_caller(tls_server_cert, trusted):
+    from twisted.internet import reactor
+
+    factory = RecordingFactory()
+    port = reactor.listenSSL(0, factory, tls_server_cert.options(), interface="127.0.0.1")
+    host = Host("127.0.0.1", port.getHost().port)
+    trust = tls_server_cert if trusted else self_signed("localhost")
+
+    def endpoint_factory(host):
+        options = ssl.optionsForClientTLS("localhost", trustRoot=trust)
+        return wrapClientTLS(options, TCP4ClientEndpoint(reactor, host.host, host.port))
+
+    transmitter = HttpTransmitter(reactor, endpoint_factory)
+    try:
+        d = transmitter.transmit(host, transmitter.encode(EVENTS))
+        if trusted:
+            yield d
+            yield transmitter.transmit(host, transmitter.encode(EVENTS))
+            assert [gzip.decompress(body) for _, body in factory.requests] == [
+                ndjson.encode(EVENTS)
+            ] * 2
+            assert len(factory.connections) == 1
+        else:
+            with pytest.raises(RetriableError) as caught:
+                yield d
+            assert caught.value.reason == "TLS handshake failed: certificate verify failed"
+            assert factory.requests == []
+    finally:
+        yield transmitter.close()
+        for conn in factory.connections:
+            conn.transport.loseConnection()
         yield port.stopListening()

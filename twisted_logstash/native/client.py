@@ -94,19 +94,39 @@ def _describe(failure: Failure) -> str:
     """A short reason naming what went wrong on the network."""
     exc = failure.value
     if isinstance(exc, _ConnectionEnded):
+        if _is_tls(exc.cause.value):
+            return _describe(exc.cause)
         return f"{exc}: {_describe(exc.cause)}"
     if isinstance(exc, error.ConnectionRefusedError):
         return "connection refused"
     if isinstance(exc, error.DNSLookupError):
         return f"DNS lookup failed: {exc}"
-    if type(exc).__module__.split(".")[0] in ("OpenSSL", "service_identity"):
-        return f"TLS failure: {type(exc).__name__}: {exc}"
+    if _is_tls(exc):
+        return f"TLS handshake failed: {_tls_reason(exc)}"
     if isinstance(exc, ResponseError):
         return f"bad response: {exc}"
     if isinstance(exc, error.ConnectionDone):
         return "closed by the server"
     message = failure.getErrorMessage()
     return f"{type(exc).__name__}: {message}" if message else type(exc).__name__
+
+
+_TLS_MODULES = ("OpenSSL", "service_identity", "ssl", "twisted_logstash.tls")
+
+
+def _is_tls(exc: BaseException) -> bool:
+    module = type(exc).__module__
+    return any(module == name or module.startswith(name + ".") for name in _TLS_MODULES)
+
+
+def _tls_reason(exc: BaseException) -> str:
+    """OpenSSL's reason strings (``certificate verify failed``), else the exception's text."""
+    details = exc.args[0] if exc.args else None
+    if isinstance(details, list) and all(isinstance(d, tuple) and d for d in details):
+        reasons = [str(d[-1]) for d in details if d[-1]]
+        if reasons:
+            return ", ".join(reasons)
+    return f"{type(exc).__name__}: {exc}"
 
 
 class _Connection(Protocol):
