@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import struct
 import zlib
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -119,7 +120,7 @@ def encode_compressed_frame(inner: bytes, level: int = DEFAULT_COMPRESSION_LEVEL
     return _HEADER_U32.pack(VERSION_2, CODE_COMPRESSED, _u32(len(body), "C length")) + body
 
 
-def _dumps(event: Any) -> bytes:
+def serialize_event(event: Any) -> bytes:
     """Serialise one event; types JSON lacks become their str(), as Logstash would."""
     try:
         return orjson.dumps(event, default=str)
@@ -127,16 +128,21 @@ def _dumps(event: Any) -> bytes:
         raise CodecError(f"event is not JSON-serialisable: {exc}") from exc
 
 
+_dumps = serialize_event
+
+
+def encode_json_documents(documents: Iterable[bytes], first_seq: int = 1) -> bytes:
+    """The `J` frames around already-serialised events, numbered from `first_seq`."""
+    pack = _JSON_HEADER.pack
+    return b"".join(
+        pack(VERSION_2, CODE_JSON_DATA, _u32(seq, "sequence"), len(doc)) + doc
+        for seq, doc in enumerate(documents, first_seq)
+    )
+
+
 def encode_json_frames(events: list[Any], first_seq: int = 1) -> bytes:
     """The `J` frames of `events`, numbered from `first_seq`."""
-    parts = []
-    for seq, event in enumerate(events, first_seq):
-        payload = _dumps(event)
-        parts.append(
-            _JSON_HEADER.pack(VERSION_2, CODE_JSON_DATA, _u32(seq, "sequence"), len(payload))
-        )
-        parts.append(payload)
-    return b"".join(parts)
+    return encode_json_documents(map(serialize_event, events), first_seq)
 
 
 def encode_window(
