@@ -1,0 +1,568 @@
+"""The output's policy: batching, balancing, retrying and dead-lettering, for either wire.
+
+Events come from ``send()`` and from attached sources, wait in a queue, and leave it in batches
+of up to ``batch_size`` (or fewer after ``batch_delay``). Each batch is encoded once by the
+transmitter and then attempted, host by host as the balancer picks, until a receiver
+acknowledges it (the queue forgets it), refuses it for good (it goes to the dead-letter file) or
+the service stops (it stays in the queue, unacknowledged). Nothing is reported delivered before
+a receiver acknowledged it.
+
+Events that do not fit in the queue wait in order in the output itself, and sources are paused
+until there is room again; ``send()`` callers see their Deferred fire later, which is their
+back-pressure.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+from twisted.application import service
+from twisted.internet import defer
+from twisted.internet.interfaces import IDelayedCall, IReactorTime
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+
+from twisted_logstash.backoff import Backoff
+from twisted_logstash.balancer import Balancer
+from twisted_logstash.deadletter import DeadLetterFile
+from twisted_logstash.errors import ConfigurationError, DeadLettered, RetriableError, TerminalError
+from twisted_logstash.hosts import Host
+from twisted_logstash.interfaces import IEventQueue, ISource, ITransmitter
+from twisted_logstash.queue import DEFAULT_CAPACITY, MemoryQueue
+
+# A batch whose delay elapsed within this many seconds of now is due (float time arithmetic).
+_EPSILON = 1e-9
+
+
+class Dropped(DeadLettered):
+    """Events a receiver refused for good that could not be written to a dead-letter file
+    (none configured, or writing failed). They were logged at error level and are gone."""
+
+
+class OutputStopped(Exception):
+    """The output stopped before these events were acknowledged (they may still be in a disk
+    queue, and be sent when it starts again)."""
+
+
+@dataclass
+class OutputStats:
+    """Counters, in events unless named otherwise, for logs and for the programs' exit status."""
+
+    queued: int = 0  # accepted by send() or from sources
+    sent: int = 0  # handed to the transmitter, once per attempt (retries count again)
+    acknowledged: int = 0  # acknowledged by a receiver
+    dead_lettered: int = 0  # refused for good, written to the dead-letter file
+    dropped: int = 0  # refused for good and not written anywhere (see Dropped)
+    retries: int = 0  # attempts (batches) that failed retriably and were scheduled again
+    batches: int = 0  # batches acknowledged
+
+
+class _Waiter:
+    """One ``send()`` call: fires when all its events are settled."""
+
+    __slots__ = ("deferred", "error", "remaining")
+
+    def __init__(self, count: int):
+        self.deferred: defer.Deferred = defer.Deferred()
+        self.remaining = count
+        self.error: Exception | None = None
+
+    def settle(self, count: int, error: Exception | None) -> None:
+        if self.deferred.called:
+            return
+        if error is not None and self.error is None:
+            self.error = error
+        self.remaining -= count
+        if self.remaining <= 0:
+            if self.error is None:
+                self.deferred.callback(None)
+            else:
+                self.deferred.errback(self.error)
+
+    def abandon(self, error: Exception) -> None:
+        if not self.deferred.called:
+            self.deferred.errback(error)
+
+
+class _Batch:
+    """Events handed out by the queue under one ticket, encoded once, attempted until settled."""
+
+    __slots__ = ("attempt", "backoff", "events", "payload", "pieces", "retry_call", "ticket")
+
+    def __init__(self, ticket, events: list[dict], pieces: list, backoff: Backoff):
+        self.ticket = ticket
+        self.events = events
+        self.pieces = pieces  # [(waiter or None, count)] in queue order
+        self.backoff = backoff
+        self.payload = None
+        self.attempt: defer.Deferred | None = None
+        self.retry_call: IDelayedCall | None = None
+
+
+class Output(service.Service):
+    """Sends events to receivers over one wire's transmitter; see the module docstring."""
+
+    log = Logger()
+
+    def __init__(
+        self,
+        transmitter: ITransmitter,
+        hosts: Iterable[Host],
+        reactor: IReactorTime | None = None,
+        *,
+        batch_size: int = 125,
+        batch_delay: float = 0.05,
+        max_in_flight: int = 4,
+        queue: IEventQueue | None = None,
+        dead_letter: DeadLetterFile | None = None,
+        cooloff: float = 60.0,
+        backoff: Callable[[], Backoff] = Backoff,
+    ):
+        if reactor is None:
+            from twisted.internet import reactor
+        if batch_size < 1:
+            raise ConfigurationError(f"batch size must be at least 1, not {batch_size}")
+        if batch_delay < 0:
+            raise ConfigurationError(f"batch delay must not be negative, not {batch_delay}")
+        if max_in_flight < 1:
+            raise ConfigurationError(f"max in flight must be at least 1, not {max_in_flight}")
+        hosts = list(hosts)
+        if not hosts:
+            raise ConfigurationError("hosts: at least one host is required")
+        self.transmitter = transmitter
+        self.reactor = reactor
+        self.batch_size = batch_size
+        self.batch_delay = batch_delay
+        self.max_in_flight = max_in_flight
+        self.queue = queue if queue is not None else MemoryQueue(DEFAULT_CAPACITY)
+        self.dead_letter = dead_letter
+        self.balancer = Balancer(hosts, reactor, cooloff)
+        self._new_backoff = backoff
+        self.stats = OutputStats()
+        #: events left in the queue or not yet queued when the service last stopped
+        self.undelivered = 0
+
+        self._sources: list[ISource] = []
+        self._started: set[int] = set()  # id() of sources started (a source starts only once)
+        self._sources_paused = False
+        self._stopped = False
+        # Events not yet put in the queue (it was full): [events, waiter], in arrival order.
+        self._overflow: deque[list] = deque()
+        self._overflow_count = 0
+        # The events in the queue not handed out yet, as [waiter or None, count] in queue order,
+        # so a batch knows which send() calls its events belong to without touching the events.
+        held = self.queue.pending()
+        self._segments: deque[list] = deque([[None, held]] if held else [])
+        self._available = held
+        self._putting = 0
+        self._waiting_since: float | None = reactor.seconds() if held else None
+        self._timer: IDelayedCall | None = None
+        self._outstanding: list[_Batch] = []  # handed out, not settled
+        self._waiters: set[_Waiter] = set()
+        self._drains: list[defer.Deferred] = []
+        self._pumping = False
+        self._repump = False
+
+    # -- public API ------------------------------------------------------------------------
+
+    def send(self, events: Iterable[dict]) -> defer.Deferred:
+        """Queue ``events``; the Deferred fires with None once a receiver acknowledged every one
+        of them, or fails with DeadLettered (or Dropped) if any was refused for good, or with
+        OutputStopped if the service stopped first."""
+        if self._stopped:
+            return defer.fail(OutputStopped("the output is stopped"))
+        events = list(events)
+        if not events:
+            return defer.succeed(None)
+        waiter = _Waiter(len(events))
+        self._waiters.add(waiter)
+        waiter.deferred.addBoth(self._forget_waiter, waiter)
+        self._accept(events, waiter)
+        return waiter.deferred
+
+    def attach(self, source: ISource) -> None:
+        """Take events from ``source`` (started now if running, else at startService), pausing
+        it while the queue is full."""
+        self._sources.append(source)
+        if self.running:
+            self._start_source(source)
+
+    def drain(self) -> defer.Deferred:
+        """A Deferred that fires once nothing is queued, waiting or in flight."""
+        if self._idle():
+            return defer.succeed(None)
+        d = defer.Deferred()
+        self._drains.append(d)
+        return d
+
+    @property
+    def in_flight(self) -> int:
+        """Batches handed out and not settled (being attempted or waiting for a retry)."""
+        return len(self._outstanding)
+
+    def pending(self) -> int:
+        """Events not acknowledged yet: in the queue, or waiting for room in it."""
+        return self.queue.pending() + self._overflow_count
+
+    # -- service ---------------------------------------------------------------------------
+
+    def startService(self) -> None:
+        super().startService()
+        self._stopped = False
+        for source in self._sources:
+            self._start_source(source)
+        for batch in list(self._outstanding):
+            # Batches parked by a previous stop: attempt them again.
+            if batch.attempt is None and batch.retry_call is None:
+                self._attempt(batch)
+        self._pump()
+
+    def stopService(self) -> defer.Deferred:
+        """Stop sources and new batches, wait for attempts in flight to end, close the
+        transmitter. Fires with the number of events left unacknowledged (still in the queue or
+        waiting for it); with a memory queue they are lost when the process exits."""
+        super().stopService()
+        self._stopped = True
+        for source in self._sources:
+            source.stopProducing()
+        if self._timer is not None and self._timer.active():
+            self._timer.cancel()
+        self._timer = None
+        for batch in self._outstanding:
+            if batch.retry_call is not None and batch.retry_call.active():
+                batch.retry_call.cancel()
+            batch.retry_call = None
+        attempts = [b.attempt for b in self._outstanding if b.attempt is not None]
+        d = defer.DeferredList([self._when_settled(a) for a in attempts])
+        d.addCallback(lambda _: self.transmitter.close())
+        d.addErrback(self._log_close_failure)
+        d.addCallback(lambda _: self._stopped_now())
+        return d
+
+    # -- accepting events --------------------------------------------------------------------
+
+    def _start_source(self, source: ISource) -> None:
+        if id(source) in self._started:
+            return
+        self._started.add(id(source))
+        source.start(self._consume)
+        if self._sources_paused:
+            source.pauseProducing()
+
+    def _consume(self, events: list[dict]) -> None:
+        """The consumer handed to sources."""
+        if events:
+            self._accept(events, None)
+
+    def _accept(self, events: list[dict], waiter: _Waiter | None) -> None:
+        self.stats.queued += len(events)
+        self._overflow.append([events, waiter])
+        self._overflow_count += len(events)
+        self._feed()
+        self._flow()
+
+    def _feed(self) -> None:
+        """Move waiting events into the queue while it has room, in arrival order."""
+        overflow = self._overflow
+        while overflow:
+            room = self.queue.room()
+            if room <= 0:
+                return
+            entry = overflow[0]
+            events, waiter = entry
+            if len(events) <= room:
+                overflow.popleft()
+                part = events
+            else:
+                part, entry[0] = events[:room], events[room:]
+            self._overflow_count -= len(part)
+            self._put(part, waiter)
+
+    def _put(self, events: list[dict], waiter: _Waiter | None) -> None:
+        count = len(events)
+        segments = self._segments
+        if waiter is None and segments and segments[-1][0] is None:
+            segment = segments[-1]
+            segment[1] += count
+        else:
+            segment = [waiter, count]
+            segments.append(segment)
+        self._putting += count
+        try:
+            d = self.queue.put(events)
+        except Exception:
+            d = defer.fail()
+        d.addCallbacks(self._held, self._put_failed, (count,), None, (segment, waiter, count))
+
+    def _held(self, _, count: int) -> None:
+        self._putting -= count
+        self._available += count
+        if self._waiting_since is None:
+            self._waiting_since = self.reactor.seconds()
+        self._pump()
+
+    def _put_failed(self, failure: Failure, segment: list, waiter: _Waiter | None, count: int):
+        """The queue could not hold these events (a disk error): say so, loudly."""
+        self._putting -= count
+        self.log.failure("the queue failed to hold {count} events", failure, count=count)
+        segment[1] -= count
+        if segment[1] <= 0 and segment in self._segments:
+            self._segments.remove(segment)
+        self.stats.dropped += count
+        if waiter is not None:
+            waiter.settle(count, Dropped(f"the queue failed to hold them: {failure.value}"))
+        self._after_settle()
+
+    def _flow(self) -> None:
+        """Pause sources while events wait for room in the queue; resume them once there is."""
+        full = bool(self._overflow) or self.queue.room() <= 0
+        if full and not self._sources_paused:
+            self._sources_paused = True
+            for source in self._sources:
+                source.pauseProducing()
+        elif not full and self._sources_paused and not self._stopped:
+            self._sources_paused = False
+            for source in self._sources:
+                source.resumeProducing()
+
+    # -- batching ------------------------------------------------------------------------
+
+    def _pump(self) -> None:
+        """Take every batch that is due, re-entrantly safe (attempts may settle at once)."""
+        if self._pumping:
+            self._repump = True
+            return
+        self._pumping = True
+        try:
+            self._repump = True
+            while self._repump:
+                self._repump = False
+                self._take_batches()
+        finally:
+            self._pumping = False
+        self._arm_timer()
+
+    def _can_take(self) -> bool:
+        return (
+            self.running
+            and not self._stopped
+            and self._available > 0
+            and len(self._outstanding) < self.max_in_flight
+        )
+
+    def _take_batches(self) -> None:
+        while self._can_take():
+            now = self.reactor.seconds()
+            if (
+                self._available < self.batch_size
+                and now - self._waiting_since + _EPSILON < self.batch_delay
+            ):
+                return
+            got = self.queue.get(min(self.batch_size, self._available))
+            if got is None:
+                self.log.error(
+                    "the queue handed out nothing while {count} events were expected",
+                    count=self._available,
+                )
+                self._available = 0
+                self._waiting_since = None
+                return
+            ticket, events = got
+            self._available -= len(events)
+            self._waiting_since = now if self._available > 0 else None
+            batch = _Batch(ticket, events, self._pieces(len(events)), self._new_backoff())
+            self._outstanding.append(batch)
+            try:
+                batch.payload = self.transmitter.encode(events)
+            except Exception as e:
+                self.log.failure("cannot encode a batch of {count} events", count=len(events))
+                self._refused(batch, TerminalError(f"cannot encode the batch: {e}"))
+                continue
+            self._attempt(batch)
+
+    def _pieces(self, count: int) -> list:
+        """Which send() calls the next ``count`` events handed out belong to."""
+        pieces = []
+        segments = self._segments
+        while count > 0 and segments:
+            segment = segments[0]
+            if segment[1] <= count:
+                segments.popleft()
+                pieces.append((segment[0], segment[1]))
+                count -= segment[1]
+            else:
+                segment[1] -= count
+                pieces.append((segment[0], count))
+                count = 0
+        return pieces
+
+    def _arm_timer(self) -> None:
+        if self._timer is not None and self._timer.active():
+            return
+        self._timer = None
+        if self._can_take():
+            delay = self._waiting_since + self.batch_delay - self.reactor.seconds()
+            self._timer = self.reactor.callLater(max(0.0, delay), self._on_timer)
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        self._pump()
+
+    # -- attempts ------------------------------------------------------------------------
+
+    def _attempt(self, batch: _Batch) -> None:
+        batch.retry_call = None
+        host = self.balancer.pick()
+        self.stats.sent += len(batch.events)
+        try:
+            d = self.transmitter.transmit(host, batch.payload)
+        except Exception:
+            d = defer.fail()
+        batch.attempt = d
+        d.addCallbacks(self._delivered, self._failed, (batch, host), None, (batch, host))
+
+    def _delivered(self, _, batch: _Batch, host: Host) -> None:
+        batch.attempt = None
+        self.balancer.succeeded(host)
+        self.queue.ack(batch.ticket)
+        self.stats.acknowledged += len(batch.events)
+        self.stats.batches += 1
+        self._settle(batch, None)
+
+    def _failed(self, failure: Failure, batch: _Batch, host: Host) -> None:
+        batch.attempt = None
+        self.balancer.failed(host)
+        error = failure.value
+        if isinstance(error, TerminalError):
+            if error.host is None:
+                error.host = host
+            self._refused(batch, error)
+            return
+        if not isinstance(error, RetriableError):
+            self.log.failure("unexpected failure sending to {host}", failure, host=str(host))
+        if self._stopped:
+            self.log.warn(
+                "sending {count} events to {host} failed while stopping ({reason}); "
+                "they stay in the queue",
+                count=len(batch.events),
+                host=str(host),
+                reason=str(error),
+            )
+            self._after_settle()
+            return
+        delay = batch.backoff.next()
+        self.stats.retries += 1
+        self.log.warn(
+            "sending {count} events to {host} failed ({reason}); retrying in {delay} s",
+            count=len(batch.events),
+            host=str(host),
+            reason=str(error),
+            delay=round(delay, 3),
+        )
+        batch.retry_call = self.reactor.callLater(delay, self._attempt, batch)
+
+    def _refused(self, batch: _Batch, error: TerminalError) -> None:
+        """A terminal refusal: dead-letter the batch (or say loudly that it is dropped)."""
+        events = batch.events
+        count = len(events)
+        outcome: DeadLettered
+        if self.dead_letter is not None:
+            try:
+                self.dead_letter.write(events, error.reason, error.host, error.status)
+            except Exception:
+                self.log.failure(
+                    "DROPPED {count} events refused by {host} ({reason}): "
+                    "writing them to the dead-letter file {path} failed",
+                    count=count,
+                    host=str(error.host),
+                    reason=error.reason,
+                    path=self.dead_letter.path,
+                )
+                outcome = Dropped(f"{error.reason}; the dead-letter file could not be written")
+            else:
+                outcome = DeadLettered(
+                    f"{error.reason} (host {error.host}, status {error.status}); "
+                    f"written to {self.dead_letter.path}"
+                )
+        else:
+            self.log.error(
+                "DROPPED {count} events refused by {host} ({reason}, status {status}): "
+                "no dead-letter file is configured",
+                count=count,
+                host=str(error.host),
+                reason=error.reason,
+                status=error.status,
+            )
+            outcome = Dropped(f"{error.reason} (host {error.host}, status {error.status})")
+        if type(outcome) is Dropped:
+            self.stats.dropped += count
+        else:
+            self.stats.dead_lettered += count
+        self.queue.ack(batch.ticket)
+        self._settle(batch, outcome)
+
+    def _settle(self, batch: _Batch, error: Exception | None) -> None:
+        """The batch is done for good: tell its send() callers and make room."""
+        self._outstanding.remove(batch)
+        for waiter, count in batch.pieces:
+            if waiter is not None:
+                waiter.settle(count, error)
+        self._after_settle()
+
+    def _after_settle(self) -> None:
+        self._feed()
+        self._flow()
+        self._pump()
+        self._check_idle()
+
+    # -- draining and stopping -------------------------------------------------------------
+
+    def _idle(self) -> bool:
+        return (
+            not self._outstanding
+            and not self._overflow
+            and self._putting == 0
+            and self.queue.pending() == 0
+        )
+
+    def _check_idle(self) -> None:
+        if self._drains and self._idle():
+            drains, self._drains = self._drains, []
+            for d in drains:
+                d.callback(None)
+
+    def _when_settled(self, attempt: defer.Deferred) -> defer.Deferred:
+        """A Deferred that fires once ``attempt`` (an attempt in flight) has been handled."""
+        d = defer.Deferred()
+        attempt.addBoth(lambda result: (d.callback(None), result)[1])
+        return d
+
+    def _log_close_failure(self, failure: Failure) -> None:
+        self.log.failure("closing the transmitter failed", failure)
+
+    def _stopped_now(self) -> int:
+        left = self.pending()
+        self.undelivered = left
+        error = OutputStopped(f"the output stopped with {left} events unacknowledged")
+        for waiter in list(self._waiters):
+            waiter.abandon(error)
+        drains, self._drains = self._drains, []
+        for d in drains:
+            d.errback(error)
+        if left:
+            if getattr(self.queue, "durable", False):
+                self.log.warn(
+                    "stopped with {count} events not acknowledged; they stay in the queue",
+                    count=left,
+                )
+            else:
+                self.log.error(
+                    "stopped with {count} events not acknowledged; they are lost", count=left
+                )
+        return left
+
+    def _forget_waiter(self, result, waiter: _Waiter):
+        self._waiters.discard(waiter)
+        return result
