@@ -1,0 +1,423 @@
+"""TLS over real loopback sockets: client authentication, verification, protocols, failures.
+
+Every connection is 127.0.0.1; each failure is asserted through ``describe_tls_failure``, the
+one line a user reads.
+"""
+
+from __future__ import annotations
+
+import pytest
+import pytest_twisted
+from OpenSSL import SSL
+from twisted.internet import defer
+from twisted.internet.endpoints import TCP4ClientEndpoint, TCP4ServerEndpoint, wrapClientTLS
+from twisted.internet.task import Clock
+from twisted.internet.testing import StringTransport
+
+from tests import support_tls
+from tests.support_tls import AckServerFactory, ping
+from twisted_logstash import tls
+from twisted_logstash.endpoints import TLSServerEndpoint
+from twisted_logstash.errors import ConfigurationError
+
+certs = support_tls.certs  # the session fixture, under its name
+
+
+def server_settings(certs, **extra):
+    settings = {
+        "ssl_certificate": str(certs / "server.crt"),
+        "ssl_key": str(certs / "server.pkcs8.key"),
+    }
+    settings.update(extra)
+    return settings
+
+
+def client_settings(certs, **extra):
+    settings = {"ssl_certificate_authorities": [str(certs / "ca.crt")]}
+    settings.update(extra)
+    return settings
+
+
+CLIENT_IDENTITIES = {
+    "valid": {"ssl_certificate": "client.crt", "ssl_key": "client.pkcs8.key"},
+    "none": {},
+    "other-ca": {"ssl_certificate": "other-client.crt", "ssl_key": "other-client.pkcs8.key"},
+}
+
+
+@defer.inlineCallbacks
+def serving(settings, handshake_timeout=5.0):
+    from twisted.internet import reactor
+
+    factory = AckServerFactory()
+    endpoint = TLSServerEndpoint(
+        reactor,
+        TCP4ServerEndpoint(reactor, 0, interface="127.0.0.1"),
+        tls.server_options(settings),
+        handshake_timeout,
+    )
+    port = yield endpoint.listen(factory)
+    return port, factory
+
+
+def connect_to(port, settings, hostname="127.0.0.1"):
+    from twisted.internet import reactor
+
+    tcp = TCP4ClientEndpoint(reactor, "127.0.0.1", port.getHost().port)
+    return ping(reactor, wrapClientTLS(tls.client_options(settings, hostname), tcp))
+
+
+@defer.inlineCallbacks
+def outcome(port, settings, hostname="127.0.0.1"):
+    """'ok', or the one-line description of why the client failed."""
+    try:
+        answer = yield connect_to(port, settings, hostname)
+    except Exception as error:  # the reason the connection was lost
+        return tls.describe_tls_failure(error)
+    assert answer == b"ack:ping"
+    return "ok"
+
+
+# (client authentication, client identity) -> what the client reads
+MATRIX = {
+    ("none", "valid"): "ok",
+    ("none", "none"): "ok",
+    ("none", "other-ca"): "ok",
+    ("optional", "valid"): "ok",
+    ("optional", "none"): "ok",
+    ("optional", "other-ca"): "the peer does not trust our certificate (unknown CA)",
+    ("required", "valid"): "ok",
+    ("required", "none"): "the server requires a client certificate; none was presented",
+    ("required", "other-ca"): "the peer does not trust our certificate (unknown CA)",
+}
+SERVER_SIDE = {
+    ("optional", "other-ca"): "certificate verify failed",
+    ("required", "none"): "peer did not present a certificate",
+    ("required", "other-ca"): "certificate verify failed",
+}
+
+
+@pytest.mark.parametrize(("mode", "identity"), sorted(MATRIX))
+@pytest_twisted.inlineCallbacks
+def test_client_authentication_matrix(certs, mode, identity):
+    extra = {"ssl_client_authentication": mode}
+    if mode != "none":
+        extra["ssl_certificate_authorities"] = [str(certs / "ca.crt")]
+    port, factory = yield serving(server_settings(certs, **extra))
+    try:
+        client = client_settings(
+            certs, **{k: str(certs / v) for k, v in CLIENT_IDENTITIES[identity].items()}
+        )
+        server_lost = factory.next_lost()
+        result = yield outcome(port, client)
+        assert result == MATRIX[(mode, identity)]
+        reason = yield server_lost
+        if (mode, identity) in SERVER_SIDE:
+            assert tls.describe_tls_failure(reason) == SERVER_SIDE[(mode, identity)]
+    finally:
+        yield port.stopListening()
+
+
+@pytest.mark.parametrize(
+    ("hostname", "expected"),
+    [("127.0.0.1", "ok"), ("localhost", "ok"), ("wrong.example", "ok")],
+)
+@pytest_twisted.inlineCallbacks
+def test_names_are_checked_for_ip_and_dns(certs, hostname, expected):
+    """The good certificate matches 127.0.0.1 and localhost; wrong.example is only SNI here."""
+    port, _ = yield serving(server_settings(certs))
+    try:
+        result = yield outcome(port, client_settings(certs), hostname)
+        if hostname == "wrong.example":
+            assert result == "server certificate does not match wrong.example"
+        else:
+            assert result == expected
+    finally:
+        yield port.stopListening()
+
+
+@pytest_twisted.inlineCallbacks
+def test_wrong_name_fails_under_full_and_passes_under_none(certs):
+    settings = server_settings(
+        certs,
+        ssl_certificate=str(certs / "wrong-name.crt"),
+        ssl_key=str(certs / "wrong-name.pkcs8.key"),
+    )
+    port, _ = yield serving(settings)
+    try:
+        full = yield outcome(port, client_settings(certs))
+        assert full == "server certificate does not match 127.0.0.1"
+        unverified = yield outcome(port, {"ssl_verification_mode": "none"})
+        assert unverified == "ok"
+    finally:
+        yield port.stopListening()
+
+
+@pytest_twisted.inlineCallbacks
+def test_expired_server_certificate_fails_under_full(certs):
+    settings = server_settings(
+        certs, ssl_certificate=str(certs / "expired.crt"), ssl_key=str(certs / "expired.pkcs8.key")
+    )
+    port, _ = yield serving(settings)
+    try:
+        result = yield outcome(port, client_settings(certs))
+        assert result == "certificate verify failed: certificate has expired"
+    finally:
+        yield port.stopListening()
+
+
+@pytest_twisted.inlineCallbacks
+def test_unknown_server_ca_fails_under_full(certs):
+    port, _ = yield serving(server_settings(certs))
+    try:
+        result = yield outcome(port, {"ssl_certificate_authorities": [str(certs / "other-ca.crt")]})
+        assert result == "certificate verify failed: unable to get local issuer certificate"
+    finally:
+        yield port.stopListening()
+
+
+@pytest_twisted.inlineCallbacks
+def test_protocol_mismatch(certs):
+    port, factory = yield serving(server_settings(certs, ssl_supported_protocols=["TLSv1.3"]))
+    try:
+        server_lost = factory.next_lost()
+        result = yield outcome(port, client_settings(certs, ssl_supported_protocols=["TLSv1.2"]))
+        assert result == "no protocol version in common"
+        reason = yield server_lost
+        assert tls.describe_tls_failure(reason) == "no protocol version in common"
+    finally:
+        yield port.stopListening()
+
+
+@pytest_twisted.inlineCallbacks
+def test_keystores_and_truststore(certs):
+    """PKCS#12 identity on both sides, PKCS#12 trust store on the client, mutual TLS."""
+    server = {
+        "ssl_keystore_path": str(certs / "server.p12"),
+        "ssl_keystore_password": "changeit",
+        "ssl_client_authentication": "required",
+        "ssl_certificate_authorities": [str(certs / "ca.crt")],
+    }
+    client = {
+        "ssl_keystore_path": str(certs / "client.p12"),
+        "ssl_keystore_password": "changeit",
+        "ssl_truststore_path": str(certs / "truststore.p12"),
+        "ssl_truststore_password": "changeit",
+    }
+    port, _ = yield serving(server)
+    try:
+        assert (yield outcome(port, client)) == "ok"
+    finally:
+        yield port.stopListening()
+
+
+@pytest_twisted.inlineCallbacks
+def test_encrypted_key_and_cipher_suites(certs):
+    settings = server_settings(
+        certs,
+        ssl_key=str(certs / "server-encrypted.pkcs8.key"),
+        ssl_key_passphrase="changeit",
+        ssl_cipher_suites=["TLS_AES_256_GCM_SHA384", "TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384"],
+    )
+    port, factory = yield serving(settings)
+    try:
+        first_lost = factory.next_lost()
+        tls12 = yield outcome(port, client_settings(certs, ssl_supported_protocols=["TLSv1.2"]))
+        assert tls12 == "ok"
+        yield first_lost
+        # the client offers only a TLSv1.3 suite the server does not allow
+        server_lost = factory.next_lost()
+        other = yield outcome(
+            port, client_settings(certs, ssl_cipher_suites=["TLS_CHACHA20_POLY1305_SHA256"])
+        )
+        assert other == "handshake failure (no cipher suite or protocol in common?)"
+        assert tls.describe_tls_failure((yield server_lost)) == "no cipher suite in common"
+    finally:
+        yield port.stopListening()
+
+
+def test_wrong_passphrase_names_key_and_passphrase(certs):
+    settings = server_settings(
+        certs, ssl_key=str(certs / "server-encrypted.pkcs8.key"), ssl_key_passphrase="wrong"
+    )
+    with pytest.raises(ConfigurationError) as raised:
+        tls.server_options(settings)
+    message = str(raised.value)
+    assert str(certs / "server-encrypted.pkcs8.key") in message
+    assert "ssl_key_passphrase" in message
+    assert "wrong passphrase" in message
+
+
+def test_missing_passphrase_names_the_setting(certs):
+    settings = server_settings(certs, ssl_key=str(certs / "server-encrypted.pkcs8.key"))
+    with pytest.raises(ConfigurationError, match="is encrypted: set ssl_key_passphrase"):
+        tls.server_options(settings)
+
+
+def test_key_that_does_not_match_its_certificate(certs):
+    settings = server_settings(certs, ssl_key=str(certs / "client.pkcs8.key"))
+    with pytest.raises(ConfigurationError, match="does not match ssl_certificate"):
+        tls.server_options(settings)
+
+
+def test_wrong_keystore_password(certs):
+    settings = {"ssl_keystore_path": str(certs / "server.p12"), "ssl_keystore_password": "nope"}
+    with pytest.raises(ConfigurationError, match="cannot be opened with the given ssl_keystore"):
+        tls.server_options(settings)
+
+
+def test_truststore_is_not_an_identity(certs):
+    settings = {
+        "ssl_keystore_path": str(certs / "truststore.p12"),
+        "ssl_keystore_password": "changeit",
+    }
+    with pytest.raises(ConfigurationError, match="holds no private key"):
+        tls.server_options(settings)
+
+
+def test_ca_file_without_certificate(certs):
+    settings = client_settings(certs, ssl_certificate_authorities=[str(certs / "ca.pkcs8.key")])
+    with pytest.raises(ConfigurationError, match="holds no PEM certificate"):
+        tls.client_options(settings, "localhost")
+
+
+@pytest.mark.parametrize(
+    ("protocols", "expected"),
+    [
+        (["TLSv1.2"], (SSL.TLS1_2_VERSION, SSL.TLS1_2_VERSION)),
+        (["TLSv1.3"], (SSL.TLS1_3_VERSION, SSL.TLS1_3_VERSION)),
+        (["TLSv1.3", "TLSv1.2"], (SSL.TLS1_2_VERSION, SSL.TLS1_3_VERSION)),
+        (None, (SSL.TLS1_2_VERSION, SSL.TLS1_3_VERSION)),
+        (["TLSv1.1", "TLSv1.2"], (SSL.TLS1_1_VERSION, SSL.TLS1_2_VERSION)),
+    ],
+)
+def test_protocol_range(protocols, expected):
+    assert tls.protocol_range(protocols) == expected
+
+
+def test_protocol_gap_and_unknown_are_refused():
+    with pytest.raises(ConfigurationError, match="contiguous range"):
+        tls.protocol_range(["TLSv1.1", "TLSv1.3"])
+    with pytest.raises(ConfigurationError, match="SSLv3 not supported"):
+        tls.protocol_range(["SSLv3"])
+
+
+def test_cipher_suite_names():
+    assert tls.translate_cipher_suites([]) == (None, None)
+    assert tls.translate_cipher_suites(
+        ["TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384", "TLS_AES_128_GCM_SHA256", "AES128-SHA"]
+    ) == ("ECDHE-RSA-AES256-GCM-SHA384:AES128-SHA", "TLS_AES_128_GCM_SHA256")
+    with pytest.raises(ConfigurationError, match="TLS_FANCY_NEW_SUITE"):
+        tls.translate_cipher_suites(["TLS_FANCY_NEW_SUITE"])
+
+
+def test_only_tls13_suites_with_only_tls12_protocol_is_refused(certs):
+    settings = server_settings(
+        certs, ssl_supported_protocols=["TLSv1.2"], ssl_cipher_suites=["TLS_AES_128_GCM_SHA256"]
+    )
+    with pytest.raises(ConfigurationError, match=r"only TLSv1\.3 suites"):
+        tls.server_options(settings)
+
+
+class Recorder:
+    """An application protocol that records what the wrapper tells it."""
+
+    def __init__(self):
+        self.events = []
+
+    def makeConnection(self, transport):
+        self.transport = transport
+        self.events.append("made")
+
+    def dataReceived(self, data):
+        self.events.append(data)
+
+    def connectionLost(self, reason):
+        self.events.append("lost")
+
+
+class RecorderFactory:
+    def __init__(self):
+        self.built = []
+
+    def buildProtocol(self, addr):
+        protocol = Recorder()
+        self.built.append(protocol)
+        return protocol
+
+    def doStart(self):
+        pass
+
+    def doStop(self):
+        pass
+
+
+def _timed_connection(clock):
+    factory = tls.HandshakeTimeoutFactory(RecorderFactory(), clock, 10.0)
+    wrapper = factory.buildProtocol(None)
+    transport = StringTransport()
+    transport.abortConnection = lambda: setattr(transport, "aborted", True)
+    transport.aborted = False
+    wrapper.makeConnection(transport)
+    return wrapper, transport
+
+
+def test_handshake_timeout_drops_a_silent_peer():
+    clock = Clock()
+    _, transport = _timed_connection(clock)
+    clock.advance(9.9)
+    assert not transport.aborted
+    clock.advance(0.1)
+    assert transport.aborted
+    assert clock.getDelayedCalls() == []
+
+
+def test_handshake_timeout_is_cancelled_by_the_handshake():
+    clock = Clock()
+    wrapper, transport = _timed_connection(clock)
+    wrapper.handshakeCompleted()
+    assert clock.getDelayedCalls() == []
+    clock.advance(60)
+    assert not transport.aborted
+
+
+def test_handshake_timeout_is_cancelled_when_the_peer_leaves():
+    clock = Clock()
+    wrapper, _ = _timed_connection(clock)
+    from twisted.internet.error import ConnectionDone
+    from twisted.python.failure import Failure
+
+    wrapper.connectionLost(Failure(ConnectionDone()))
+    assert clock.getDelayedCalls() == []
+
+
+@pytest_twisted.inlineCallbacks
+def test_handshake_timeout_over_a_real_socket(certs):
+    """A peer that connects and sends nothing is dropped; a real client still gets through."""
+    from twisted.internet import protocol, reactor
+
+    port, _ = yield serving(server_settings(certs), handshake_timeout=0.2)
+    try:
+        dropped = defer.Deferred()
+
+        class Silent(protocol.Protocol):
+            def connectionLost(self, reason):
+                dropped.callback(reason.value)
+
+        endpoint = TCP4ClientEndpoint(reactor, "127.0.0.1", port.getHost().port)
+        yield endpoint.connect(protocol.Factory.forProtocol(Silent))
+        dropped.addTimeout(5, reactor)
+        yield dropped
+        assert (yield outcome(port, client_settings(certs))) == "ok"
+    finally:
+        yield port.stopListening()
+
+
+def test_describe_plain_errors():
+    from twisted.internet.error import ConnectionRefusedError
+
+    assert tls.describe_tls_failure(ConnectionRefusedError()) == "connection refused"
+    error = SSL.Error([("SSL routines", "", "wrong version number")])
+    assert tls.describe_tls_failure(error) == "the peer does not speak TLS (plain TCP?)"
+    odd = SSL.Error([("SSL routines", "", "something new")])
+    assert tls.describe_tls_failure(odd) == "TLS error: something new"

@@ -1,0 +1,601 @@
+"""TLS connection creators built from Logstash-named settings, and readable TLS failures.
+
+Logstash runs on Java; its settings name protocols (``TLSv1.2``) and cipher suites
+(``TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384``) the Java/IANA way, and its keys are PKCS#8 PEM or
+PKCS#12 keystores. This module turns those settings into pyOpenSSL contexts and then into
+Twisted connection creators (``IOpenSSLServerConnectionCreator`` /
+``IOpenSSLClientConnectionCreator``), so that the same configuration means the same thing here
+as in a Logstash pipeline.
+
+Every mistake a user can make in a file (a wrong passphrase, a key that does not match its
+certificate, a keystore that does not open) is a ConfigurationError naming the setting and the
+file, raised while building, before anything listens or connects.
+
+``describe_tls_failure`` turns what OpenSSL and service-identity report when a handshake fails
+into one human line, so that logs say *why* ("certificate verify failed: certificate has
+expired") rather than a tuple of OpenSSL reason codes.
+
+The server-side handshake timeout (``ssl_handshake_timeout``) lives here too:
+``HandshakeTimeoutFactory`` wraps the application factory under TLS and drops a peer that has
+not completed its handshake in time.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.serialization import pkcs12
+from OpenSSL import SSL, crypto
+from service_identity import VerificationError
+from service_identity.hazmat import DNS_ID, IPAddress_ID
+from service_identity.pyopenssl import extract_patterns, verify_service_identity
+from twisted.internet.error import ConnectionDone, ConnectionLost, ConnectionRefusedError
+from twisted.internet.interfaces import (
+    IHandshakeListener,
+    IOpenSSLClientConnectionCreator,
+    IOpenSSLServerConnectionCreator,
+    IReactorTime,
+)
+from twisted.logger import Logger
+from twisted.protocols.policies import ProtocolWrapper, WrappingFactory
+from twisted.python.failure import Failure
+from zope.interface import implementer
+
+from twisted_logstash.errors import ConfigurationError
+
+log = Logger()
+
+PROTOCOLS = ("TLSv1.1", "TLSv1.2", "TLSv1.3")
+DEFAULT_PROTOCOLS = ("TLSv1.2", "TLSv1.3")
+DEFAULT_HANDSHAKE_TIMEOUT_MS = 10000
+_VERSIONS = {
+    "TLSv1.1": SSL.TLS1_1_VERSION,
+    "TLSv1.2": SSL.TLS1_2_VERSION,
+    "TLSv1.3": SSL.TLS1_3_VERSION,
+}
+
+#: TLS 1.3 suites: OpenSSL spells them as IANA does; they are set apart (set_tls13_ciphersuites)
+TLS13_SUITES = (
+    "TLS_AES_256_GCM_SHA384",
+    "TLS_AES_128_GCM_SHA256",
+    "TLS_CHACHA20_POLY1305_SHA256",
+    "TLS_AES_128_CCM_SHA256",
+    "TLS_AES_128_CCM_8_SHA256",
+)
+
+#: TLS 1.2 and older suites as Java/IANA name them -> OpenSSL's names
+TLS12_SUITES = {
+    "TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384": "ECDHE-ECDSA-AES256-GCM-SHA384",
+    "TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384": "ECDHE-RSA-AES256-GCM-SHA384",
+    "TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256": "ECDHE-ECDSA-AES128-GCM-SHA256",
+    "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256": "ECDHE-RSA-AES128-GCM-SHA256",
+    "TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256": "ECDHE-ECDSA-CHACHA20-POLY1305",
+    "TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256": "ECDHE-RSA-CHACHA20-POLY1305",
+    "TLS_ECDHE_ECDSA_WITH_AES_256_CBC_SHA384": "ECDHE-ECDSA-AES256-SHA384",
+    "TLS_ECDHE_RSA_WITH_AES_256_CBC_SHA384": "ECDHE-RSA-AES256-SHA384",
+    "TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA256": "ECDHE-ECDSA-AES128-SHA256",
+    "TLS_ECDHE_RSA_WITH_AES_128_CBC_SHA256": "ECDHE-RSA-AES128-SHA256",
+    "TLS_ECDHE_ECDSA_WITH_AES_256_CBC_SHA": "ECDHE-ECDSA-AES256-SHA",
+    "TLS_ECDHE_RSA_WITH_AES_256_CBC_SHA": "ECDHE-RSA-AES256-SHA",
+    "TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA": "ECDHE-ECDSA-AES128-SHA",
+    "TLS_ECDHE_RSA_WITH_AES_128_CBC_SHA": "ECDHE-RSA-AES128-SHA",
+    "TLS_DHE_RSA_WITH_AES_256_GCM_SHA384": "DHE-RSA-AES256-GCM-SHA384",
+    "TLS_DHE_RSA_WITH_AES_128_GCM_SHA256": "DHE-RSA-AES128-GCM-SHA256",
+    "TLS_DHE_RSA_WITH_CHACHA20_POLY1305_SHA256": "DHE-RSA-CHACHA20-POLY1305",
+    "TLS_DHE_RSA_WITH_AES_256_CBC_SHA256": "DHE-RSA-AES256-SHA256",
+    "TLS_DHE_RSA_WITH_AES_128_CBC_SHA256": "DHE-RSA-AES128-SHA256",
+    "TLS_RSA_WITH_AES_256_GCM_SHA384": "AES256-GCM-SHA384",
+    "TLS_RSA_WITH_AES_128_GCM_SHA256": "AES128-GCM-SHA256",
+    "TLS_RSA_WITH_AES_256_CBC_SHA256": "AES256-SHA256",
+    "TLS_RSA_WITH_AES_128_CBC_SHA256": "AES128-SHA256",
+    "TLS_RSA_WITH_AES_256_CBC_SHA": "AES256-SHA",
+    "TLS_RSA_WITH_AES_128_CBC_SHA": "AES128-SHA",
+}
+_OPENSSL_TLS12 = set(TLS12_SUITES.values())
+
+#: X509_V_ERR_* codes users meet, in OpenSSL's words (used if the binding is unavailable)
+_VERIFY_ERRORS = {
+    2: "unable to get issuer certificate",
+    9: "certificate is not yet valid",
+    10: "certificate has expired",
+    18: "self-signed certificate",
+    19: "self-signed certificate in certificate chain",
+    20: "unable to get local issuer certificate",
+    21: "unable to verify the first certificate",
+    24: "invalid CA certificate",
+    26: "unsupported certificate purpose",
+}
+
+
+class TLSVerificationError(Exception):
+    """The peer's certificate was refused; the message says why, in one line."""
+
+
+# ---------------------------------------------------------------------------- settings
+
+
+def translate_cipher_suites(names: Sequence[str]) -> tuple[str | None, str | None]:
+    """IANA/Java suite names -> (OpenSSL TLS 1.2 cipher list, TLS 1.3 ciphersuites).
+
+    OpenSSL names are accepted too. None means "not restricted" (nothing given); an empty
+    string means "none of that kind was listed". Unknown names are a ConfigurationError.
+    """
+    if not names:
+        return None, None
+    tls12: list[str] = []
+    tls13: list[str] = []
+    unknown: list[str] = []
+    for name in names:
+        if name in TLS13_SUITES:
+            tls13.append(name)
+        elif name in TLS12_SUITES:
+            tls12.append(TLS12_SUITES[name])
+        elif name in _OPENSSL_TLS12:
+            tls12.append(name)
+        else:
+            unknown.append(name)
+    if unknown:
+        raise ConfigurationError(
+            f"`ssl_cipher_suites`: unknown or unsupported cipher suite(s) {', '.join(unknown)} "
+            "(use IANA names such as TLS_AES_128_GCM_SHA256 or "
+            "TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384)"
+        )
+    return ":".join(tls12), ":".join(tls13)
+
+
+def protocol_range(protocols: Sequence[str] | None) -> tuple[int, int]:
+    """``ssl_supported_protocols`` -> (minimum, maximum) OpenSSL protocol versions.
+
+    OpenSSL enables a contiguous range only, so a gap (TLSv1.1 and TLSv1.3 without TLSv1.2) is
+    a ConfigurationError rather than silently enabling the version in between.
+    """
+    names = list(protocols or DEFAULT_PROTOCOLS)
+    unknown = [name for name in names if name not in _VERSIONS]
+    if unknown:
+        raise ConfigurationError(
+            f"`ssl_supported_protocols`: {', '.join(unknown)} not supported; "
+            f"use {', '.join(PROTOCOLS)}"
+        )
+    indexes = sorted({PROTOCOLS.index(name) for name in names})
+    if indexes != list(range(indexes[0], indexes[-1] + 1)):
+        raise ConfigurationError(
+            "`ssl_supported_protocols` must be a contiguous range of versions "
+            f"(got {', '.join(names)}; add the versions in between)"
+        )
+    return _VERSIONS[PROTOCOLS[indexes[0]]], _VERSIONS[PROTOCOLS[indexes[-1]]]
+
+
+def _tuned_context(settings: Mapping) -> SSL.Context:
+    """A context with the protocol range and cipher suites of ``settings``."""
+    ctx = SSL.Context(SSL.TLS_METHOD)
+    ctx.set_options(SSL.OP_NO_COMPRESSION)
+    minimum, maximum = protocol_range(settings.get("ssl_supported_protocols"))
+    tls12, tls13 = translate_cipher_suites(settings.get("ssl_cipher_suites") or [])
+    if tls12 is not None:
+        # only one kind of suite listed: the other protocol versions cannot be negotiated
+        if not tls12:
+            if maximum < SSL.TLS1_3_VERSION:
+                raise ConfigurationError(
+                    "`ssl_cipher_suites` lists only TLSv1.3 suites but "
+                    "`ssl_supported_protocols` does not include TLSv1.3"
+                )
+            minimum = SSL.TLS1_3_VERSION
+        if not tls13:
+            if minimum >= SSL.TLS1_3_VERSION:
+                raise ConfigurationError(
+                    "`ssl_cipher_suites` lists no TLSv1.3 suite but "
+                    "`ssl_supported_protocols` allows only TLSv1.3"
+                )
+            maximum = min(maximum, SSL.TLS1_2_VERSION)
+        try:
+            if tls12:
+                ctx.set_cipher_list(tls12.encode())
+            if tls13:
+                ctx.set_tls13_ciphersuites(tls13.encode())
+        except SSL.Error as error:
+            raise ConfigurationError(
+                f"`ssl_cipher_suites`: this OpenSSL supports none of the listed suites ({error})"
+            )
+    ctx.set_min_proto_version(minimum)
+    ctx.set_max_proto_version(maximum)
+    return ctx
+
+
+# ---------------------------------------------------------------------------- files
+
+
+def _read(name: str, path: str) -> bytes:
+    try:
+        return Path(path).read_bytes()
+    except OSError as error:
+        raise ConfigurationError(
+            f"Specified {name} {path} path must be readable ({error.strerror})"
+        )
+
+
+def load_certificates(name: str, path: str) -> list[x509.Certificate]:
+    """Every certificate of a PEM file; a file holding none is a ConfigurationError."""
+    try:
+        certs = x509.load_pem_x509_certificates(_read(name, path))
+    except ValueError:
+        certs = []
+    if not certs:
+        raise ConfigurationError(f"{name} {path}: holds no PEM certificate")
+    return certs
+
+
+def _load_pem_key(settings: Mapping):
+    path = settings["ssl_key"]
+    passphrase = settings.get("ssl_key_passphrase")
+    data = _read("ssl_key", path)
+    password = passphrase.encode() if passphrase else None
+    try:
+        return serialization.load_pem_private_key(data, password)
+    except TypeError:
+        if password is None:
+            raise ConfigurationError(
+                f"ssl_key {path} is encrypted: set ssl_key_passphrase to its passphrase"
+            )
+        # a passphrase for a key that is not encrypted: harmless, the key is usable
+        return serialization.load_pem_private_key(data, None)
+    except ValueError:
+        if password is not None and b"ENCRYPTED" in data:
+            raise ConfigurationError(
+                f"ssl_key {path} cannot be decrypted with the given ssl_key_passphrase "
+                "(wrong passphrase?)"
+            )
+        raise ConfigurationError(f"ssl_key {path}: not a PEM private key (PKCS#8 expected)")
+
+
+def _load_keystore(settings: Mapping):
+    path = settings["ssl_keystore_path"]
+    password = (settings.get("ssl_keystore_password") or "").encode()
+    try:
+        key, cert, extra = pkcs12.load_key_and_certificates(
+            _read("ssl_keystore_path", path), password
+        )
+    except ValueError:
+        raise ConfigurationError(
+            f"ssl_keystore_path {path} cannot be opened with the given ssl_keystore_password "
+            "(wrong password, or not a PKCS#12 file)"
+        )
+    if key is None or cert is None:
+        raise ConfigurationError(
+            f"ssl_keystore_path {path} holds no private key with its certificate"
+        )
+    return key, cert, list(extra)
+
+
+def _load_truststore(settings: Mapping) -> list[x509.Certificate]:
+    path = settings["ssl_truststore_path"]
+    password = (settings.get("ssl_truststore_password") or "").encode()
+    try:
+        _key, cert, extra = pkcs12.load_key_and_certificates(
+            _read("ssl_truststore_path", path), password
+        )
+    except ValueError:
+        raise ConfigurationError(
+            f"ssl_truststore_path {path} cannot be opened with the given "
+            "ssl_truststore_password (wrong password, or not a PKCS#12 file)"
+        )
+    certs = ([cert] if cert is not None else []) + list(extra)
+    if not certs:
+        raise ConfigurationError(f"ssl_truststore_path {path} holds no certificate")
+    return certs
+
+
+def _use_identity(ctx: SSL.Context, settings: Mapping) -> bool:
+    """Install the PEM or PKCS#12 identity of ``settings``; False when there is none."""
+    if settings.get("ssl_certificate"):
+        certs = load_certificates("ssl_certificate", settings["ssl_certificate"])
+        key = _load_pem_key(settings)
+        where = f"ssl_key {settings['ssl_key']} does not match ssl_certificate " + str(
+            settings["ssl_certificate"]
+        )
+    elif settings.get("ssl_keystore_path"):
+        key, cert, extra = _load_keystore(settings)
+        certs = [cert, *extra]
+        where = f"ssl_keystore_path {settings['ssl_keystore_path']}: key and certificate differ"
+    else:
+        return False
+    ctx.use_certificate(certs[0])
+    for chain_cert in certs[1:]:
+        if chain_cert != certs[0]:
+            ctx.add_extra_chain_cert(chain_cert)
+    try:
+        ctx.use_privatekey(key)
+        ctx.check_privatekey()
+    except SSL.Error:
+        raise ConfigurationError(where)
+    return True
+
+
+def _trust(ctx: SSL.Context, certs: Sequence[x509.Certificate]) -> None:
+    store = ctx.get_cert_store()
+    for cert in certs:
+        store.add_cert(crypto.X509.from_cryptography(cert))
+
+
+def _verify_reason(code: int) -> str:
+    try:
+        from OpenSSL._util import ffi, lib
+
+        return ffi.string(lib.X509_verify_cert_error_string(code)).decode()
+    except Exception:
+        return _VERIFY_ERRORS.get(code, f"verification error {code}")
+
+
+# ---------------------------------------------------------------------------- server
+
+
+@implementer(IOpenSSLServerConnectionCreator)
+class ServerTLS:
+    """One context for every accepted connection; per-connection verification logging."""
+
+    def __init__(self, context: SSL.Context, client_authentication: str):
+        self.context = context
+        self.client_authentication = client_authentication
+
+    def serverConnectionForTLS(self, tlsProtocol) -> SSL.Connection:
+        return SSL.Connection(self.context, None)
+
+
+def _server_verify(conn: SSL.Connection, cert, errno: int, depth: int, ok: int) -> bool:
+    """Let OpenSSL decide, and log why a client certificate was refused."""
+    if not ok:
+        log.warn(
+            "refused a client certificate ({subject}): {reason}",
+            subject=cert.to_cryptography().subject.rfc4514_string(),
+            reason=_verify_reason(errno),
+        )
+    return bool(ok)
+
+
+def server_context(settings: Mapping) -> SSL.Context:
+    """The server context: identity, client authentication, protocols, ciphers."""
+    ctx = _tuned_context(settings)
+    ctx.set_options(SSL.OP_CIPHER_SERVER_PREFERENCE)
+    if not _use_identity(ctx, settings):
+        raise ConfigurationError(
+            "SSL identity MUST be configured with either `ssl_certificate`/`ssl_key` "
+            "or `ssl_keystore_*`"
+        )
+    mode = settings.get("ssl_client_authentication") or "none"
+    if mode == "none":
+        ctx.set_verify(SSL.VERIFY_NONE)
+    else:
+        cas = [
+            cert
+            for path in settings.get("ssl_certificate_authorities") or []
+            for cert in load_certificates("ssl_certificate_authorities", path)
+        ]
+        _trust(ctx, cas)
+        for cert in cas:
+            ctx.add_client_ca(cert)
+        flags = SSL.VERIFY_PEER
+        if mode == "required":
+            flags |= SSL.VERIFY_FAIL_IF_NO_PEER_CERT
+        ctx.set_verify(flags, _server_verify)
+    # needed for session resumption once clients are verified
+    ctx.set_session_id(b"twisted-logstash")
+    return ctx
+
+
+def server_options(settings: Mapping) -> ServerTLS:
+    """An ``IOpenSSLServerConnectionCreator`` for the input's settings."""
+    return ServerTLS(server_context(settings), settings.get("ssl_client_authentication") or "none")
+
+
+# ---------------------------------------------------------------------------- client
+
+
+def _is_ip(hostname: str) -> bool:
+    try:
+        ipaddress.ip_address(hostname)
+    except ValueError:
+        return False
+    return True
+
+
+@implementer(IOpenSSLClientConnectionCreator)
+class ClientTLS:
+    """Connections to one host name or IP address, verified when ``verify`` is true.
+
+    Verification (``ssl_verification_mode => full``) is the chain against the trusted CAs AND
+    the name: a DNS name against the certificate's DNS names, an IP address against its IP
+    addresses (service-identity rules). A refusal aborts the handshake with a
+    TLSVerificationError that says why.
+    """
+
+    def __init__(self, context: SSL.Context, hostname: str, verify: bool):
+        self.context = context
+        self.hostname = hostname
+        self.verify = verify
+        self._is_ip = _is_ip(hostname)
+        self._service_id = IPAddress_ID(hostname) if self._is_ip else DNS_ID(hostname)
+
+    def clientConnectionForTLS(self, tlsProtocol) -> SSL.Connection:
+        connection = SSL.Connection(self.context, None)
+        if not self._is_ip:
+            connection.set_tlsext_host_name(_idna(self.hostname))
+        if self.verify:
+            connection.set_verify(SSL.VERIFY_PEER, self._verify_callback(tlsProtocol))
+        else:
+            connection.set_verify(SSL.VERIFY_NONE)
+        return connection
+
+    def _verify_callback(self, tlsProtocol):
+        refused = []
+
+        def refuse(message: str) -> bool:
+            if not refused:
+                refused.append(message)
+                tlsProtocol.failVerification(Failure(TLSVerificationError(message)))
+            return False
+
+        def callback(conn, cert, errno: int, depth: int, ok: int) -> bool:
+            try:
+                if not ok:
+                    return refuse(f"certificate verify failed: {_verify_reason(errno)}")
+                if depth == 0:
+                    try:
+                        verify_service_identity(extract_patterns(cert), [self._service_id], [])
+                    except VerificationError:
+                        return refuse(f"server certificate does not match {self.hostname}")
+                return True
+            except Exception:
+                # an exception escaping an OpenSSL callback would be lost: log it, refuse
+                log.failure("while verifying the certificate of {host}", host=self.hostname)
+                return False
+
+        return callback
+
+
+def _idna(hostname: str) -> bytes:
+    try:
+        return hostname.encode("ascii")
+    except UnicodeEncodeError:
+        import idna
+
+        return idna.encode(hostname)
+
+
+def client_context(settings: Mapping) -> SSL.Context:
+    """The client context: trust, optional identity (mutual TLS), protocols, ciphers."""
+    ctx = _tuned_context(settings)
+    _use_identity(ctx, settings)
+    if (settings.get("ssl_verification_mode") or "full") == "full":
+        if settings.get("ssl_certificate_authorities"):
+            _trust(
+                ctx,
+                [
+                    cert
+                    for path in settings["ssl_certificate_authorities"]
+                    for cert in load_certificates("ssl_certificate_authorities", path)
+                ],
+            )
+        elif settings.get("ssl_truststore_path"):
+            _trust(ctx, _load_truststore(settings))
+        else:
+            ctx.set_default_verify_paths()
+    return ctx
+
+
+def client_options(settings: Mapping, hostname: str) -> ClientTLS:
+    """An ``IOpenSSLClientConnectionCreator`` for connecting to ``hostname``."""
+    return ClientTLS(
+        client_context(settings),
+        hostname,
+        (settings.get("ssl_verification_mode") or "full") == "full",
+    )
+
+
+# ---------------------------------------------------------------------------- handshake timeout
+
+
+@implementer(IHandshakeListener)
+class _HandshakeTimeoutProtocol(ProtocolWrapper):
+    """Starts a timer when the peer connects; stops it when the handshake completes."""
+
+    _timer = None
+
+    def makeConnection(self, transport):
+        factory = self.factory
+        self._timer = factory.reactor.callLater(factory.timeout, self._expired)
+        super().makeConnection(transport)
+
+    def handshakeCompleted(self):
+        self._cancel()
+        if IHandshakeListener.providedBy(self.wrappedProtocol):
+            self.wrappedProtocol.handshakeCompleted()
+
+    def connectionLost(self, reason):
+        self._cancel()
+        super().connectionLost(reason)
+
+    def _cancel(self):
+        if self._timer is not None and self._timer.active():
+            self._timer.cancel()
+        self._timer = None
+
+    def _expired(self):
+        self._timer = None
+        peer = self.transport.getPeer() if self.transport is not None else None
+        log.info(
+            "dropped {peer}: no TLS handshake within {timeout} s",
+            peer=str(peer),
+            timeout=self.factory.timeout,
+        )
+        self.transport.abortConnection()
+
+
+class HandshakeTimeoutFactory(WrappingFactory):
+    """Wrap an application factory under TLS so that slow or silent handshakes are dropped.
+
+    ``timeout`` is in seconds (``ssl_handshake_timeout`` is in milliseconds).
+    """
+
+    protocol = _HandshakeTimeoutProtocol
+    noisy = False
+
+    def __init__(self, wrappedFactory, reactor: IReactorTime, timeout: float):
+        super().__init__(wrappedFactory)
+        self.reactor = reactor
+        self.timeout = timeout
+
+
+# ---------------------------------------------------------------------------- failures
+
+_REASONS = (
+    ("certificate verify failed", "certificate verify failed"),
+    ("peer did not return a certificate", "peer did not present a certificate"),
+    ("certificate required", "the server requires a client certificate; none was presented"),
+    ("unknown ca", "the peer does not trust our certificate (unknown CA)"),
+    ("bad certificate", "the peer refused our certificate"),
+    ("certificate expired", "the peer refused our certificate: it has expired"),
+    ("unsupported protocol", "no protocol version in common"),
+    ("protocol version", "no protocol version in common"),
+    ("no protocols available", "no protocol version in common"),
+    ("no shared cipher", "no cipher suite in common"),
+    ("handshake failure", "handshake failure (no cipher suite or protocol in common?)"),
+    ("wrong version number", "the peer does not speak TLS (plain TCP?)"),
+    ("http request", "the peer sent plain HTTP to a TLS port"),
+    ("packet length too long", "the peer does not speak TLS (plain TCP?)"),
+    ("record layer failure", "the peer does not speak TLS (plain TCP?)"),
+)
+
+
+def describe_tls_failure(failure: Failure | BaseException) -> str:
+    """One line saying why a TLS connection failed, for logs and error messages."""
+    error = failure.value if isinstance(failure, Failure) else failure
+    if isinstance(error, TLSVerificationError | ConfigurationError):
+        return str(error)
+    if isinstance(error, VerificationError):
+        return f"certificate does not match: {error}"
+    if isinstance(error, SSL.Error):
+        reasons = _ssl_reasons(error)
+        for reason in reasons:
+            for needle, text in _REASONS:
+                if needle in reason:
+                    return text
+        return "TLS error: " + ("; ".join(reasons) or repr(error))
+    if isinstance(error, ConnectionRefusedError):
+        return "connection refused"
+    if isinstance(error, ConnectionDone | ConnectionLost):
+        return "connection closed by the peer"
+    return str(error) or type(error).__name__
+
+
+def _ssl_reasons(error: SSL.Error) -> list[str]:
+    """The reason strings of an OpenSSL error (a list of (lib, func, reason) tuples)."""
+    reasons = []
+    for arg in error.args:
+        if isinstance(arg, list):
+            reasons.extend(str(item[-1]).lower() for item in arg if item)
+        elif arg:
+            reasons.append(str(arg).lower())
+    return reasons
