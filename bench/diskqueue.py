@@ -22,6 +22,7 @@ import os
 import platform
 import shutil
 import sqlite3
+import statistics
 import sys
 import tempfile
 import time
@@ -185,9 +186,27 @@ def filesystem(path):
     return "unknown" if best is None else f"{best[0]} ({best[1]})"
 
 
+def measure_row(factory, count, events, batches):
+    """One row of the table: [cycle, put 1, put 10, put 125, get+ack 125] in events/s."""
+    queue = factory()
+    rates = [cycle(queue, batches, count)]
+    _close(queue)
+    drain = 0.0
+    for k in PUT_SIZES:
+        # puts of one event are one commit each: fewer of them give the same rate sooner
+        n = count if k > 1 else max(BATCH, count // 10)
+        queue = factory()
+        put_rate, drain = puts_then_drain(queue, events[:n], k)
+        _close(queue)
+        rates.append(put_rate)
+    rates.append(drain)
+    return rates
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--events", type=int, default=50_000, help="events per measurement")
+    parser.add_argument("--events", type=int, default=25_000, help="events per measurement")
+    parser.add_argument("--repeats", type=int, default=3, help="the table shows the median")
     parser.add_argument("--dir", default=None, help="where the disk queues live (a temp dir)")
     args = parser.parse_args(argv)
 
@@ -202,28 +221,22 @@ def main(argv=None):
             f"SQLite {sqlite3.sqlite_version}"
         )
         print(f"queue dir: {base} on {filesystem(base)}; events of {size:.0f} bytes JSON")
+        queues = make_queues(base)
+        results = {name: [] for name, _, _ in queues}
+        for _ in range(args.repeats):  # interleaved, so that a busy moment hits every queue
+            for name, factory, scale in queues:
+                count = max(BATCH, int(args.events * scale))
+                results[name].append(measure_row(factory, count, events, batches))
         header = ["queue", "cycle 125"] + [f"put {k}" for k in PUT_SIZES] + ["get+ack 125"]
         print("| " + " | ".join(header) + " |")
         print("|" + "---|" * len(header))
-        for name, factory, scale in make_queues(base):
-            count = max(BATCH, int(args.events * scale))
-            row = [name]
-            queue = factory()
-            row.append(cycle(queue, batches, count))
-            _close(queue)
-            drains = []
-            for k in PUT_SIZES:
-                # puts of 1 with an fsync each are slow: fewer of them, same rate
-                n = count if k > 1 or scale == 1.0 else max(BATCH, count // 10)
-                queue = factory()
-                put_rate, drain_rate = puts_then_drain(queue, events[:n], k)
-                _close(queue)
-                row.append(put_rate)
-                drains.append(drain_rate)
-            row.append(drains[-1])
-            cells = [row[0]] + [f"{rate:,.0f}" for rate in row[1:]]
-            print("| " + " | ".join(cells) + " |", flush=True)
-        print("events/s; cycle = put(125)+get(125)+ack; get+ack after puts of 125")
+        for name, rows in results.items():
+            cells = [f"{statistics.median(column):,.0f}" for column in zip(*rows, strict=True)]
+            print("| " + " | ".join([name, *cells]) + " |")
+        print(
+            f"events/s, median of {args.repeats}; cycle = put(125)+get(125)+ack; "
+            "get+ack drains what the puts of 125 stored"
+        )
     finally:
         shutil.rmtree(base, ignore_errors=True)
 

@@ -64,6 +64,7 @@ ROW_EVENTS = 1000
 """A put of more events is stored as several rows, so that a get never decodes a huge row."""
 
 _FORMAT = 1
+_dumps = orjson.dumps
 _SYNC = {"normal": "NORMAL", "full": "FULL"}
 _SCHEMA = (
     "CREATE TABLE IF NOT EXISTS batches (id INTEGER PRIMARY KEY, n INTEGER NOT NULL,"
@@ -370,11 +371,15 @@ class DiskQueue:
             raise QueueClosedError(f"disk queue {self.path} is closed")
 
     def _encode(self, events: Sequence[dict]) -> list[tuple[int, bytes]]:
-        rows = []
+        """One ``(count, JSON array)`` per row; a put that fits in a row costs one dumps."""
+        count = len(events)
         try:
-            for start in range(0, len(events), ROW_EVENTS):
-                chunk = events[start : start + ROW_EVENTS]
-                rows.append((len(chunk), orjson.dumps(list(chunk))))
+            if count <= ROW_EVENTS:
+                return [(count, _dumps(list(events)))] if count else []
+            rows = []
+            for start in range(0, count, ROW_EVENTS):
+                chunk = list(events[start : start + ROW_EVENTS])
+                rows.append((len(chunk), _dumps(chunk)))
         except TypeError as e:  # orjson.JSONEncodeError is a TypeError
             raise NdjsonError(f"event cannot be encoded as JSON: {e}") from None
         return rows
