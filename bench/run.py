@@ -78,7 +78,7 @@ def measurements() -> list[Measurement]:
                 load,
                 ["native"],
                 tls,
-                ("twisted_logstash.native.server", "twisted_logstash.sinks"),
+                ("twisted_logstash.native.server",),
             ),
             Measurement(
                 "twistedweb" + suffix,
@@ -98,7 +98,7 @@ def measurements() -> list[Measurement]:
             load,
             ["native", "--reactor", "asyncio"],
             False,
-            ("twisted_logstash.native.server", "twisted_logstash.sinks"),
+            ("twisted_logstash.native.server",),
         ),
     )
     into = ["aiohttp"]
@@ -328,6 +328,9 @@ def measure_one(m: Measurement, opts, certs: Path | None, expect_digest: str) ->
             receiver.stop()
         return row
     decoded = receiver.stop() if receiver is not None else None
+    if receiver is not None:
+        lines = receiver.log.read_text(errors="replace").splitlines()
+        row["receiver_notes"] = [line[:200] for line in lines[:5]]
     row.update(summarize(result))
     row["status"] = "ok"
     row["receiver_decoded"] = decoded
@@ -461,7 +464,7 @@ def parse_args(argv: list[str] | None = None):
     parser.add_argument("--out", type=Path, default=OUT / "results.json")
     opts = parser.parse_args(argv)
     quick = {"warmup": 0.2, "window": 0.4, "repeats": 3, "settle": 0.0}
-    full = {"warmup": 1.0, "window": 2.5, "repeats": 3, "settle": 10.0}
+    full = {"warmup": 1.0, "window": 2.5, "repeats": 3, "settle": 3.0}
     for key, value in (quick if opts.quick else full).items():
         if getattr(opts, key) is None:
             setattr(opts, key, value)
