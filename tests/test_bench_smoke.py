@@ -1,0 +1,75 @@
+"""Smoke test of the benchmark harness (bench/): the codec measurement runs in-process for a
+fraction of a second, and the workload every process builds is the same. No speed is
+asserted: the figures belong to `make bench`, not to the test suite."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCH = Path(__file__).resolve().parent.parent / "bench"
+
+
+@pytest.fixture()
+def bench(monkeypatch):
+    monkeypatch.syspath_prepend(str(BENCH))
+    import codec
+    import run
+    import workload
+
+    return codec, workload, run
+
+
+def test_codec_measurement_runs_and_decodes_every_event(bench):
+    codec, workload, _ = bench
+    result = codec.run(warmup=0.01, window=0.05, repeats=2)
+    assert len(result["windows"]) == 2
+    assert all(w["events"] > 0 and w["events_per_s"] > 0 for w in result["windows"])
+    # Whole bodies only: every window counts a whole number of batches.
+    assert all(w["events"] % workload.BATCH_SIZE == 0 for w in result["windows"])
+    assert result["digest"] == workload.digest(workload.make_bodies())
+
+
+def test_reference_decoding_gives_back_the_events(bench):
+    codec, workload, _ = bench
+    batch = workload.make_batches(count=2)[1]
+    assert codec.decode_body(workload.gzip_body(batch)) == batch
+
+
+def test_workload_is_the_same_in_every_process(bench):
+    _, workload, _ = bench
+    first = workload.make_bodies(count=3)
+    assert workload.make_bodies(count=3) == first
+    shape = workload.describe(first, workload.make_batches(count=3))
+    assert 250 <= shape["mean_event_bytes"] <= 350
+
+
+def test_only_rejects_unknown_names_and_selects_groups(bench):
+    _, _, run = bench
+    assert {m.group for m in run.select_measurements(["senders"])} == {"senders"}
+    assert [m.name for m in run.select_measurements(["codec,native"])] == ["codec", "native"]
+    with pytest.raises(SystemExit):
+        run.select_measurements(["no-such-row"])
+
+
+def test_summary_reports_median_range_and_other_load(bench):
+    _, _, run = bench
+    windows = [
+        {"events_per_s": r, "self_cpu": 0.5, "peer_cpu": 1.0, "system_cpu": 1.6}
+        for r in (10.0, 30.0, 20.0)
+    ]
+    summary = run.summarize({"windows": windows})
+    assert (summary["median"], summary["min"], summary["max"]) == (20, 10, 30)
+    assert summary["other_cpu"] == pytest.approx(0.1)
+
+
+@pytest.fixture(autouse=True)
+def _forget_bench_modules():
+    """bench/ modules have plain names; do not leave them importable by other tests."""
+    before = set(sys.modules)
+    yield
+    for name in set(sys.modules) - before:
+        if name in {"codec", "run", "workload", "measure", "tlscert"}:
+            del sys.modules[name]
