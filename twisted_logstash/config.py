@@ -1,0 +1,308 @@
+"""Check the Logstash-named settings before anything binds or connects.
+
+Each rule mirrors a configuration error that Logstash's own ``logstash`` input and output
+raise, in Logstash's words (from logstash-integration-logstash and logstash-input-http), so that
+a Logstash user recognises the message. Rules Logstash does not have (bad values, unreadable
+files, empty passwords) follow the same style and name the setting and the cause.
+
+``settings`` is a dict keyed by Logstash names (see the module docs of ``tap/common.py``); a
+missing key or None means "not given". ``explicit`` is the set of names the user typed, because
+one rule is about what was *given*: any ``ssl_*`` setting while ``ssl_enabled`` is false.
+
+The checks return warnings (strings) for settings that work but are unsafe.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+
+from twisted_logstash.errors import ConfigurationError
+from twisted_logstash.tls import PROTOCOLS, translate_cipher_suites
+
+CLIENT_AUTHENTICATION = ("none", "optional", "required")
+VERIFICATION_MODES = ("full", "none")
+
+#: settings holding a path to a file the program must read
+INPUT_FILES = ("ssl_certificate", "ssl_key", "ssl_keystore_path")
+OUTPUT_FILES = ("ssl_certificate", "ssl_key", "ssl_keystore_path", "ssl_truststore_path")
+
+WARN_INPUT_CREDENTIALS = "HTTP Basic Auth over non-secured connection"
+WARN_OUTPUT_CREDENTIALS = "transmitting credentials over non-secured connection"
+WARN_VERIFICATION_NONE = (
+    "You have enabled encryption but DISABLED certificate verification, "
+    "to make sure your data is secure set `ssl_verification_mode => full`"
+)
+WARN_PASSWORD_FLAG = (
+    "--password is visible to other users in the process list; "
+    "use --password-file or LOGSTASH_PASSWORD"
+)
+
+
+def check_input(settings: Mapping, explicit: set[str]) -> list[str]:
+    """Raise ConfigurationError for the first broken rule; return the warnings."""
+    warnings = _check_credentials(settings, WARN_INPUT_CREDENTIALS)
+    if not _ssl_enabled(settings, explicit):
+        return warnings
+    _check_input_identity(settings)
+    _check_input_trust(settings)
+    _check_tuning(settings)
+    _check_files(settings, INPUT_FILES)
+    return warnings
+
+
+def check_output(settings: Mapping, explicit: set[str]) -> list[str]:
+    """Raise ConfigurationError for the first broken rule; return the warnings."""
+    warnings = _check_credentials(settings, WARN_OUTPUT_CREDENTIALS)
+    if not _ssl_enabled(settings, explicit):
+        return warnings
+    _check_output_identity(settings)
+    _check_output_trust(settings)
+    _check_tuning(settings)
+    _check_files(settings, OUTPUT_FILES)
+    if _mode(settings) == "none":
+        warnings.append(WARN_VERIFICATION_NONE)
+    return warnings
+
+
+def read_password(
+    password: str | None, password_file: str | None, environ: Mapping[str, str]
+) -> tuple[str | None, list[str]]:
+    """The basic-auth password from one source, and warnings about how it was given.
+
+    ``--password`` and ``--password-file`` exclude each other (an error: which one was meant
+    cannot be guessed). Either one overrides ``LOGSTASH_PASSWORD``, which is read only when
+    neither flag is given, like any environment default.
+    """
+    if password is not None and password_file is not None:
+        raise ConfigurationError("give only one of --password and --password-file")
+    if password is not None:
+        return password, [WARN_PASSWORD_FLAG]
+    if password_file is not None:
+        return _first_line(password_file), []
+    return environ.get("LOGSTASH_PASSWORD") or None, []
+
+
+def _first_line(path: str) -> str:
+    try:
+        with open(path, encoding="utf-8") as stream:
+            line = stream.readline()
+    except OSError as error:
+        raise ConfigurationError(f"--password-file {path}: cannot be read ({_why(error)})")
+    except UnicodeDecodeError:
+        raise ConfigurationError(f"--password-file {path}: is not UTF-8 text")
+    line = line.rstrip("\r\n")
+    if not line:
+        raise ConfigurationError(f"--password-file {path}: the first line is empty")
+    return line
+
+
+def _given(settings: Mapping, name: str) -> bool:
+    """A setting counts as given when it holds something (an empty list is nothing)."""
+    value = settings.get(name)
+    return value is not None and value != [] and value != ()
+
+
+def _ssl_enabled(settings: Mapping, explicit: set[str]) -> bool:
+    enabled = settings.get("ssl_enabled", True)
+    if isinstance(enabled, str):
+        enabled = enabled.strip().lower() != "false"
+    if enabled is None:
+        enabled = True
+    if not enabled:
+        rejected = sorted(name for name in explicit if name.startswith("ssl_"))
+        rejected = [name for name in rejected if name != "ssl_enabled"]
+        if rejected:
+            listed = ", ".join(f'"{name}"' for name in rejected)
+            raise ConfigurationError(
+                "Explicit SSL-related settings not supported because "
+                f"`ssl_enabled => false`: [{listed}]"
+            )
+    return bool(enabled)
+
+
+def _check_credentials(settings: Mapping, warning: str) -> list[str]:
+    if _given(settings, "username"):
+        if not _given(settings, "password"):
+            raise ConfigurationError("`password` is REQUIRED when `username` is provided")
+        if settings.get("ssl_enabled", True) in (False, "false"):
+            return [warning]
+    elif _given(settings, "password"):
+        raise ConfigurationError("`password` not allowed unless `username` is configured")
+    return []
+
+
+def _check_input_identity(settings: Mapping) -> None:
+    has = lambda name: _given(settings, name)  # noqa: E731
+    if has("ssl_certificate") and has("ssl_keystore_path"):
+        raise ConfigurationError(
+            "SSL identity can be configured with EITHER `ssl_certificate` OR "
+            "`ssl_keystore_*`, but not both"
+        )
+    if has("ssl_certificate"):
+        if not has("ssl_key"):
+            raise ConfigurationError("`ssl_key` is required when `ssl_certificate` is configured")
+    elif has("ssl_key"):
+        raise ConfigurationError("`ssl_key` is not allowed unless `ssl_certificate` is configured")
+    elif has("ssl_key_passphrase"):
+        raise ConfigurationError(
+            "`ssl_key_passphrase` is not allowed unless `ssl_key` is configured"
+        )
+    elif has("ssl_keystore_path"):
+        if not has("ssl_keystore_password"):
+            raise ConfigurationError(
+                "`ssl_keystore_password` is REQUIRED when `ssl_keystore_path` is configured"
+            )
+    elif has("ssl_keystore_password"):
+        raise ConfigurationError(
+            "`ssl_keystore_password` is not allowed unless `ssl_keystore_path` is configured"
+        )
+    else:
+        raise ConfigurationError(
+            "SSL identity MUST be configured with either `ssl_certificate`/`ssl_key` "
+            "or `ssl_keystore_*`"
+        )
+    _check_not_empty(settings, ("ssl_key_passphrase", "ssl_keystore_password"))
+
+
+def _check_output_identity(settings: Mapping) -> None:
+    """The output's identity is optional: it is only needed for mutual TLS."""
+    has = lambda name: _given(settings, name)  # noqa: E731
+    if has("ssl_certificate") and has("ssl_keystore_path"):
+        raise ConfigurationError(
+            "SSL identity can be configured with EITHER `ssl_certificate` OR "
+            "`ssl_keystore_*`, but not both"
+        )
+    if has("ssl_certificate"):
+        if not has("ssl_key"):
+            raise ConfigurationError("`ssl_key` is REQUIRED when `ssl_certificate` is provided")
+    elif has("ssl_key"):
+        raise ConfigurationError("`ssl_key` is not allowed unless `ssl_certificate` is configured")
+    elif has("ssl_key_passphrase"):
+        raise ConfigurationError(
+            "`ssl_key_passphrase` is not allowed unless `ssl_key` is configured"
+        )
+    elif has("ssl_keystore_path"):
+        if not has("ssl_keystore_password"):
+            raise ConfigurationError(
+                "`ssl_keystore_password` is REQUIRED when `ssl_keystore_path` is provided"
+            )
+    elif has("ssl_keystore_password"):
+        raise ConfigurationError(
+            "`ssl_keystore_password` is not allowed unless `ssl_keystore_path` is configured"
+        )
+    _check_not_empty(settings, ("ssl_key_passphrase", "ssl_keystore_password"))
+
+
+def _check_input_trust(settings: Mapping) -> None:
+    mode = settings.get("ssl_client_authentication") or "none"
+    if mode not in CLIENT_AUTHENTICATION:
+        raise ConfigurationError(
+            f"`ssl_client_authentication` must be one of none, optional, required, not {mode!r}"
+        )
+    cas = _given(settings, "ssl_certificate_authorities")
+    if cas and mode == "none":
+        raise ConfigurationError(
+            "`ssl_certificate_authorities` is not supported because "
+            "`ssl_client_authentication => none`"
+        )
+    if not cas and mode != "none":
+        raise ConfigurationError(
+            "Using `ssl_client_authentication` set to `optional` or `required` requires "
+            "the configuration of trust with `ssl_certificate_authorities`"
+        )
+    _check_files(settings, (), ca_lists=("ssl_certificate_authorities",))
+
+
+def _mode(settings: Mapping) -> str:
+    return settings.get("ssl_verification_mode") or "full"
+
+
+def _check_output_trust(settings: Mapping) -> None:
+    mode = _mode(settings)
+    if mode not in VERIFICATION_MODES:
+        raise ConfigurationError(f"`ssl_verification_mode` must be full or none, not {mode!r}")
+    has = lambda name: _given(settings, name)  # noqa: E731
+    if has("ssl_certificate_authorities") and has("ssl_truststore_path"):
+        raise ConfigurationError(
+            "SSL trust can be configured with EITHER `ssl_certificate_authorities` OR "
+            "`ssl_truststore_*`, but not both"
+        )
+    if has("ssl_certificate_authorities"):
+        if mode == "none":
+            raise ConfigurationError(
+                "SSL Certificate Authorities cannot be configured when "
+                "`ssl_verification_mode => none`"
+            )
+    elif has("ssl_truststore_path"):
+        if mode == "none":
+            raise ConfigurationError(
+                "SSL Truststore cannot be configured when `ssl_verification_mode => none`"
+            )
+        if not has("ssl_truststore_password"):
+            raise ConfigurationError(
+                "`ssl_truststore_password` is REQUIRED when `ssl_truststore_path` is provided"
+            )
+    elif has("ssl_truststore_password"):
+        raise ConfigurationError(
+            "`ssl_truststore_password` not allowed unless `ssl_truststore_path` is configured"
+        )
+    _check_not_empty(settings, ("ssl_truststore_password",))
+    _check_files(settings, (), ca_lists=("ssl_certificate_authorities",))
+
+
+def _check_tuning(settings: Mapping) -> None:
+    protocols = settings.get("ssl_supported_protocols") or []
+    unknown = [name for name in protocols if name not in PROTOCOLS]
+    if unknown:
+        raise ConfigurationError(
+            f"`ssl_supported_protocols`: {', '.join(unknown)} not supported; "
+            f"use {', '.join(PROTOCOLS)}"
+        )
+    # the TLS module owns the cipher table; it raises ConfigurationError naming unknown suites
+    translate_cipher_suites(settings.get("ssl_cipher_suites") or [])
+    timeout = settings.get("ssl_handshake_timeout")
+    if timeout is not None:
+        try:
+            number = int(timeout)
+        except (TypeError, ValueError):
+            number = 0
+        if number <= 0 or str(timeout).strip() != str(number):
+            raise ConfigurationError(
+                f"`ssl_handshake_timeout` must be a positive number of milliseconds, "
+                f"not {timeout!r}"
+            )
+
+
+def _check_not_empty(settings: Mapping, names: tuple[str, ...]) -> None:
+    for name in names:
+        if settings.get(name) == "":
+            raise ConfigurationError(f"`{name}` cannot be empty")
+
+
+def _check_files(settings: Mapping, names: tuple[str, ...], ca_lists: tuple[str, ...] = ()):
+    for name in names:
+        if _given(settings, name):
+            _check_readable(name, settings[name])
+    for name in ca_lists:
+        for path in settings.get(name) or []:
+            _check_readable(name, path)
+
+
+def _check_readable(name: str, path: str) -> None:
+    """Logstash's words ("Specified X P path must be readable.") plus the cause."""
+    try:
+        with open(path, "rb") as stream:
+            stream.read(1)
+    except OSError as error:
+        raise ConfigurationError(f"Specified {name} {path} path must be readable ({_why(error)})")
+
+
+def _why(error: OSError) -> str:
+    if isinstance(error, FileNotFoundError):
+        return "no such file"
+    if isinstance(error, PermissionError):
+        return "permission denied"
+    if isinstance(error, IsADirectoryError):
+        return "it is a directory"
+    return os.strerror(error.errno) if error.errno else str(error)
