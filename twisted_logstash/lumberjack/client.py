@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from twisted.internet import defer, error, protocol
+from twisted.internet import defer, protocol
 from twisted.internet.endpoints import connectProtocol
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
@@ -189,7 +189,7 @@ class _ClientProtocol(protocol.Protocol):
             self._finish(
                 RetriableError(
                     f"{self.host}: connection lost after {got} of {self.window.count} events "
-                    f"were acknowledged: {reason.getErrorMessage()}",
+                    f"were acknowledged: {_describe(reason)}",
                     self.host,
                 )
             )
@@ -297,8 +297,9 @@ class LumberjackTransmitter:
 
 
 def _describe(failure: Failure) -> str:
+    """One line saying why: refused, timed out, closed by the peer, or the TLS reason."""
     if failure.check(defer.TimeoutError, defer.CancelledError):
         return "timed out"
-    if failure.check(error.ConnectionRefusedError):
-        return "connection refused"
-    return failure.getErrorMessage() or failure.type.__name__
+    from twisted_logstash.tls import describe_tls_failure
+
+    return describe_tls_failure(failure)
