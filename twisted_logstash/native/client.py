@@ -2,7 +2,18 @@
 
 A lean client instead of twisted.web's `Agent`: per request it writes prebuilt header bytes plus
 the body with one ``writeSequence`` and feeds the answer to the sans-IO `ResponseParser`; nothing
-else runs per request but the verdict. The request bytes are described in `native/request.py`.
+else runs per request but the verdict. The request bytes (built in `native/request.py`, which
+says why each header is there or not) are, for a batch of N compressed bytes, every line ending
+in CRLF::
+
+    POST / HTTP/1.1
+    Host: <host>:<port>                          ([v6]:port for IPv6)
+    Content-Type: application/x-ndjson
+    Content-Encoding: gzip                       (deflate, snappy; absent for none/identity)
+    Authorization: Basic <base64(user:pass)>     (only with a username)
+    Content-Length: N
+
+    <N bytes: the compressed ndjson>
 
 Connections (``endpoint_factory(host)`` gives the endpoint, so plain TCP or TLS is the caller's
 choice) are kept per host and reused:

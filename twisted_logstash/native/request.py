@@ -20,6 +20,10 @@ What that client adds and we leave out on purpose:
 - ``Accept-Encoding: gzip,deflate``: we do not decompress response bodies, so we must not invite
   compressed ones.
 - ``User-Agent: Manticore ...``: not ours to claim; receivers do not look at it.
+The body differs in form, not in meaning: Logstash's output serializes the batch as ONE JSON array
+(no newline); we send ndjson, one object per line, each ending in ``\\n``. The receiving
+``logstash`` input decodes with ``json_lines``, which yields one event per array element or per
+line alike, and our ndjson keeps each line small.
 ``Content-Encoding`` names the body's compression (``gzip``, ``deflate`` or ``snappy``) and is
 absent for ``identity``. IPv6 hosts are bracketed in ``Host`` (``[::1]:9800``). Credentials are
 encoded as UTF-8 before base64 (RFC 7617).
