@@ -1,0 +1,250 @@
+"""Sinks: what they write, when their Deferred fires, and how they fail."""
+
+from __future__ import annotations
+
+import io
+import os
+
+import pytest
+from twisted.internet import defer
+from twisted.python.failure import Failure
+from zope.interface.verify import verifyObject
+
+from twisted_logstash import ndjson, sinks
+from twisted_logstash.errors import ConfigurationError
+from twisted_logstash.interfaces import IEventSink
+from twisted_logstash.sinks import (
+    CallableSink,
+    FileSink,
+    NullSink,
+    StdoutSink,
+    sink_from_string,
+)
+
+EVENTS = [{"message": "one", "n": 1}, {"message": "two", "tags": ["a"]}]
+
+
+def outcome(d: defer.Deferred):
+    """What a Deferred fired with (a value or a Failure); it must have fired already."""
+    results = []
+    d.addBoth(results.append)
+    assert results, "the Deferred has not fired"
+    return results[0]
+
+
+class RecordingStream(io.BytesIO):
+    """A binary stream that remembers the order of writes and flushes."""
+
+    def __init__(self):
+        super().__init__()
+        self.calls = []
+
+    def write(self, data):
+        self.calls.append("write")
+        return super().write(data)
+
+    def flush(self):
+        self.calls.append("flush")
+        super().flush()
+
+
+class BrokenStream(io.BytesIO):
+    def write(self, data):
+        raise BrokenPipeError(32, "Broken pipe")
+
+
+def test_every_sink_provides_the_interface(tmp_path):
+    for sink in (
+        StdoutSink(io.BytesIO()),
+        FileSink(str(tmp_path / "x")),
+        NullSink(),
+        CallableSink(lambda events: None),
+    ):
+        assert verifyObject(IEventSink, sink)
+
+
+# -- stdout ----------------------------------------------------------------------------------
+
+
+def test_stdout_sink_writes_ndjson_and_flushes_before_firing():
+    stream = RecordingStream()
+    d = StdoutSink(stream).deliver(EVENTS)
+    assert outcome(d) is None
+    assert stream.calls == ["write", "flush"]
+    assert stream.getvalue() == ndjson.encode(EVENTS)
+    assert ndjson.decode(stream.getvalue()) == EVENTS
+
+
+def test_stdout_sink_writes_nothing_for_no_events():
+    stream = RecordingStream()
+    assert outcome(StdoutSink(stream).deliver([])) is None
+    assert stream.getvalue() == b""
+
+
+def test_stdout_sink_defaults_to_the_binary_standard_output(monkeypatch):
+    buffer = io.BytesIO()
+    monkeypatch.setattr(sinks.sys, "stdout", io.TextIOWrapper(buffer))
+    sink = StdoutSink()
+    outcome(sink.deliver(EVENTS[:1]))
+    assert buffer.getvalue() == b'{"message":"one","n":1}\n'
+
+
+def test_stdout_sink_failure_is_a_failed_deferred():
+    result = outcome(StdoutSink(BrokenStream()).deliver(EVENTS))
+    assert isinstance(result, Failure)
+    assert result.check(BrokenPipeError)
+
+
+def test_an_event_that_cannot_be_encoded_is_a_failed_deferred():
+    result = outcome(StdoutSink(io.BytesIO()).deliver([{"bad": object()}]))
+    assert result.check(ndjson.NdjsonError)
+
+
+# -- file ------------------------------------------------------------------------------------
+
+
+def test_file_sink_appends_ndjson_and_it_is_on_disk_when_the_deferred_fires(tmp_path):
+    path = tmp_path / "events.ndjson"
+    path.write_bytes(b'{"old":true}\n')
+    sink = FileSink(str(path))
+    assert outcome(sink.deliver(EVENTS)) is None
+    # Read through a separate handle while the sink is still open: nothing is buffered.
+    assert ndjson.decode(path.read_bytes()) == [{"old": True}, *EVENTS]
+    assert outcome(sink.deliver(EVENTS[:1])) is None
+    assert ndjson.decode(path.read_bytes()) == [{"old": True}, *EVENTS, EVENTS[0]]
+    sink.close()
+
+
+def test_file_sink_fsyncs_only_when_asked(tmp_path, monkeypatch):
+    synced = []
+    monkeypatch.setattr(sinks.os, "fsync", synced.append)
+    plain = FileSink(str(tmp_path / "plain"))
+    outcome(plain.deliver(EVENTS))
+    assert synced == []
+    durable = FileSink(str(tmp_path / "durable"), fsync=True)
+    outcome(durable.deliver(EVENTS))
+    assert synced == [durable._file.fileno()]
+    plain.close()
+    durable.close()
+
+
+def test_file_sink_with_a_bad_path_fails_at_construction(tmp_path):
+    with pytest.raises(ConfigurationError, match=r"cannot open .*missing"):
+        FileSink(str(tmp_path / "missing" / "events.ndjson"))
+    with pytest.raises(ConfigurationError, match="cannot open"):
+        FileSink(str(tmp_path))  # a directory
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full")
+def test_file_sink_write_error_is_a_failed_deferred():
+    sink = FileSink("/dev/full")
+    result = outcome(sink.deliver(EVENTS))
+    assert isinstance(result, Failure)
+    assert result.check(OSError)
+    sink.close()
+
+
+class HalfWriter:
+    """A raw file that takes half of the first write, then fails like a full disk."""
+
+    def __init__(self, real):
+        self.real = real
+        self.failed = False
+
+    def write(self, data):
+        if self.failed:
+            raise OSError(28, "No space left on device")
+        self.failed = True
+        half = bytes(data[: len(data) // 2])
+        return self.real.write(half)
+
+    def __getattr__(self, name):
+        return getattr(self.real, name)
+
+
+def test_a_partly_written_batch_is_cut_off_so_the_file_keeps_whole_lines(tmp_path):
+    path = tmp_path / "events.ndjson"
+    sink = FileSink(str(path))
+    outcome(sink.deliver(EVENTS[:1]))
+    real = sink._file
+    sink._file = HalfWriter(real)
+    result = outcome(sink.deliver(EVENTS))
+    assert result.check(OSError)
+    assert path.read_bytes() == ndjson.encode(EVENTS[:1])
+    sink._file = real
+    outcome(sink.deliver(EVENTS))  # the retry writes the batch once, whole
+    assert ndjson.decode(path.read_bytes()) == [EVENTS[0], *EVENTS]
+    sink.close()
+
+
+def test_a_closed_file_sink_fails_deliveries(tmp_path):
+    sink = FileSink(str(tmp_path / "events.ndjson"))
+    sink.close()
+    assert outcome(sink.deliver(EVENTS)).check(ValueError)
+    sink.close()  # closing twice is harmless
+
+
+# -- null and callable -----------------------------------------------------------------------
+
+
+def test_null_sink_counts():
+    sink = NullSink()
+    assert outcome(sink.deliver(EVENTS)) is None
+    assert outcome(sink.deliver([])) is None
+    assert outcome(sink.deliver(EVENTS[:1])) is None
+    assert sink.count == 3
+
+
+def test_callable_sink_with_a_plain_function():
+    seen = []
+    sink = CallableSink(lambda events: seen.append(list(events)) or "ignored")
+    assert outcome(sink.deliver(EVENTS)) is None
+    assert seen == [EVENTS]
+
+
+def test_callable_sink_waits_for_a_returned_deferred():
+    pending = defer.Deferred()
+    sink = CallableSink(lambda events: pending)
+    d = sink.deliver(EVENTS)
+    results = []
+    d.addBoth(results.append)
+    assert results == []
+    pending.callback("done")
+    assert results == [None]
+
+
+def test_callable_sink_failures_become_failed_deferreds():
+    def explode(events):
+        raise RuntimeError("downstream is gone")
+
+    assert outcome(CallableSink(explode).deliver(EVENTS)).check(RuntimeError)
+    failing = CallableSink(lambda events: defer.fail(OSError("queue full")))
+    assert outcome(failing.deliver(EVENTS)).check(OSError)
+
+
+# -- sink_from_string ------------------------------------------------------------------------
+
+
+def test_sink_from_string(tmp_path):
+    assert isinstance(sink_from_string("stdout"), StdoutSink)
+    assert isinstance(sink_from_string("null"), NullSink)
+    path = tmp_path / "out.ndjson"
+    sink = sink_from_string(f"file:{path}")
+    assert isinstance(sink, FileSink)
+    assert sink.path == str(path)
+    outcome(sink.deliver(EVENTS))
+    assert ndjson.decode(path.read_bytes()) == EVENTS
+    sink.close()
+
+
+@pytest.mark.parametrize("spec", ["", "STDOUT", "file", "files:/x", "elasticsearch", "nul"])
+def test_sink_from_string_names_the_accepted_forms(spec):
+    with pytest.raises(ConfigurationError, match=r"'stdout', 'file:PATH' or 'null'"):
+        sink_from_string(spec)
+
+
+def test_sink_from_string_file_needs_a_path(tmp_path):
+    with pytest.raises(ConfigurationError, match="needs a path"):
+        sink_from_string("file:")
+    with pytest.raises(ConfigurationError, match="cannot open"):
+        sink_from_string(f"file:{tmp_path}/no/such/dir/x")

@@ -1,0 +1,144 @@
+"""Where a receiver puts the events it decoded: stdout, a file, nowhere, or a callable.
+
+Every sink answers ``deliver(events)`` with a Deferred that fires only once the events are
+handed on for good (written and flushed), because the receiver acknowledges the sender right
+after: an error while writing becomes a failed Deferred, never an exception, so that the
+receiver tells the sender to retry instead of losing the batch.
+
+Writing to stdout and to a file is synchronous on purpose: a pipe or a local file takes a
+batch in microseconds, and a sink that buffered in memory could not honestly say "written".
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable
+from typing import Any, BinaryIO
+
+from twisted.internet import defer
+from twisted.logger import Logger
+from zope.interface import implementer
+
+from twisted_logstash import ndjson
+from twisted_logstash.errors import ConfigurationError
+from twisted_logstash.interfaces import IEventSink
+
+__all__ = ["CallableSink", "FileSink", "NullSink", "StdoutSink", "sink_from_string"]
+
+
+@implementer(IEventSink)
+class StdoutSink:
+    """ndjson to a binary stream (standard output by default), flushed before acknowledging."""
+
+    def __init__(self, stream: BinaryIO | None = None) -> None:
+        self.stream = stream if stream is not None else sys.stdout.buffer
+
+    def deliver(self, events: list[dict]) -> defer.Deferred:
+        try:
+            data = ndjson.encode(events)
+            if data:
+                self.stream.write(data)
+                self.stream.flush()
+        except Exception:
+            return defer.fail()
+        return defer.succeed(None)
+
+
+@implementer(IEventSink)
+class FileSink:
+    """ndjson appended to a file, written (and with ``fsync=True`` synced) before acknowledging.
+
+    The file is opened at construction, so a path that cannot be written is a configuration
+    error before anything listens. Writes bypass Python's buffer: when one fails (a full disk),
+    the partial batch is cut off again, so that the file holds whole lines only and the retried
+    batch is not written twice.
+    """
+
+    log = Logger()
+
+    def __init__(self, path: str, fsync: bool = False) -> None:
+        self.path = path
+        self.fsync = fsync
+        try:
+            self._file = open(path, "ab", buffering=0)  # noqa: SIM115 - held open across writes
+        except OSError as e:
+            raise ConfigurationError(
+                f"cannot open {path!r} for appending: {e.strerror or e}"
+            ) from None
+
+    def deliver(self, events: list[dict]) -> defer.Deferred:
+        try:
+            data = ndjson.encode(events)
+            if data:
+                self._write(data)
+        except Exception:
+            return defer.fail()
+        return defer.succeed(None)
+
+    def _write(self, data: bytes) -> None:
+        handle = self._file
+        if handle.closed:
+            raise ValueError(f"file sink {self.path!r} is closed")
+        start = handle.seek(0, os.SEEK_END)
+        try:
+            view = memoryview(data)
+            while view:
+                written = handle.write(view)
+                view = view[written:]
+            if self.fsync:
+                os.fsync(handle.fileno())
+        except OSError:
+            self._cut(start)
+            raise
+
+    def _cut(self, size: int) -> None:
+        try:
+            self._file.truncate(size)
+        except OSError as e:
+            self.log.error(
+                "could not remove a partly written batch from {path}: {error}",
+                path=self.path,
+                error=str(e),
+            )
+
+    def close(self) -> None:
+        """Close the file; later deliveries fail."""
+        self._file.close()
+
+
+@implementer(IEventSink)
+class NullSink:
+    """Takes every event and keeps only the count: for benchmarks and dry runs."""
+
+    def __init__(self) -> None:
+        self.count = 0
+
+    def deliver(self, events: list[dict]) -> defer.Deferred:
+        self.count += len(events)
+        return defer.succeed(None)
+
+
+@implementer(IEventSink)
+class CallableSink:
+    """Hands each batch to ``fn``, which may return a value or a Deferred (or raise)."""
+
+    def __init__(self, fn: Callable[[list[dict]], Any]) -> None:
+        self.fn = fn
+
+    def deliver(self, events: list[dict]) -> defer.Deferred:
+        return defer.maybeDeferred(self.fn, events).addCallback(lambda _: None)
+
+
+def sink_from_string(spec: str) -> IEventSink:
+    """The sink a command-line value names: ``stdout``, ``file:PATH`` or ``null``."""
+    if spec == "stdout":
+        return StdoutSink()
+    if spec == "null":
+        return NullSink()
+    if spec.startswith("file:"):
+        path = spec[len("file:") :]
+        if not path:
+            raise ConfigurationError("sink 'file:' needs a path, as in file:/var/log/events.ndjson")
+        return FileSink(path)
+    raise ConfigurationError(f"unknown sink {spec!r}: expected 'stdout', 'file:PATH' or 'null'")
