@@ -192,14 +192,20 @@ class FakeEndpoint:
         self.protocols = []
         self.hang = False
         self.cancelled = 0
+        self.failures = []
+        self.connecting = []
 
     def connect(self, factory):
+        if self.failures:
+            return defer.fail(self.failures.pop(0))
         if self.hang:
 
             def cancel(d):
                 self.cancelled += 1
 
-            return defer.Deferred(cancel)
+            connecting = defer.Deferred(cancel)
+            self.connecting.append(connecting)
+            return connecting
         protocol = factory.buildProtocol(None)
         protocol.makeConnection(StringTransport())
         self.protocols.append(protocol)
@@ -432,6 +438,50 @@ def test_server_closing_idle_connection_removes_it(transmitter, endpoint):
     assert transmitter.idle_connections(HOST) == 0
     transmitter.transmit(HOST, b"two")
     assert len(endpoint.protocols) == 2
+
+
+@pytest.mark.parametrize(
+    ("failure", "reason"),
+    [
+        (error.DNSLookupError("no.such.host"), "DNS lookup failed: "),
+        (error.ConnectionRefusedError(), "connection refused"),
+        (error.TCPTimedOutError(), "TCPTimedOutError: "),
+        (error.ConnectError("no route"), "ConnectError: "),
+    ],
+)
+def test_connect_failures_are_retriable_and_named(transmitter, endpoint, failure, reason):
+    endpoint.failures.append(failure)
+    problem = outcome(transmitter.transmit(HOST, b"one"))
+    assert type(problem) is RetriableError
+    assert problem.reason.startswith(reason)
+    assert problem.host == HOST
+    assert problem.status is None
+
+
+def test_connection_reset_mid_response_names_the_cause(transmitter, endpoint):
+    d = transmitter.transmit(HOST, b"one")
+    conn = endpoint.protocols[0]
+    conn.dataReceived(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n")
+    conn.connectionLost(Failure(error.ConnectionLost("Connection reset by peer")))
+    problem = outcome(d)
+    assert isinstance(problem, RetriableError)
+    assert "inside the response body" in problem.reason
+    assert "Connection reset by peer" in problem.reason
+
+
+def test_failed_connect_frees_the_slot_for_a_waiting_request(clock, endpoint):
+    transmitter = HttpTransmitter(clock, lambda host: endpoint, max_connections_per_host=1)
+    endpoint.hang = True
+    first = transmitter.transmit(HOST, b"one")
+    second = transmitter.transmit(HOST, b"two")
+    assert len(endpoint.connecting) == 1  # the second waits for the only slot
+    endpoint.hang = False
+    endpoint.connecting[0].errback(error.ConnectionRefusedError())
+    assert outcome(first).reason == "connection refused"
+    [conn] = endpoint.protocols
+    assert sent(conn).endswith(b"two")
+    conn.dataReceived(OK)
+    assert outcome(second) is None
 
 
 # -- timeouts and cancellation --------------------------------------------------------------------
