@@ -36,6 +36,11 @@ def certs(tmp_path_factory) -> Path:
 class AckServer(protocol.Protocol):
     """Answers every chunk with ``ack:`` + the chunk; records why the connection ended."""
 
+    def connectionMade(self) -> None:
+        made, self.factory.made = self.factory.made, []
+        for d in made:
+            d.callback(self)
+
     def dataReceived(self, data: bytes) -> None:
         self.transport.write(b"ack:" + data)
 
@@ -52,6 +57,13 @@ class AckServerFactory(protocol.Factory):
     def __init__(self):
         self.lost = []
         self.waiting = []
+        self.made = []
+
+    def next_made(self) -> defer.Deferred:
+        """Fires when the next connection is accepted (under TLS: before the handshake)."""
+        d = defer.Deferred()
+        self.made.append(d)
+        return d
 
     def next_lost(self) -> defer.Deferred:
         """Fires with the exception that ended the next server-side connection."""

@@ -9,7 +9,7 @@ from __future__ import annotations
 import pytest
 import pytest_twisted
 from OpenSSL import SSL
-from twisted.internet import defer
+from twisted.internet import defer, protocol
 from twisted.internet.endpoints import TCP4ClientEndpoint, TCP4ServerEndpoint, wrapClientTLS
 from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
@@ -120,18 +120,19 @@ def test_client_authentication_matrix(certs, mode, identity):
 
 @pytest.mark.parametrize(
     ("hostname", "expected"),
-    [("127.0.0.1", "ok"), ("localhost", "ok"), ("wrong.example", "ok")],
+    [
+        ("127.0.0.1", "ok"),
+        ("localhost", "ok"),
+        ("127.0.0.2", "server certificate does not match 127.0.0.2"),
+        ("wrong.example", "server certificate does not match wrong.example"),
+    ],
 )
 @pytest_twisted.inlineCallbacks
 def test_names_are_checked_for_ip_and_dns(certs, hostname, expected):
-    """The good certificate matches 127.0.0.1 and localhost; wrong.example is only SNI here."""
+    """Always connected to 127.0.0.1; the name checked is an IP SAN or a DNS SAN."""
     port, _ = yield serving(server_settings(certs))
     try:
-        result = yield outcome(port, client_settings(certs), hostname)
-        if hostname == "wrong.example":
-            assert result == "server certificate does not match wrong.example"
-        else:
-            assert result == expected
+        assert (yield outcome(port, client_settings(certs), hostname)) == expected
     finally:
         yield port.stopListening()
 
@@ -394,7 +395,7 @@ def test_handshake_timeout_is_cancelled_when_the_peer_leaves():
 @pytest_twisted.inlineCallbacks
 def test_handshake_timeout_over_a_real_socket(certs):
     """A peer that connects and sends nothing is dropped; a real client still gets through."""
-    from twisted.internet import protocol, reactor
+    from twisted.internet import reactor
 
     port, _ = yield serving(server_settings(certs), handshake_timeout=0.2)
     try:
@@ -421,3 +422,89 @@ def test_describe_plain_errors():
     assert tls.describe_tls_failure(error) == "the peer does not speak TLS (plain TCP?)"
     odd = SSL.Error([("SSL routines", "", "something new")])
     assert tls.describe_tls_failure(odd) == "TLS error: something new"
+
+
+class TwoPings(protocol.Protocol):
+    """Pings once, then again when told to, on the same connection."""
+
+    def __init__(self):
+        self.answers = []
+        self.next = defer.Deferred()
+        self.lost = defer.Deferred()
+
+    def connectionMade(self):
+        self.transport.write(b"1")
+
+    def dataReceived(self, data):
+        self.answers.append(data)
+        waiting, self.next = self.next, defer.Deferred()
+        waiting.callback(data)
+
+    def connectionLost(self, reason):
+        self.lost.callback(None)
+
+
+@pytest_twisted.inlineCallbacks
+def test_handshake_timeout_is_cancelled_over_a_real_socket(certs):
+    """Real sockets, fake time: after the handshake, the timeout no longer applies."""
+    from twisted.internet import reactor
+
+    clock = Clock()
+    endpoint = TLSServerEndpoint(
+        clock,
+        TCP4ServerEndpoint(reactor, 0, interface="127.0.0.1"),
+        tls.server_options(server_settings(certs)),
+        1.0,
+    )
+    port = yield endpoint.listen(AckServerFactory())
+    try:
+        client = TwoPings()
+        tcp = TCP4ClientEndpoint(reactor, "127.0.0.1", port.getHost().port)
+        creator = tls.client_options(client_settings(certs), "127.0.0.1")
+        yield wrapClientTLS(creator, tcp).connect(protocol.Factory.forProtocol(lambda: client))
+        first = client.next
+        first.addTimeout(10, reactor)
+        assert (yield first) == b"ack:1"
+        assert clock.getDelayedCalls() == []  # the handshake cancelled the timer
+        clock.advance(3600)
+        second = client.next
+        second.addTimeout(10, reactor)
+        client.transport.write(b"2")
+        assert (yield second) == b"ack:2"
+        client.transport.loseConnection()
+        yield client.lost
+    finally:
+        yield port.stopListening()
+
+
+@pytest_twisted.inlineCallbacks
+def test_handshake_timeout_with_fake_time_drops_silent_peer(certs):
+    from twisted.internet import reactor
+
+    clock = Clock()
+    endpoint = TLSServerEndpoint(
+        clock,
+        TCP4ServerEndpoint(reactor, 0, interface="127.0.0.1"),
+        tls.server_options(server_settings(certs)),
+        10.0,
+    )
+    factory = AckServerFactory()
+    port = yield endpoint.listen(factory)
+    try:
+        lost = factory.next_lost()
+        accepted = factory.next_made()
+        client = TwoPings()
+        client.connectionMade = lambda: None  # connects and says nothing
+        tcp = TCP4ClientEndpoint(reactor, "127.0.0.1", port.getHost().port)
+        yield tcp.connect(protocol.Factory.forProtocol(lambda: client))
+        accepted.addTimeout(10, reactor)
+        yield accepted
+        assert len(clock.getDelayedCalls()) == 1
+        clock.advance(9.9)
+        assert not lost.called
+        clock.advance(0.1)
+        lost.addTimeout(10, reactor)
+        yield lost
+        yield client.lost
+    finally:
+        yield port.stopListening()
