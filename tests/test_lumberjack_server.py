@@ -8,8 +8,8 @@ from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
 from twisted.logger import Logger
 from twisted.python.failure import Failure
-from twisted_logstash.events import Decorations
 
+from twisted_logstash.events import Decorations
 from twisted_logstash.lumberjack import server as server_module
 from twisted_logstash.lumberjack.frames import encode_window
 from twisted_logstash.lumberjack.server import LumberjackInputFactory
@@ -265,3 +265,41 @@ def test_one_byte_at_a_time():
         ["@timestamp", "@version", "c"],
     ]
     assert acks_in(c.written()) == [2, 1]
+
+
+def test_drain_closes_idle_connections_and_fires_when_they_are_gone():
+    c = Connection(auto=True)
+    drained = c.factory.drain()
+    assert c.closed and not drained.called
+    c.lose()
+    assert drained.called
+
+
+def test_drain_finishes_and_acks_the_window_with_the_sink_and_drops_the_rest():
+    c = Connection()
+    c.send(encode_window([{"a": 1}]))
+    c.send(encode_window([{"a": 2}]))
+    drained = c.factory.drain()
+    assert not c.closed
+    c.sink.release()
+    assert c.written() == ack(1)
+    assert c.closed
+    assert len(c.sink.batches) == 1
+    c.lose()
+    assert drained.called
+
+
+def test_drain_with_no_connections_fires_at_once_and_new_ones_are_closed():
+    factory = LumberjackInputFactory(HeldSink(), Clock())
+    assert factory.drain().called
+    protocol = factory.buildProtocol(None)
+    transport = StringTransport()
+    protocol.makeConnection(transport)
+    assert transport.disconnecting
+
+
+def test_abort_drops_every_connection():
+    c = Connection()
+    c.send(encode_window([{"a": 1}]))
+    c.factory.abort()
+    assert c.transport.disconnecting

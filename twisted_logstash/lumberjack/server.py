@@ -90,6 +90,11 @@ class LumberjackInputProtocol(protocol.Protocol):
 
     def connectionMade(self) -> None:
         self._connected = True
+        self.factory._connections.add(self)
+        if self.factory.draining:
+            self._closing = True
+            self.transport.loseConnection()
+            return
         self._last_activity = self.reactor.seconds()
         self._schedule_idle_check(self.factory.client_inactivity_timeout)
 
@@ -101,6 +106,7 @@ class LumberjackInputProtocol(protocol.Protocol):
             if timer is not None and timer.active():
                 timer.cancel()
         self._idle_timer = self._keepalive_timer = None
+        self.factory._disconnected(self)
 
     def dataReceived(self, data: bytes) -> None:
         if self._closing:
@@ -206,6 +212,13 @@ class LumberjackInputProtocol(protocol.Protocol):
     def _fail(self, message: str, **fields: Any) -> None:
         """Stop reading and close; a window already with the sink still gets its ACK."""
         log.warn("{peer}: " + message + "; closing the connection", peer=self._peer(), **fields)
+        self._stop()
+
+    def _stop(self) -> None:
+        """Take nothing more; close once the window with the sink (if any) is ACKed. Windows
+        not yet with the sink are dropped unACKed: the sender resends them."""
+        if not self._connected:
+            return
         self._closing = True
         self._ready.clear()
         self._window = None
@@ -304,6 +317,36 @@ class LumberjackInputFactory(protocol.Factory):
         self.max_frame = max_frame
         self.max_inflated = max_inflated
         self.decorations = decorations
+        self.draining = False
+        self._connections: set[LumberjackInputProtocol] = set()
+        self._drain_waiters: list[defer.Deferred] = []
 
     def buildProtocol(self, addr) -> LumberjackInputProtocol:
         return self.protocol(self)
+
+    def drain(self) -> defer.Deferred:
+        """Stop taking windows and fire once every connection is closed.
+
+        Idle connections close at once; a window with the sink is finished and ACKed first;
+        windows received but not yet with the sink are dropped unACKed (their sender resends
+        them). Used by the input service on shutdown."""
+        self.draining = True
+        for connection in list(self._connections):
+            connection._stop()
+        if not self._connections:
+            return defer.succeed(None)
+        d: defer.Deferred = defer.Deferred(lambda d: self._drain_waiters.remove(d))
+        self._drain_waiters.append(d)
+        return d
+
+    def abort(self) -> None:
+        """Drop every connection at once (after a drain took too long)."""
+        for connection in list(self._connections):
+            connection.transport.abortConnection()
+
+    def _disconnected(self, connection: LumberjackInputProtocol) -> None:
+        self._connections.discard(connection)
+        if not self._connections and self._drain_waiters:
+            waiters, self._drain_waiters = self._drain_waiters, []
+            for d in waiters:
+                d.callback(None)
