@@ -451,16 +451,30 @@ def mutate(data: bytes, flips: list[tuple[int, int]], cut: int | None) -> bytes:
 hostile = st.one_of(
     st.binary(max_size=600),
     st.builds(lambda tail: b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\xff" + tail, st.binary()),
+    st.builds(  # gzip headers with any flags, to exercise header holding
+        lambda flags, tail: b"\x1f\x8b\x08" + bytes((flags,)) + tail,
+        st.integers(0, 255),
+        st.binary(),
+    ),
     st.builds(lambda tail: b"\x78\x9c" + tail, st.binary()),
     st.builds(lambda tail: IDENTIFIER + tail, st.binary()),
 )
 
 
 @settings(max_examples=150, deadline=None)
-@given(data=hostile, encoding=st.sampled_from(ENCODINGS), backend=st.sampled_from(BACKENDS))
-def test_arbitrary_bytes_raise_only_codec_errors(data, encoding, backend):
+@given(
+    data=hostile,
+    encoding=st.sampled_from(ENCODINGS),
+    backend=st.sampled_from(BACKENDS),
+    cuts=st.lists(st.integers(0, 600), max_size=6),
+)
+def test_arbitrary_bytes_raise_only_codec_errors(data, encoding, backend, cuts):
     try:
         decompress(data, encoding, 4096, backend=backend)
+    except ALLOWED:
+        pass
+    try:
+        feed_in_pieces(Decompressor(encoding, 4096, backend=backend), data, cuts)
     except ALLOWED:
         pass
 

@@ -172,7 +172,7 @@ json_values = st.recursive(
 )
 
 
-@settings(max_examples=80, deadline=None)
+@settings(max_examples=50, deadline=None)
 @given(
     events=st.lists(st.dictionaries(st.sampled_from(["tags", "type", "f", "m"]), json_values)),
     tags=st.lists(st.text(max_size=4), max_size=3),
