@@ -11,12 +11,12 @@ more where it costs nothing:
 - ``identity``: the bytes as they are.
 
 Every decoder bounds the INFLATED size: once more than ``limit`` bytes would come out it raises
-:class:`TooLargeError` without producing them, so a small "zip bomb" costs at most ``limit``
-bytes of memory. Anything that does not decode raises :class:`DecompressionError`; no other
-exception escapes. An empty body decodes to ``b""`` under every encoding (Netty emits nothing
-for nothing too). Bytes after the end of a deflate stream, or after a gzip member that do not
-start another member, are an error rather than ignored: a damaged body is refused, not
-half-delivered.
+:class:`TooLargeError` without producing them, so a small "zip bomb" costs memory in
+proportion to ``limit`` (a few times it at most), never to what it would inflate to. Anything
+that does not decode raises :class:`DecompressionError`; no other exception escapes. An empty
+body decodes to ``b""`` under every encoding (Netty emits nothing for nothing too). Bytes after
+the end of a deflate stream, or after a gzip member that do not start another member, are an
+error rather than ignored: a damaged body is refused, not half-delivered.
 
 gzip and deflate run on ISA-L (``isal``) when it is importable, about 2.5 times faster than
 zlib at inflating and at compressing (level 1) ndjson; stdlib ``zlib`` otherwise. Both produce
@@ -119,7 +119,9 @@ def _backend(name: str | None) -> Backend:
 # -- compression ---------------------------------------------------------------------------
 
 
-def compress(data: bytes, encoding: str, level: int | None = None, *, backend=None) -> bytes:
+def compress(
+    data: bytes, encoding: str, level: int | None = None, *, backend: str | None = None
+) -> bytes:
     """``data`` encoded for a ``Content-Encoding: encoding`` body.
 
     ``level`` (0-9) applies to gzip and deflate only and defaults to 1, which is what we
@@ -146,7 +148,7 @@ def compress(data: bytes, encoding: str, level: int | None = None, *, backend=No
 # -- decompression -------------------------------------------------------------------------
 
 
-def decompress(data: bytes, encoding: str, limit: int, *, backend=None) -> bytes:
+def decompress(data: bytes, encoding: str, limit: int, *, backend: str | None = None) -> bytes:
     """The inflated body; at most ``limit`` bytes, else :class:`TooLargeError`.
 
     Raises :class:`DecompressionError` for a body that is corrupt or truncated.
@@ -173,7 +175,7 @@ class Decompressor:
     refuses further input.
     """
 
-    def __init__(self, encoding: str, limit: int, *, backend=None) -> None:
+    def __init__(self, encoding: str, limit: int, *, backend: str | None = None) -> None:
         self.encoding = normalize(encoding)
         if limit < 0:
             raise ValueError(f"limit must be >= 0, not {limit}")
