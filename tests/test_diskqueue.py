@@ -200,8 +200,9 @@ def test_capacity_and_sync_are_checked(qdir):
 def test_sync_sets_sqlite_synchronous(qdir, sync, level):
     q = DiskQueue(qdir, sync=sync)
     try:
-        assert q._db.execute("PRAGMA synchronous").fetchone()[0] == level
-        assert q._db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        db = q._connection()
+        assert db.execute("PRAGMA synchronous").fetchone()[0] == level
+        assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     finally:
         q.close()
 
@@ -258,7 +259,7 @@ def test_reopen_continues_after_partly_acked_rows(qdir):
         q.close()
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     puts=st.lists(st.integers(min_value=0, max_value=40), min_size=1, max_size=8),
     limits=st.lists(st.integers(min_value=1, max_value=30), min_size=1, max_size=10),
@@ -374,6 +375,40 @@ def test_kill_9_keeps_exactly_the_unacknowledged_events(qdir, sync):
         assert q.pending() == len(expected)
         assert q.cursor("file:in") == total * 10
         assert numbers(drain(q)) == expected
+    finally:
+        q.close()
+
+
+FORKING_CHILD = textwrap.dedent(
+    """
+    import os, sys
+    sys.path.insert(0, {root!r})
+    from twisted_logstash.diskqueue import DiskQueue
+    q = DiskQueue({qdir!r})
+    q.put([{{"n": 0}}, {{"n": 1}}])  # the parent has used its connection
+    if os.fork():
+        os._exit(0)  # as twistd does when it daemonizes
+    q.put([{{"n": 2}}, {{"n": 3}}])
+    ticket, evs = q.get(3)
+    q.ack(ticket)
+    with open(os.path.join({qdir!r}, "lock")) as f:
+        print(os.getpid(), f.read().strip(), *[e["n"] for e in evs], flush=True)
+    q.close()
+    """
+)
+
+
+def test_queue_built_before_a_fork_works_in_the_child(qdir):
+    code = FORKING_CHILD.format(root=ROOT, qdir=qdir)
+    # run() returns once the forked child closed its stdout, i.e. exited
+    child = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert child.returncode == 0, child.stderr
+    pid, holder, *handed = child.stdout.split()
+    assert holder == pid  # the lock file names the process that uses the queue
+    assert handed == ["0", "1", "2"]
+    q = DiskQueue(qdir)
+    try:
+        assert numbers(drain(q)) == [3]
     finally:
         q.close()
 

@@ -157,13 +157,22 @@ class DiskQueue:
         self.capacity = capacity
         self.sync = sync.lower()
         self._reactor = reactor
+        self._level = level
         self._lock_fd = self._lock()
         try:
-            self._db = self._open(level)
-            self._load()
+            db = self._open(level)
+            try:
+                self._load(db)
+            finally:
+                db.close()
         except BaseException:
             self._unlock()
             raise
+        # The connection is opened on first use, by the process that uses it: twistd builds
+        # the service, then forks to daemonize, and an SQLite connection must not cross a fork.
+        self._db: sqlite3.Connection | None = None
+        self._db_pid = 0
+        self._inherited: list[sqlite3.Connection] = []
         self._tickets: set[Ticket] = set()
         self._out_count = 0
         self._row: _Row | None = None
@@ -240,13 +249,13 @@ class DiskQueue:
             raise
         return db
 
-    def _load(self) -> None:
+    def _load(self, db: sqlite3.Connection) -> None:
         """What a previous run left: partly acknowledged rows and the number of held events."""
         self._acked: dict[int, list[tuple[int, int]]] = {}
-        for batch, lo, hi in self._db.execute("SELECT batch, lo, hi FROM acked"):
+        for batch, lo, hi in db.execute("SELECT batch, lo, hi FROM acked"):
             self._acked.setdefault(batch, []).append((lo, hi))
         query = "SELECT COALESCE(SUM(n), 0), MAX(id) FROM batches"
-        total, last = self._db.execute(query).fetchone()
+        total, last = db.execute(query).fetchone()
         done = sum(hi - lo for ranges in self._acked.values() for lo, hi in ranges)
         self._pending = total - done
         self._next_id = (last or 0) + 1
@@ -261,7 +270,7 @@ class DiskQueue:
         (:class:`NdjsonError` for an event JSON cannot hold, ``sqlite3.Error`` for a disk
         problem such as a full disk)."""
         try:
-            self._check_open()
+            self._connection()
             rows = self._encode(events)
             self._commit_put(rows, cursor)
         except Exception:
@@ -271,11 +280,11 @@ class DiskQueue:
     def get(self, limit: int) -> tuple[Ticket, list[dict]] | None:
         """Up to ``limit`` events not handed out yet, oldest first, with the ticket to ack;
         None when there are none (or ``limit`` is below 1)."""
-        self._check_open()
+        db = self._connection()
         out: list[dict] = []
         pieces: list[tuple[int, int, int, int]] = []
         while len(out) < limit:
-            row = self._row or self._next_row()
+            row = self._row or self._next_row(db)
             if row is None:
                 break
             lo, hi = row.free[0]
@@ -297,11 +306,10 @@ class DiskQueue:
     def ack(self, ticket: Ticket) -> None:
         """Forget the events of ``ticket`` for good (one transaction). A ticket is acknowledged
         once; an unknown or repeated one is a bug and raises ``KeyError``."""
-        self._check_open()
+        db = self._connection()
         if ticket not in self._tickets:
             raise KeyError("unknown or already acknowledged queue ticket")
         done, partial = self._split(ticket)
-        db = self._db
         db.execute("BEGIN")
         try:
             if done:
@@ -344,10 +352,11 @@ class DiskQueue:
 
     def cursor(self, source_key: str) -> int | None:
         """The offset last stored with a put for ``source_key``, or None if never stored."""
-        self._check_open()
-        row = self._db.execute(
-            "SELECT position FROM cursors WHERE source = ?", (source_key,)
-        ).fetchone()
+        row = (
+            self._connection()
+            .execute("SELECT position FROM cursors WHERE source = ?", (source_key,))
+            .fetchone()
+        )
         return None if row is None else row[0]
 
     def close(self) -> defer.Deferred[None]:
@@ -359,16 +368,31 @@ class DiskQueue:
             self._tickets.clear()
             self._out_count = 0
             try:
-                self._db.close()
+                if self._db is not None and self._db_pid == os.getpid():
+                    self._db.close()
+                self._db = None
             finally:
                 self._unlock()
         return defer.succeed(None)
 
     # -- internals ------------------------------------------------------------------------
 
-    def _check_open(self) -> None:
+    def _connection(self) -> sqlite3.Connection:
+        """The connection of this process, opened on first use (and again after a fork)."""
         if self._closed:
             raise QueueClosedError(f"disk queue {self.path} is closed")
+        pid = os.getpid()
+        if self._db_pid != pid:
+            if self._db is not None:
+                # Opened by the parent of a fork: closing it here could undo the parent's
+                # locks; keep it referenced and unused.
+                self._inherited.append(self._db)
+            db = sqlite3.connect(self.path, isolation_level=None)
+            db.execute(f"PRAGMA synchronous={self._level}")
+            self._db, self._db_pid = db, pid
+            os.ftruncate(self._lock_fd, 0)
+            os.pwrite(self._lock_fd, f"{pid}\n".encode(), 0)
+        return self._db
 
     def _encode(self, events: Sequence[dict]) -> list[tuple[int, bytes]]:
         """One ``(count, JSON array)`` per row; a put that fits in a row costs one dumps."""
@@ -388,7 +412,7 @@ class DiskQueue:
         if not rows and cursor is None:
             return
         first = self._next_id
-        db = self._db
+        db = self._connection()
         db.execute("BEGIN")
         try:
             if len(rows) == 1:
@@ -412,10 +436,10 @@ class DiskQueue:
         self._next_id = first + len(rows)
         self._pending += sum(n for n, _ in rows)
 
-    def _next_row(self) -> _Row | None:
+    def _next_row(self, db: sqlite3.Connection) -> _Row | None:
         """Decode the oldest row not handed out yet, skipping what a previous run acked."""
         while True:
-            found = self._db.execute(
+            found = db.execute(
                 "SELECT id, n, body FROM batches WHERE id > ? ORDER BY id LIMIT 1", (self._after,)
             ).fetchone()
             if found is None:
