@@ -508,3 +508,46 @@ def test_handshake_timeout_with_fake_time_drops_silent_peer(certs):
         yield client.lost
     finally:
         yield port.stopListening()
+
+
+class SendsOnce(protocol.Protocol):
+    payload = b""
+
+    def connectionMade(self):
+        self.transport.write(self.payload)
+
+
+@pytest.mark.parametrize(
+    ("payload", "expected"),
+    [
+        (b"GET / HTTP/1.1\r\nHost: x\r\n\r\n", "the peer sent plain HTTP to a TLS port"),
+        (b'{"message": "plain ndjson"}\n', "the peer does not speak TLS (plain TCP?)"),
+    ],
+)
+@pytest_twisted.inlineCallbacks
+def test_plain_text_to_a_tls_port(certs, payload, expected):
+    """What the input logs when a client forgot TLS (ssl_enabled false on one side only)."""
+    from twisted.internet import reactor
+
+    port, factory = yield serving(server_settings(certs))
+    try:
+        lost = factory.next_lost()
+        sender = type("Sender", (SendsOnce,), {"payload": payload})
+        tcp = TCP4ClientEndpoint(reactor, "127.0.0.1", port.getHost().port)
+        yield tcp.connect(protocol.Factory.forProtocol(sender))
+        lost.addTimeout(10, reactor)
+        assert tls.describe_tls_failure((yield lost)) == expected
+    finally:
+        yield port.stopListening()
+
+
+@pytest_twisted.inlineCallbacks
+def test_tls_client_to_a_plain_port(certs):
+    from twisted.internet import reactor
+
+    port = yield TCP4ServerEndpoint(reactor, 0, interface="127.0.0.1").listen(AckServerFactory())
+    try:
+        result = yield outcome(port, client_settings(certs))
+        assert result == "the peer does not speak TLS (plain TCP?)"
+    finally:
+        yield port.stopListening()
