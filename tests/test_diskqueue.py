@@ -413,6 +413,54 @@ def test_queue_built_before_a_fork_works_in_the_child(qdir):
         q.close()
 
 
+# -- behind an Output ---------------------------------------------------------------------
+
+
+def test_output_resends_after_restart_what_was_not_acknowledged(qdir):
+    """The seam the queue is for: an Output stopped while its receiver is down leaves the
+    unacknowledged events on disk, and the next Output on the same DIR sends them."""
+    from support_transmitter import OK, RETRY, FakeTransmitter
+    from twisted.internet.task import Clock
+    from twisted.logger import Logger
+
+    from twisted_logstash.hosts import Host
+    from twisted_logstash.output import Output
+
+    host = Host("a.example", 9800)
+    clock = Clock()
+    fake = FakeTransmitter(clock)
+    fake.always(host, RETRY)  # after the first batch, the receiver is down
+    fake.script(host, OK)
+    q = DiskQueue(qdir, reactor=clock)
+    output = Output(fake, [host], clock, batch_size=4, queue=q)
+    output.log = Logger(observer=lambda event: None)
+    output.startService()
+    output.send(events(0, 10)).addErrback(lambda f: None)  # fails with OutputStopped at stop
+    for _ in range(20):
+        clock.advance(0.5)
+    assert numbers(fake.delivered) == [0, 1, 2, 3]
+    assert q.pending() == 6
+    output.stopService()
+    q.close()
+
+    clock = Clock()
+    fake = FakeTransmitter(clock)
+    q = DiskQueue(qdir, reactor=clock)
+    assert q.pending() == 6
+    output = Output(fake, [host], clock, batch_size=4, queue=q)
+    output.log = Logger(observer=lambda event: None)
+    output.startService()
+    drained = []
+    output.drain().addBoth(drained.append)
+    for _ in range(10):
+        clock.advance(0.1)
+    assert drained == [None]
+    assert numbers(fake.delivered) == list(range(4, 10))
+    assert q.pending() == 0
+    output.stopService()
+    q.close()
+
+
 # -- errors the user meets ----------------------------------------------------------------
 
 
