@@ -60,9 +60,10 @@ def test_summary_reports_median_range_and_other_load(bench):
         {"events_per_s": r, "self_cpu": 0.5, "peer_cpu": 1.0, "system_cpu": 1.6}
         for r in (10.0, 30.0, 20.0)
     ]
-    summary = run.summarize({"windows": windows})
+    summary = run.summarize({"windows": windows}, "peer_cpu")
     assert (summary["median"], summary["min"], summary["max"]) == (20, 10, 30)
     assert summary["other_cpu"] == pytest.approx(0.1)
+    assert summary["per_cpu_s"] == 20
 
 
 @pytest.fixture(autouse=True)
