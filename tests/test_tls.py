@@ -11,8 +11,10 @@ import pytest_twisted
 from OpenSSL import SSL
 from twisted.internet import defer, protocol
 from twisted.internet.endpoints import TCP4ClientEndpoint, TCP4ServerEndpoint, wrapClientTLS
+from twisted.internet.interfaces import IHandshakeListener
 from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
+from zope.interface import implementer
 
 from tests import support_tls
 from tests.support_tls import AckServerFactory, ping
@@ -363,6 +365,12 @@ def _timed_connection(clock):
     return wrapper, transport
 
 
+def test_handshake_timeout_keeps_a_refusal():
+    refusing = RecorderFactory()
+    refusing.buildProtocol = lambda addr: None
+    assert tls.HandshakeTimeoutFactory(refusing, Clock(), 1.0).buildProtocol(None) is None
+
+
 def test_handshake_timeout_drops_a_silent_peer():
     clock = Clock()
     _, transport = _timed_connection(clock)
@@ -380,6 +388,21 @@ def test_handshake_timeout_is_cancelled_by_the_handshake():
     assert clock.getDelayedCalls() == []
     clock.advance(60)
     assert not transport.aborted
+
+
+def test_handshake_completion_reaches_a_listening_application():
+    @implementer(IHandshakeListener)
+    class Listening(Recorder):
+        def handshakeCompleted(self):
+            self.events.append("handshake")
+
+    inner = RecorderFactory()
+    inner.buildProtocol = lambda addr: inner.built.append(Listening()) or inner.built[-1]
+    wrapper = tls.HandshakeTimeoutFactory(inner, Clock(), 1.0).buildProtocol(None)
+    wrapper.makeConnection(StringTransport())
+    assert IHandshakeListener.providedBy(wrapper)
+    wrapper.handshakeCompleted()
+    assert inner.built[0].events == ["made", "handshake"]
 
 
 def test_handshake_timeout_is_cancelled_when_the_peer_leaves():

@@ -547,6 +547,13 @@ class HandshakeTimeoutFactory(WrappingFactory):
         self.reactor = reactor
         self.timeout = timeout
 
+    def buildProtocol(self, addr):
+        """None from the application factory (a refused peer) stays None."""
+        inner = self.wrappedFactory.buildProtocol(addr)
+        if inner is None:
+            return None
+        return self.protocol(self, inner)
+
 
 # ---------------------------------------------------------------------------- failures
 
