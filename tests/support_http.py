@@ -14,6 +14,10 @@ from twisted.internet.endpoints import TCP4ClientEndpoint, TCP4ServerEndpoint
 
 from twisted_logstash.native.response import Response, ResponseParser
 
+TIMEOUT = 10.0
+"""Every wait gives up after this many seconds, so that a broken server fails a test instead of
+hanging the run."""
+
 __all__ = [
     "RawClient",
     "connect",
@@ -65,7 +69,7 @@ class RawClient(protocol.Protocol):
     def __init__(self) -> None:
         self.received = b""
         self.responses: list[Response] = []
-        self.closed: defer.Deferred = defer.Deferred()
+        self._close_waiters: list[defer.Deferred] = []
         self._unparsed = b""
         self._waiters: list[tuple[int, defer.Deferred]] = []
         self._byte_waiters: list[tuple[bytes, defer.Deferred]] = []
@@ -87,10 +91,12 @@ class RawClient(protocol.Protocol):
         self.lost = True
         self._wake()
         for _, d in self._waiters + self._byte_waiters:
-            d.errback(AssertionError(f"connection closed; received {self.received!r}"))
+            d.errback(AssertionError(f"connection closed; received {self.received[:300]!r}"))
         self._waiters = []
         self._byte_waiters = []
-        self.closed.callback(None)
+        waiters, self._close_waiters = self._close_waiters, []
+        for d in waiters:
+            d.callback(None)
 
     def send(self, data: bytes) -> None:
         self.transport.write(data)
@@ -100,14 +106,22 @@ class RawClient(protocol.Protocol):
         d: defer.Deferred = defer.Deferred()
         self._waiters.append((count, d))
         self._wake()
-        return d
+        return d.addTimeout(TIMEOUT, reactor)
 
     def wait_bytes(self, marker: bytes) -> defer.Deferred:
         """Fires once ``marker`` appeared in what was received."""
         d: defer.Deferred = defer.Deferred()
         self._byte_waiters.append((marker, d))
         self._wake()
-        return d
+        return d.addTimeout(TIMEOUT, reactor)
+
+    def wait_closed(self) -> defer.Deferred:
+        """Fires once the connection closed (at once if it already did)."""
+        if self.lost:
+            return defer.succeed(None)
+        d: defer.Deferred = defer.Deferred()
+        self._close_waiters.append(d)
+        return d.addTimeout(TIMEOUT, reactor)
 
     def request(self, data: bytes) -> defer.Deferred:
         """Send one request and fire with its response."""
