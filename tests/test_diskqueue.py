@@ -152,6 +152,11 @@ def test_large_put_spans_rows(queue):
     assert queue.pending() == 0
 
 
+def test_put_takes_any_iterable(queue):
+    put(queue, (e for e in events(0, 3)))
+    assert numbers(drain(queue)) == [0, 1, 2]
+
+
 def test_empty_put_stores_nothing(queue):
     put(queue, [])
     assert queue.pending() == 0

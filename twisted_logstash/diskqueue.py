@@ -6,7 +6,7 @@ standard library has it, and a small WAL commit costs tens of microseconds.
 
 Layout, chosen by measurement (docs/queue.md): one row per *put* (a JSON array of its events,
 at most ``ROW_EVENTS`` events per row), not one row per event. Puts of 125 events are about
-twice as fast that way and small puts cost the same, because the commit dominates. A get may
+twice as fast that way; puts of one event cost about the same (the commit dominates). A get may
 hand out part of a row; which parts of a row were acknowledged is then written down (table
 ``acked``) in the same transaction as the acknowledgement, so that a restart hands out
 exactly the events that were not acknowledged, no more.
@@ -25,7 +25,9 @@ What is durable when:
 
 The queue is used from the reactor thread only and its calls block for the length of one
 SQLite transaction; that is the price of "on disk before the Deferred fires" without a thread
-hop per put.
+hop per put. Opening checks everything a user can get wrong (the directory, the lock, a damaged
+database) at once, but the connection used for work is opened on first use by the process that
+uses it, because ``twistd`` builds services before it forks to daemonize.
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ from __future__ import annotations
 import fcntl
 import os
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import orjson
@@ -263,7 +265,7 @@ class DiskQueue:
     # -- IEventQueue ------------------------------------------------------------------------
 
     def put(
-        self, events: Sequence[dict], cursor: tuple[str, int] | None = None
+        self, events: Iterable[dict], cursor: tuple[str, int] | None = None
     ) -> defer.Deferred[None]:
         """Store ``events`` (and the source's ``cursor``, ``(source_key, offset)``, in the same
         transaction); the Deferred fires once committed, or fails with nothing stored
@@ -394,8 +396,10 @@ class DiskQueue:
             os.pwrite(self._lock_fd, f"{pid}\n".encode(), 0)
         return self._db
 
-    def _encode(self, events: Sequence[dict]) -> list[tuple[int, bytes]]:
+    def _encode(self, events: Iterable[dict]) -> list[tuple[int, bytes]]:
         """One ``(count, JSON array)`` per row; a put that fits in a row costs one dumps."""
+        if not isinstance(events, list | tuple):
+            events = list(events)
         count = len(events)
         try:
             if count <= ROW_EVENTS:
