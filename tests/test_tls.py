@@ -257,6 +257,17 @@ def test_missing_passphrase_names_the_setting(certs):
         tls.server_options(settings)
 
 
+def test_certificate_without_key(certs):
+    with pytest.raises(ConfigurationError, match="`ssl_key` is required"):
+        tls.client_options({"ssl_certificate": str(certs / "client.crt")}, "localhost")
+
+
+def test_certificate_given_as_key(certs):
+    settings = server_settings(certs, ssl_key=str(certs / "server.crt"))
+    with pytest.raises(ConfigurationError, match=r"not a PEM private key \(PKCS#8 expected\)"):
+        tls.server_options(settings)
+
+
 def test_key_that_does_not_match_its_certificate(certs):
     settings = server_settings(certs, ssl_key=str(certs / "client.pkcs8.key"))
     with pytest.raises(ConfigurationError, match="does not match ssl_certificate"):

@@ -229,7 +229,9 @@ def load_certificates(name: str, path: str) -> list[x509.Certificate]:
 
 
 def _load_pem_key(settings: Mapping):
-    path = settings["ssl_key"]
+    path = settings.get("ssl_key")
+    if not path:
+        raise ConfigurationError("`ssl_key` is required when `ssl_certificate` is configured")
     passphrase = settings.get("ssl_key_passphrase")
     data = _read("ssl_key", path)
     password = passphrase.encode() if passphrase else None
