@@ -112,7 +112,8 @@ def main() -> int:
         except subprocess.TimeoutExpired:
             server.kill()
             server.wait()
-    print(f"demo: input stopped (status {server.returncode}); it received:")
+    how = "on SIGTERM" if server.returncode == -signal.SIGTERM else f"with {server.returncode}"
+    print(f"demo: input stopped {how}; it received:")
     lines = received.read_text().splitlines() if received.exists() else []
     for line in lines:
         print("   ", line)
