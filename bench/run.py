@@ -223,8 +223,13 @@ class Receiver:
                     break
             elif self.proc.poll() is not None:
                 break
+        alive = self.proc.poll() is None
         self.stop()
-        raise RuntimeError(f"receiver did not start (see {self.log.relative_to(ROOT)})")
+        tail = self.log.read_text(errors="replace").strip().splitlines()[-1:] or ["(empty)"]
+        what = f"gave no READY within {READY_TIMEOUT:.0f} s" if alive else "exited"
+        raise RuntimeError(
+            f"receiver {what}; last log line: {tail[0][:200]} (see {self.log.relative_to(ROOT)})"
+        )
 
     def stop(self) -> int | None:
         """Stop it; the events it says it decoded (None if it did not say)."""
@@ -240,6 +245,19 @@ class Receiver:
             if line.startswith(b"COUNT "):
                 return int(line.split()[1])
         return None
+
+
+def start_receiver(args: list[str], log: Path, core: int | None, tries: int = 2) -> Receiver:
+    """A started receiver; one more try if the first did not come up (seen once on a busy
+    machine, never reproduced)."""
+    for attempt in range(tries):
+        try:
+            return Receiver(args, log, core)
+        except RuntimeError as e:
+            print(f"    receiver start {attempt + 1}/{tries} failed: {e}", flush=True)
+            if attempt + 1 == tries:
+                raise
+    raise AssertionError("unreachable")
 
 
 def run_client(args: list[str], log: Path, core: int | None, timeout: float) -> dict:
@@ -316,7 +334,7 @@ def measure_one(m: Measurement, opts, certs: Path | None, expect_digest: str) ->
     try:
         if m.receiver is not None:
             rargs = list(m.receiver) + (["--tls", str(certs)] if m.tls else [])
-            receiver = Receiver(rargs, logs / f"{m.name}.receiver.log", receiver_core)
+            receiver = start_receiver(rargs, logs / f"{m.name}.receiver.log", receiver_core)
             client += ["--port", str(receiver.port), "--peer-pid", str(receiver.proc.pid)]
             if m.tls:
                 client += ["--cafile", str(certs / "ca.crt")]
