@@ -366,20 +366,29 @@ def _parse_head(block: bytes, max_body: int | None) -> RequestHead:
 
     headers: list[tuple[bytes, bytes]] = []
     framing: list[tuple[bytes, bytes]] = []
+    names: list[bytes] = []
     append = headers.append
     for line in lines[1:]:
-        field = _split_field(line)
+        name, sep, value = line.partition(b":")
+        if not sep or not name:
+            raise RequestError(400, f"bad header line {line[:80]!r}")
+        names.append(name)
+        field = (name.lower(), value.strip(b" \t"))
         append(field)
         if field[0] in _FRAMING:
             framing.append(field)
+    # every name is a token: this also refuses obsolete line folding (a line starting with SP or
+    # HTAB) and whitespace before the colon, both classic smuggling vectors; one check for all
+    if names and b":".join(names).translate(None, _TCHAR) != b":" * (len(names) - 1):
+        bad = next(name for name in names if name.translate(None, _TCHAR))
+        raise RequestError(400, f"bad header name {bad[:80]!r}")
     return _frame(method, target, version, headers, framing, http10, max_body)
 
 
 def _split_field(line: bytes) -> tuple[bytes, bytes]:
+    """A trailer line as ``(lower-cased name, value)``."""
     name, sep, value = line.partition(b":")
     if not sep or not name or name.translate(None, _TCHAR):
-        # also refuses obsolete line folding (a line starting with SP or HTAB) and whitespace
-        # before the colon, both classic smuggling vectors
         raise RequestError(400, f"bad header line {line[:80]!r}")
     return name.lower(), value.strip(b" \t")
 
@@ -398,7 +407,11 @@ def _frame(method, target, version, headers, framing, http10, max_body) -> Reque
         elif name == b"transfer-encoding":
             codings.append(value)
         elif name == b"connection":
-            for token in value.lower().split(b","):
+            value = value.lower()
+            if value == b"keep-alive":  # what most clients send
+                keep_alive = True
+                continue
+            for token in value.split(b","):
                 token = token.strip(b" \t")
                 if token == b"close":
                     close = True
@@ -430,7 +443,14 @@ def _frame(method, target, version, headers, framing, http10, max_body) -> Reque
         return RequestHead(
             method, target, version, headers, keep_alive, expect_continue, None, True
         )
-    length = _content_length(lengths, max_body) if lengths else 0
+    if not lengths:
+        length = 0
+    elif len(lengths) == 1 and lengths[0].isdigit() and len(lengths[0]) <= 18:
+        length = int(lengths[0])  # the common case, checked against the limit below
+        if max_body is not None and length > max_body:
+            length = _content_length(lengths, max_body)
+    else:
+        length = _content_length(lengths, max_body)
     return RequestHead(method, target, version, headers, keep_alive, expect_continue, length, False)
 
 
