@@ -127,6 +127,18 @@ def measurements() -> list[Measurement]:
             needs=("twisted_logstash.native.client", "twisted_logstash.output"),
         ),
         Measurement(
+            "e2e-native",
+            "senders",
+            "our Output into our native input (both ends ours)",
+            ["senders.py", "output"],
+            ["native"],
+            needs=(
+                "twisted_logstash.native.client",
+                "twisted_logstash.output",
+                "twisted_logstash.native.server",
+            ),
+        ),
+        Measurement(
             "send-agent",
             "senders",
             "twisted.web.client Agent reference sender",
@@ -411,7 +423,7 @@ def summarize(result: dict, measured: str = "self_cpu") -> dict:
 GROUP_TITLES = {
     "codec": "a. codec ceiling (one core, no network)",
     "receivers": "b. receivers under the same aiohttp load generator",
-    "senders": "c. senders end to end into the aiohttp reference receiver",
+    "senders": "c. senders end to end into the aiohttp reference receiver (e2e-native: into ours)",
 }
 
 
@@ -496,7 +508,7 @@ def parse_args(argv: list[str] | None = None):
     parser.add_argument("--out", type=Path, default=OUT / "results.json")
     opts = parser.parse_args(argv)
     quick = {"warmup": 0.2, "window": 0.4, "repeats": 3, "settle": 0.0}
-    full = {"warmup": 1.0, "window": 2.0, "repeats": 3, "settle": 3.0}
+    full = {"warmup": 1.0, "window": 2.0, "repeats": 3, "settle": 2.0}
     for key, value in (quick if opts.quick else full).items():
         if getattr(opts, key) is None:
             setattr(opts, key, value)
