@@ -152,13 +152,12 @@ def test_basic_auth():
         manticore_request(body),
         manticore_request(body, username="logstash", password="guess"),
     ):
-        client = yield connect(server.number)
         response = yield client.request(wrong)
         assert response.status == 401
         assert response.header("www-authenticate") == 'Basic realm="Logstash HTTP Input"'
-        yield client.wait_closed()
-    assert len(server.events()) == 6
-    yield server.stop()
+    assert (yield client.request(right)).status == 200, "the connection stays usable"
+    assert len(server.events()) == 9
+    yield server.stop(client)
 
 
 @pytest_twisted.inlineCallbacks

@@ -344,7 +344,10 @@ def test_missing_or_wrong_credentials_are_401(headers):
     assert response.status == 401
     assert response.header("www-authenticate") == 'Basic realm="Logstash HTTP Input"'
     assert h.sink.batches == []
-    assert h.transport.disconnecting
+    assert not h.transport.disconnecting, "the body was read and dropped: the connection stays"
+    h.send(request(ndjson({"n": 1}), headers=basic("logstash", "secret")))
+    fire_all(h.sink)
+    assert h.take() == OK
 
 
 @pytest.mark.parametrize("scheme", [b"Basic", b"basic"])

@@ -168,8 +168,7 @@ class HttpInputProtocol(protocol.Protocol):
         if head.method not in _METHODS:
             status, text = 405, "only POST and PUT are accepted"
         elif factory._auth is not None and not factory._authorized(head.get(b"authorization")):
-            self._refuse(401, "missing or wrong credentials")
-            return
+            status, text = 401, "missing or wrong credentials"
         elif factory._pending >= factory.max_pending_requests:
             status, text = 429, "too many requests waiting; retry later"
         else:
