@@ -103,12 +103,16 @@ def _given(settings: Mapping, name: str) -> bool:
     return value is not None and value != [] and value != ()
 
 
-def _ssl_enabled(settings: Mapping, explicit: set[str]) -> bool:
+def _ssl_on(settings: Mapping) -> bool:
+    """``ssl_enabled`` as a bool: absent or None is on; text is off only when it says false."""
     enabled = settings.get("ssl_enabled", True)
     if isinstance(enabled, str):
-        enabled = enabled.strip().lower() != "false"
-    if enabled is None:
-        enabled = True
+        return enabled.strip().lower() != "false"
+    return enabled is None or bool(enabled)
+
+
+def _ssl_enabled(settings: Mapping, explicit: set[str]) -> bool:
+    enabled = _ssl_on(settings)
     if not enabled:
         rejected = sorted(name for name in explicit if name.startswith("ssl_"))
         rejected = [name for name in rejected if name != "ssl_enabled"]
@@ -118,14 +122,14 @@ def _ssl_enabled(settings: Mapping, explicit: set[str]) -> bool:
                 "Explicit SSL-related settings not supported because "
                 f"`ssl_enabled => false`: [{listed}]"
             )
-    return bool(enabled)
+    return enabled
 
 
 def _check_credentials(settings: Mapping, warning: str) -> list[str]:
     if _given(settings, "username"):
         if not _given(settings, "password"):
             raise ConfigurationError("`password` is REQUIRED when `username` is provided")
-        if settings.get("ssl_enabled", True) in (False, "false"):
+        if not _ssl_on(settings):
             return [warning]
     elif _given(settings, "password"):
         raise ConfigurationError("`password` not allowed unless `username` is configured")
