@@ -255,9 +255,19 @@ class FileSource(_Ticking):
         self.chunk_size = chunk_size
         self.offset = offset
         self._decoder = LineEvents(max_line_length)
-        self._file = open(path, "rb")  # noqa: SIM115 - read across reactor iterations
-        self._file.seek(offset)
         self._read = offset
+        self._file = None
+        with open(path, "rb"):
+            pass  # fail now, at configuration, if the file cannot be read
+
+    def _begin(self) -> None:
+        try:
+            self._file = open(self.path, "rb")  # noqa: SIM115 - read across reactor iterations
+            self._file.seek(self.offset)
+        except OSError as e:
+            self._fail(e)
+            return
+        super()._begin()
 
     def __repr__(self) -> str:
         return f"FileSource({self.path!r})"
@@ -286,8 +296,9 @@ class FileSource(_Ticking):
         self._close()
 
     def _close(self) -> None:
-        if not self._file.closed:
+        if self._file is not None:
             self._file.close()
+            self._file = None
 
 
 class GeneratorSource(_Ticking):
@@ -408,6 +419,8 @@ class TcpSource(_Source):
         self.interface = interface
         self.max_line_length = max_line_length
         self.listening_port = None
+        #: fires once the port stopped listening (after stopProducing)
+        self.stopped_listening: defer.Deferred | None = None
         self._connections: set[_TcpLines] = set()
 
     def __repr__(self) -> str:
@@ -431,7 +444,7 @@ class TcpSource(_Source):
 
     def _stop(self) -> None:
         if self.listening_port is not None:
-            self.listening_port.stopListening()
+            self.stopped_listening = defer.maybeDeferred(self.listening_port.stopListening)
         for connection in list(self._connections):
             connection.transport.loseConnection()
 
