@@ -243,11 +243,16 @@ def build(settings: dict, explicit: set[str], reactor=None):
     if reactor is None:
         from twisted.internet import reactor
     from twisted_logstash.output import Output
+    from twisted_logstash.resume import resumable
     from twisted_logstash.sources import source_from_string
 
     warnings = config.check_output(settings, explicit)
     dead_letter = DeadLetterFile(settings["dead_letter"], reactor)
     dead_letter.check()
+    # a file source on a disk queue reads on from the position stored with the queued events
+    source, queue = resumable(
+        source_from_string(settings["source"], reactor), make_queue(settings, reactor), reactor
+    )
     output = Output(
         make_transmitter(settings, reactor),
         settings["hosts"],
@@ -255,11 +260,10 @@ def build(settings: dict, explicit: set[str], reactor=None):
         batch_size=settings["batch_size"],
         batch_delay=settings["batch_delay"],
         max_in_flight=settings["max_in_flight"],
-        queue=make_queue(settings, reactor),
+        queue=queue,
         dead_letter=dead_letter,
         cooloff=settings["cooloff"],
     )
-    source = source_from_string(settings["source"], reactor)
     return OutputProgram(output, source, reactor), warnings
 
 

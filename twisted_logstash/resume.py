@@ -1,0 +1,112 @@
+"""Resuming a file source after a restart, with the disk queue's cursors.
+
+A ``DiskQueue`` stores a source's read position in the same transaction as the events it put
+(``put(events, cursor=(key, offset))``). ``resumable()`` wires that for the output program: the
+file source starts at the position stored for its path, and each put of its events carries the
+position just after the last line whose events are all in the queue. After a ``kill -9`` the
+next run therefore reads on from exactly there: no line is skipped, and none is queued twice
+(the events already queued are sent from the queue).
+
+The output puts a source's events in order; when the queue is full it puts part of them now and
+the rest later (the source is paused meanwhile). A put that leaves some of the events read so
+far outside the queue carries no cursor, so the stored one never runs ahead of the queue.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+
+from twisted.internet import defer
+from twisted.logger import Logger
+from zope.interface import implementer
+
+from twisted_logstash.interfaces import IEventQueue
+from twisted_logstash.sources import FileSource
+
+__all__ = ["CursorQueue", "cursor_key", "resumable"]
+
+log = Logger()
+
+
+def cursor_key(path: str) -> str:
+    """The name a file source's position is stored under: its absolute path."""
+    return "file:" + os.path.abspath(path)
+
+
+@implementer(IEventQueue)
+class CursorQueue:
+    """A queue with cursors, whose puts carry ``source``'s position; the rest is delegated.
+
+    Only the source's events may go through it: the count of events put is matched against the
+    count the source emitted. If more arrive (another producer), cursors stop being stored and
+    a restart reads from the last stored position again (at least once, never less).
+    """
+
+    def __init__(self, queue, source: FileSource, key: str) -> None:
+        self._queue = queue
+        self._source = source
+        self._key = key
+        self._put = 0  # events of the source put so far in this run
+        self._tracking = True
+
+    def put(self, events: Iterable[dict]) -> defer.Deferred:
+        if not isinstance(events, list | tuple):
+            events = list(events)
+        cursor = None
+        if self._tracking:
+            self._put += len(events)
+            emitted = self._source.events
+            if self._put == emitted:
+                cursor = (self._key, self._source.offset)
+            elif self._put > emitted:
+                self._tracking = False
+                log.warn(
+                    "events from elsewhere than {key} were queued; its read position is no "
+                    "longer stored (a restart reads on from the last one stored)",
+                    key=self._key,
+                )
+        return self._queue.put(events, cursor=cursor)
+
+    def __getattr__(self, name: str):
+        return getattr(self._queue, name)
+
+
+def resumable(source, queue, reactor=None):
+    """``(source, queue)`` to build the output with: for a ``FileSource`` and a queue that
+    keeps cursors, a source reopened at the stored position and a ``CursorQueue``; anything
+    else is returned as it is."""
+    if not isinstance(source, FileSource) or not callable(getattr(queue, "cursor", None)):
+        return source, queue
+    key = cursor_key(source.path)
+    offset = queue.cursor(key)
+    if offset:
+        try:
+            size = os.path.getsize(source.path)
+        except OSError:
+            size = 0
+        if offset > size:
+            log.warn(
+                "{path} is shorter ({size} bytes) than the position stored for it ({offset}); "
+                "it was replaced or truncated, reading it from the start",
+                path=source.path,
+                size=size,
+                offset=offset,
+            )
+            offset = 0
+        else:
+            log.info(
+                "resuming {path} at byte {offset} (stored with the queued events)",
+                path=source.path,
+                offset=offset,
+            )
+        if offset:
+            source.stopProducing()  # closes the file opened at offset 0
+            source = FileSource(
+                source.path,
+                reactor if reactor is not None else source.reactor,
+                offset=offset,
+                chunk_size=source.chunk_size,
+                max_line_length=source._decoder.max_line_length,
+            )
+    return source, CursorQueue(queue, source, key)
