@@ -3,6 +3,7 @@ dead letters, send() semantics, flow control, drain and stop."""
 
 import orjson
 import pytest
+import pytest_twisted
 from support_transmitter import CRASH, HANG, OK, RETRY, TERMINAL, FakeTransmitter
 from twisted.internet.interfaces import IPushProducer
 from twisted.internet.task import Clock
@@ -16,7 +17,7 @@ from twisted_logstash.interfaces import ISource
 from twisted_logstash.ndjson import NdjsonError
 from twisted_logstash.output import Dropped, Output, OutputStopped
 from twisted_logstash.queue import MemoryQueue
-from twisted_logstash.sources import GeneratorSource
+from twisted_logstash.sources import FileSource, GeneratorSource
 
 A = Host("a.example", 9800)
 B = Host("b.example", 9800)
@@ -512,3 +513,37 @@ def test_bad_settings_are_configuration_errors(clock):
             Output(fake, [A], clock, **kw)
     with pytest.raises(ConfigurationError):
         Output(fake, [], clock)
+
+
+def test_an_output_is_an_event_sink_for_relaying(clock):
+    from zope.interface.verify import verifyObject
+
+    from twisted_logstash.interfaces import IEventSink
+
+    fake = FakeTransmitter(clock, default=HANG)
+    output = make(clock, fake, batch_size=1)
+    assert verifyObject(IEventSink, output)
+    delivered = Outcome(output.deliver(events(0, 1)))
+    assert not delivered.fired
+    fake.attempts[0].succeed()
+    assert delivered.value is None
+
+
+@pytest_twisted.inlineCallbacks
+def test_a_file_flows_through_the_output_on_the_real_reactor(tmp_path):
+    from twisted.internet import reactor
+
+    path = tmp_path / "in.ndjson"
+    path.write_bytes(b"".join(b'{"n": %d}\n' % n for n in range(3000)) + b"tail")
+    fake = FakeTransmitter(reactor)
+    output = Output(fake, [A, B], reactor, queue=MemoryQueue(400), batch_delay=0.001)
+    source = FileSource(str(path), reactor, chunk_size=4096)
+    output.attach(source)
+    output.startService()
+    yield source.done
+    yield output.drain()
+    left = yield output.stopService()
+    assert left == 0
+    assert sorted(e.get("n", -1) for e in fake.delivered) == [-1, *range(3000)]
+    assert {"message": "tail"} in fake.delivered
+    assert {a.host for a in fake.attempts} == {A, B}

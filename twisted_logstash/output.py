@@ -23,13 +23,14 @@ from twisted.internet import defer
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
+from zope.interface import implementer
 
 from twisted_logstash.backoff import Backoff
 from twisted_logstash.balancer import Balancer
 from twisted_logstash.deadletter import DeadLetterFile
 from twisted_logstash.errors import ConfigurationError, DeadLettered, RetriableError, TerminalError
 from twisted_logstash.hosts import Host
-from twisted_logstash.interfaces import IEventQueue, ISource, ITransmitter
+from twisted_logstash.interfaces import IEventQueue, IEventSink, ISource, ITransmitter
 from twisted_logstash.queue import DEFAULT_CAPACITY, MemoryQueue
 
 # A batch whose delay elapsed within this many seconds of now is due (float time arithmetic).
@@ -101,8 +102,13 @@ class _Batch:
         self.retry_call: IDelayedCall | None = None
 
 
+@implementer(IEventSink)
 class Output(service.Service):
-    """Sends events to receivers over one wire's transmitter; see the module docstring."""
+    """Sends events to receivers over one wire's transmitter; see the module docstring.
+
+    It is also an IEventSink (``deliver`` is ``send``), so an input can relay into it: the
+    input acknowledges its sender only once this output's receivers acknowledged.
+    """
 
     log = Logger()
 
@@ -181,6 +187,10 @@ class Output(service.Service):
         waiter.deferred.addBoth(self._forget_waiter, waiter)
         self._accept(events, waiter)
         return waiter.deferred
+
+    def deliver(self, events: list[dict]) -> defer.Deferred:
+        """IEventSink: the same as ``send``."""
+        return self.send(events)
 
     def attach(self, source: ISource) -> None:
         """Take events from ``source`` (started now if running, else at startService), pausing
