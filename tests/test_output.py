@@ -467,7 +467,7 @@ def test_stop_waits_for_attempts_in_flight_and_leaves_retries_in_the_queue(clock
     assert not fake.closed
     fake.attempts[0].succeed()
     assert stopped.value == 2
-    assert output.undelivered == 2
+    assert output.undelivered() == 2
     assert delivered.value is None
     assert retried.failed_with(OutputStopped)
     assert drained.failed_with(OutputStopped)

@@ -147,8 +147,6 @@ class Output(service.Service):
         self.balancer = Balancer(hosts, reactor, cooloff)
         self._new_backoff = backoff
         self.stats = OutputStats()
-        #: events left in the queue or not yet queued when the service last stopped
-        self.undelivered = 0
 
         self._sources: list[ISource] = []
         self._started: set[int] = set()  # id() of sources started (a source starts only once)
@@ -215,6 +213,11 @@ class Output(service.Service):
     def pending(self) -> int:
         """Events not acknowledged yet: in the queue, or waiting for room in it."""
         return self.queue.pending() + self._overflow_count
+
+    def undelivered(self) -> int:
+        """Events neither acknowledged nor dead-lettered: what a stopped output leaves behind
+        (lost with a memory queue; kept by a durable one). The same as ``pending()``."""
+        return self.pending()
 
     # -- service ---------------------------------------------------------------------------
 
@@ -554,7 +557,6 @@ class Output(service.Service):
 
     def _stopped_now(self) -> int:
         left = self.pending()
-        self.undelivered = left
         error = OutputStopped(f"the output stopped with {left} events unacknowledged")
         for waiter in list(self._waiters):
             waiter.abandon(error)
