@@ -150,18 +150,25 @@ def run_twisted(args) -> dict:
     def endpoint_factory(host):
         return TCP4ClientEndpoint(reactor, host.host, host.port)
 
-    send, close = _SETUPS[args.kind](reactor, endpoint_factory, args, batches, info)
+    send, close, state = _SETUPS[args.kind](reactor, endpoint_factory, args, batches, info)
+    watchdog = _Watchdog(reactor, counter, state, info)
 
     @defer.inlineCallbacks
     def drive():
         loop = _Loop(reactor, send, _outstanding(args), counter)
+        watchdog.start()
         windows.mark()
         for delay in measure.schedule(args.warmup, args.window, args.repeats):
             yield task.deferLater(reactor, delay, lambda: None)
             windows.mark()
         loop.running = False
-        yield loop.finished
-        yield close()
+        try:
+            yield loop.finished.addTimeout(END_TIMEOUT, reactor)
+            yield defer.maybeDeferred(close).addTimeout(END_TIMEOUT, reactor)
+        except defer.TimeoutError:
+            counter.failed(StuckAtEnd())
+            info["stuck_at_end"] = state()
+        watchdog.stop()
         out.update(result(windows, counter, info))
 
     def stop(outcome):
@@ -172,6 +179,55 @@ def run_twisted(args) -> dict:
     reactor.callWhenRunning(lambda: drive().addBoth(stop))
     reactor.run()
     return out
+
+
+END_TIMEOUT = 10.0
+STALL_AFTER = 5.0
+
+
+class StuckAtEnd(Exception):
+    """Sends still outstanding, or close() not done, long after the last window."""
+
+
+class Stalled(Exception):
+    """No event acknowledged for STALL_AFTER seconds while sending."""
+
+
+class _Watchdog:
+    """Notes, with the sender's state, every stretch of STALL_AFTER seconds without an ack:
+    a stall is a finding to report, not a slow figure to average away."""
+
+    def __init__(self, reactor, counter: measure.Counter, state, info: dict) -> None:
+        from twisted.internet import task
+
+        self.reactor = reactor
+        self.counter = counter
+        self.state = state
+        self.info = info
+        self.last = (-1, 0.0)
+        self.stalled = False
+        self.call = task.LoopingCall(self.check)
+        self.call.clock = reactor
+
+    def start(self) -> None:
+        self.last = (self.counter.events, self.reactor.seconds())
+        self.call.start(0.5, now=False)
+
+    def stop(self) -> None:
+        if self.call.running:
+            self.call.stop()
+
+    def check(self) -> None:
+        now = self.reactor.seconds()
+        if self.counter.events != self.last[0]:
+            self.last = (self.counter.events, now)
+            self.stalled = False
+        elif not self.stalled and now - self.last[1] >= STALL_AFTER:
+            self.stalled = True
+            self.counter.failed(Stalled())
+            snapshot = {"acked": self.counter.events, **self.state()}
+            self.info.setdefault("stalls", []).append(snapshot)
+            sys.stderr.write(f"stalled: {snapshot}\n")
 
 
 def _outstanding(args) -> int:
@@ -194,7 +250,10 @@ def _setup_transmitter(reactor, endpoint_factory, args, batches, info):
         payload = transmitter.encode(batch)
         return transmitter.transmit(host, payload).addCallback(lambda _: len(batch))
 
-    return send, transmitter.close
+    def state() -> dict:
+        return {"idle_connections": transmitter.idle_connections(host)}
+
+    return send, transmitter.close, state
 
 
 def _setup_output(reactor, endpoint_factory, args, batches, info):
@@ -203,9 +262,10 @@ def _setup_output(reactor, endpoint_factory, args, batches, info):
     from twisted_logstash.output import Output
 
     transmitter = HttpTransmitter(reactor, endpoint_factory, compression="gzip")
+    host = Host("127.0.0.1", args.port)
     output = Output(
         transmitter,
-        [Host("127.0.0.1", args.port)],
+        [host],
         reactor,
         batch_size=workload.BATCH_SIZE,
         max_in_flight=args.in_flight,
@@ -221,7 +281,14 @@ def _setup_output(reactor, endpoint_factory, args, batches, info):
         d = output.stopService()
         return d.addCallback(lambda left: info.update(left_unacknowledged=left))
 
-    return send, close
+    def state() -> dict:
+        return {
+            "pending": output.pending(),
+            "in_flight": output.in_flight,
+            "idle_connections": transmitter.idle_connections(host),
+        }
+
+    return send, close, state
 
 
 def _setup_agent(reactor, endpoint_factory, args, batches, info):
@@ -271,7 +338,7 @@ def _setup_agent(reactor, endpoint_factory, args, batches, info):
             raise Refused(response.code)
         return len(batch)
 
-    return send, pool.closeCachedConnections
+    return send, pool.closeCachedConnections, dict
 
 
 _SETUPS = {
