@@ -473,3 +473,57 @@ def test_credentials_warning_for_every_spelling_of_false(value):
         config.WARN_OUTPUT_CREDENTIALS
     ]
     assert config.check_input(settings, {"username", "password"}) == [config.WARN_INPUT_CREDENTIALS]
+
+
+@pytest_twisted.inlineCallbacks
+def test_tls_output_to_plain_input_with_default_timeouts(certs, logged):
+    """A TLS ClientHello never ends an HTTP head: the input drops it at its header timeout.
+
+    Sockets are real; the input's clock is fake, so its 30 s header timeout passes at once. The
+    output's own timeout (60 s by default) is longer, so this is what a user sees by default.
+    """
+    from twisted.internet import reactor
+    from twisted.internet.task import Clock
+
+    from twisted_logstash.native.server import HttpInputProtocol
+
+    clock = Clock()
+    hello = defer.Deferred()
+
+    class Noticing(HttpInputProtocol):
+        def dataReceived(self, data):
+            super().dataReceived(data)
+            if not hello.called:
+                hello.callback(None)
+
+    received: list[list[dict]] = []
+    factory = HttpInputFactory(CallableSink(received.append), clock)
+    factory.protocol = Noticing
+    plain = server_endpoint_string({"ssl_enabled": False}, "127.0.0.1", 0)
+    endpoint = serverFromString(reactor, plain)
+    service = InputService(endpoint, factory, reactor, drain_timeout=TIMEOUT)
+    service.startService()
+    port = yield service.listening
+    host = Host("127.0.0.1", port.getHost().port)
+    transmitter = HttpTransmitter(
+        reactor, client_endpoint_factory(reactor, _paths(TRUST_CA, certs)), timeout=60.0
+    )
+    try:
+        attempt = transmitter.transmit(host, transmitter.encode([{"message": "x"}]))
+        yield hello.addTimeout(TIMEOUT, reactor)
+        clock.advance(30)
+        clock.advance(1)
+        with pytest.raises(RetriableError) as raised:
+            yield attempt.addTimeout(TIMEOUT, reactor)
+    finally:
+        yield transmitter.close()
+        yield service.stopService()
+    assert raised.value.reason == (
+        "connection closed before any response byte: ConnectionLost: Connection to the other "
+        "side was lost in a non-clean fashion: Connection lost."
+    )
+    assert received == []
+    assert any(
+        "dropping connection from 127.0.0.1:" in text and "no complete request head in time" in text
+        for _, text in logged
+    ), logged
