@@ -19,7 +19,7 @@ from zope.interface import implementer
 
 from twisted_logstash.interfaces import IEventQueue
 
-DEFAULT_CAPACITY = 2000
+DEFAULT_CAPACITY = 4096  # the same default as `--queue-max-events`
 
 
 @implementer(IEventQueue)
