@@ -563,6 +563,7 @@ class Output(service.Service):
         drains, self._drains = self._drains, []
         for d in drains:
             d.errback(error)
+        self.log.info("output stopped: {stats}", stats=self.stats)
         if left:
             if getattr(self.queue, "durable", False):
                 self.log.warn(
