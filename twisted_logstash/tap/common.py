@@ -102,6 +102,17 @@ def exit_with(code: int) -> None:
     _exit_code = _exit_code or code
 
 
+def keep_exit_status(reactor) -> None:
+    """Let the status given to ``exit_with`` stand when a signal stopped the reactor.
+
+    After a SIGTERM/SIGINT, twistd re-sends the signal to itself once it has shut down (so the
+    parent sees "killed by SIGTERM"); that would end the process before the atexit hook and hide
+    a failure status. Called while the reactor shuts down, this makes twistd return normally.
+    """
+    if getattr(reactor, "_exitSignal", None) is not None:
+        reactor._exitSignal = None
+
+
 def _exit_now() -> None:
     sys.stdout.flush()
     sys.stderr.flush()

@@ -23,6 +23,7 @@ from twisted_logstash.tap.common import (
     appender,
     exit_with,
     fail,
+    keep_exit_status,
     parse_bool,
     parse_int,
     split_list,
@@ -237,6 +238,7 @@ class OutputProgram(service.MultiService):
     def _set_exit(self, code: int) -> None:
         self.exit_code = self.exit_code or code
         self._exit(code)
+        keep_exit_status(self._reactor)
 
 
 def build(settings: dict, explicit: set[str], reactor=None):

@@ -1,0 +1,398 @@
+"""The real programs, as users run them: ``twistd -n logstash-input`` and ``logstash-output``.
+
+Each test starts child processes (see support_programs), talks to them over 127.0.0.1 and reads
+the files they write. Nothing sleeps: waits are on log lines, responses and process exits, each
+bounded, and a failure shows what the process wrote.
+"""
+
+from __future__ import annotations
+
+import gzip
+import signal
+import sys
+
+import orjson
+import pytest
+import pytest_twisted
+from support_http import connect, logstash_body, manticore_request
+from support_programs import TIMEOUT, Program, closed_port, programs_fixture  # noqa: F401
+from twisted.internet import defer, reactor
+from twisted.internet.endpoints import TCP4ServerEndpoint
+from twisted.web import resource, server
+
+from twisted_logstash.config import WARN_INPUT_CREDENTIALS, WARN_PASSWORD_FLAG
+
+PLAIN = ("--host", "127.0.0.1", "--port", "0", "--ssl-enabled", "false")
+
+
+def read_ndjson(path) -> list[dict]:
+    if not path.exists():
+        return []
+    return [orjson.loads(line) for line in path.read_bytes().splitlines() if line.strip()]
+
+
+def write_ndjson(path, events) -> None:
+    path.write_bytes(b"".join(orjson.dumps(e) + b"\n" for e in events))
+
+
+def one_line(text: str) -> str:
+    lines = text.splitlines()
+    assert len(lines) == 1, f"expected one line, got {lines!r}"
+    return lines[0]
+
+
+@defer.inlineCallbacks
+def start_input(programs, *args, env=None):
+    """A running input on a free port of 127.0.0.1: fires with (program, port)."""
+    program = programs.input(*args, env=env)
+    port = yield program.wait_port()
+    return program, port
+
+
+@defer.inlineCallbacks
+def expect_clean_exit(program: Program, timeout: float = TIMEOUT):
+    status = yield program.ended(timeout)
+    assert status == 0, program.failure(f"exited with {status}")
+
+
+@defer.inlineCallbacks
+def expect_stopped(program: Program):
+    """SIGTERM: a clean shutdown, after which twistd ends itself with the same signal (so the
+    parent sees "terminated by SIGTERM", as it would without twistd)."""
+    status = yield program.terminate()
+    assert status == -signal.SIGTERM, program.failure(f"stopped with {status} on SIGTERM")
+    assert "Server Shut Down." in program.stdout.decode(), program.output
+
+
+# -- logstash-input -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (
+            ("--ssl-enabled", "true"),
+            "SSL identity MUST be configured with either `ssl_certificate`/`ssl_key` "
+            "or `ssl_keystore_*`",
+        ),
+        (("--ssl-enabled", "false", "--username", "u"), "`password` is REQUIRED"),
+        (("--ssl-enabled", "false", "--add-field", "no-equals"), "--add-field takes KEY=VALUE"),
+        (("--ssl-enabled", "false", "--ssl-certificate", "x.crt"), "ssl_certificate"),
+        (("--protocol", "ftp"), "--protocol takes http or lumberjack"),
+        (("--ssl-enabled", "false", "--sink", "file:no/such/dir/x"), "no/such/dir/x"),
+    ],
+)
+@pytest_twisted.inlineCallbacks
+def test_input_configuration_error_is_one_line_and_nothing_binds(programs, args, message):
+    # The port the program is told to use is held (bound, not listening) by the test: had the
+    # program tried to bind before checking its configuration, it would fail with "address in
+    # use" instead of the configuration message.
+    held = closed_port()
+    try:
+        port = held.getsockname()[1]
+        program = programs.input("--host", "127.0.0.1", "--port", str(port), *args)
+        status = yield program.ended()
+    finally:
+        held.close()
+    assert status == 2, program.failure(f"exited with {status}")
+    line = one_line(program.stderr.decode())
+    assert line.startswith("twistd logstash-input: configuration error: "), program.output
+    assert message in line, program.output
+    assert b"listening" not in program.stdout, program.output
+
+
+@pytest_twisted.inlineCallbacks
+def test_input_without_ssl_receives_what_a_logstash_output_sends(programs, tmp_path):
+    sink = tmp_path / "received.ndjson"
+    program, port = yield start_input(
+        programs,
+        *PLAIN,
+        f"--sink=file:{sink}",
+        "--type=shipped",
+        "--tags=a,b",
+        "--add-field=site=lab",
+    )
+    client = yield connect(port)
+    # what Logstash 8's `logstash` output writes: the batch as one gzip JSON array
+    array = [{"message": "one", "n": 1}, {"message": "two", "n": 2, "type": "own"}]
+    response = yield client.request(manticore_request(logstash_body(array), port=port))
+    assert response.status == 200, response
+    assert response.body == b"ok"
+    # and what our output writes: gzip ndjson
+    ndjson_body = gzip.compress(b'{"message":"three","n":3}\n{"message":"four","n":4}\n')
+    response = yield client.request(manticore_request(ndjson_body, port=port))
+    assert response.status == 200, response
+    # the 200 is sent only after the sink wrote the events: the file holds them now
+    events = read_ndjson(sink)
+    assert [e["n"] for e in events] == [1, 2, 3, 4]
+    assert [e["type"] for e in events] == ["shipped", "own", "shipped", "shipped"]
+    for event in events:
+        assert event["tags"] == ["a", "b"]
+        assert event["site"] == "lab"
+        assert event["@version"] == "1"
+        assert event["@timestamp"].endswith("Z")
+    client.transport.loseConnection()
+    yield client.wait_closed()
+    yield expect_stopped(program)
+
+
+def auth_request(port: int, password: str | None) -> bytes:
+    body = logstash_body([{"message": "secret"}])
+    if password is None:
+        return manticore_request(body, port=port)
+    return manticore_request(body, port=port, username="shipper", password=password)
+
+
+@pytest.mark.parametrize("given", ["environment", "password-file", "password-flag"])
+@pytest_twisted.inlineCallbacks
+def test_input_basic_auth_password_sources(programs, tmp_path, given):
+    secret = "s3cret-" + given
+    sink = tmp_path / "received.ndjson"
+    args = [*PLAIN, "--username=shipper", f"--sink=file:{sink}"]
+    env = None
+    if given == "environment":
+        env = {"LOGSTASH_PASSWORD": secret}
+    elif given == "password-file":
+        path = tmp_path / "password"
+        path.write_text(secret + "\nsecond line is ignored\n")
+        args.append(f"--password-file={path}")
+    else:
+        args.append(f"--password={secret}")
+    program, port = yield start_input(programs, *args, env=env)
+    for password in (None, "wrong"):
+        client = yield connect(port)
+        response = yield client.request(auth_request(port, password))
+        assert response.status == 401, response
+        assert response.header("www-authenticate") == 'Basic realm="Logstash HTTP Input"'
+        client.transport.loseConnection()
+        yield client.wait_closed()
+    client = yield connect(port)
+    response = yield client.request(auth_request(port, secret))
+    assert response.status == 200, response
+    assert [e["message"] for e in read_ndjson(sink)] == ["secret"]
+    client.transport.loseConnection()
+    yield client.wait_closed()
+    yield expect_stopped(program)
+    log = program.stdout.decode()
+    assert WARN_INPUT_CREDENTIALS in log  # basic auth without TLS: Logstash's warning
+    assert (WARN_PASSWORD_FLAG in log) == (given == "password-flag"), program.output
+
+
+# -- logstash-output ------------------------------------------------------------------------
+
+
+@pytest_twisted.inlineCallbacks
+def test_output_generator_into_a_real_input_exits_0_once_acknowledged(programs, tmp_path):
+    sink = tmp_path / "received.ndjson"
+    receiver, port = yield start_input(programs, *PLAIN, f"--sink=file:{sink}")
+    sender = programs.output(
+        f"--hosts=127.0.0.1:{port}", "--ssl-enabled=false", "--source=generator:3000"
+    )
+    yield expect_clean_exit(sender)
+    # exit 0 means every event was acknowledged, and an input acknowledges after writing
+    sequences = [e["sequence"] for e in read_ndjson(sink)]
+    assert sorted(sequences) == list(range(3000))
+    assert "every event was handled" in sender.stdout.decode()
+    yield expect_stopped(receiver)
+
+
+@pytest_twisted.inlineCallbacks
+def test_output_file_source_into_a_real_input(programs, tmp_path):
+    sink = tmp_path / "received.ndjson"
+    receiver, port = yield start_input(programs, *PLAIN, f"--sink=file:{sink}")
+    source = tmp_path / "events.ndjson"
+    events = [{"message": f"event {n}", "id": n, "nested": {"k": [n, "x"]}} for n in range(500)]
+    lines = b"".join(orjson.dumps(e) + b"\n" for e in events)
+    source.write_bytes(lines + b"\n   \nnot json at all\n" + b'{"id": 500, "last": "no newline"}')
+    sender = programs.output(
+        f"--hosts=127.0.0.1:{port}",
+        "--ssl-enabled=false",
+        f"--source=file:{source}",
+        "--batch-size=64",
+    )
+    yield expect_clean_exit(sender)
+    received = read_ndjson(sink)
+    assert len(received) == 502
+    by_id = {e["id"]: e for e in received if "id" in e}
+    for event in events:
+        got = by_id[event["id"]]
+        assert {k: got[k] for k in event} == event
+    assert by_id[500]["last"] == "no newline"
+    assert [e["message"] for e in received if "id" not in e] == ["not json at all"]
+    yield expect_stopped(receiver)
+
+
+class Refusing(resource.Resource):
+    """A receiver that answers every request 400, keeping the bodies it refused."""
+
+    isLeaf = True
+
+    def __init__(self):
+        super().__init__()
+        self.bodies: list[bytes] = []
+
+    def render_POST(self, request):
+        body = request.content.read()
+        if request.getHeader("content-encoding") == "gzip":
+            body = gzip.decompress(body)
+        self.bodies.append(body)
+        request.setResponseCode(400)
+        return b"mapping conflict on field n\n"
+
+
+@pytest_twisted.inlineCallbacks
+def test_output_dead_letters_refused_batches_and_the_file_replays(programs, tmp_path):
+    refusing = Refusing()
+    site = server.Site(refusing)
+    site.noisy = False
+    port = yield TCP4ServerEndpoint(reactor, 0, interface="127.0.0.1").listen(site)
+    refusing_host = f"127.0.0.1:{port.getHost().port}"
+    try:
+        source = tmp_path / "events.ndjson"
+        events = [{"message": f"event {n}", "id": n} for n in range(300)]
+        write_ndjson(source, events)
+        dead = tmp_path / "dead-letter.ndjson"
+        sender = programs.output(
+            f"--hosts={refusing_host}",
+            "--ssl-enabled=false",
+            f"--source=file:{source}",
+            f"--dead-letter={dead}",
+        )
+        # dead-lettered events are handled: the program still exits 0
+        yield expect_clean_exit(sender)
+    finally:
+        yield port.stopListening()
+    assert refusing.bodies, "the receiver saw no request"
+    records = read_ndjson(dead)
+    assert [r["event"] for r in records] == events
+    for record in records:
+        assert record["dead_letter"]["status"] == 400
+        assert "mapping conflict" in record["dead_letter"]["reason"]
+        assert record["dead_letter"]["host"] == refusing_host
+
+    # once the cause is fixed, the dead-letter file is replayed as it is
+    sink = tmp_path / "received.ndjson"
+    receiver, input_port = yield start_input(programs, *PLAIN, f"--sink=file:{sink}")
+    replay = programs.output(
+        f"--hosts=127.0.0.1:{input_port}",
+        "--ssl-enabled=false",
+        f"--source=file:{dead}",
+        f"--dead-letter={tmp_path / 'dead-again.ndjson'}",
+    )
+    yield expect_clean_exit(replay)
+    received = read_ndjson(sink)
+    assert sorted(e["id"] for e in received) == list(range(300))
+    for event in received:
+        assert "dead_letter" not in event and "event" not in event
+        assert event["message"] == f"event {event['id']}"
+    yield expect_stopped(receiver)
+
+
+@pytest_twisted.inlineCallbacks
+def test_output_sigterm_while_every_host_is_down_exits_non_zero_promptly(programs):
+    down = [closed_port(), closed_port()]
+    try:
+        hosts = ",".join(f"127.0.0.1:{s.getsockname()[1]}" for s in down)
+        sender = programs.output(
+            f"--hosts={hosts}", "--ssl-enabled=false", "--source=generator:1000"
+        )
+        yield sender.wait_for(r"connection refused\); retrying in")
+        status = yield sender.terminate(timeout=15.0)
+    finally:
+        for sock in down:
+            sock.close()
+    assert status == 1, sender.failure(f"exited with {status}")
+    log = sender.stdout.decode()
+    assert "events not acknowledged" in log, sender.output
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        ((), "--hosts is required"),
+        (("--hosts=127.0.0.1:9", "--source=bogus"), "--source 'bogus'"),
+        (("--hosts=127.0.0.1:9", "--ssl-enabled=false", "--batch-size=0"), "--batch-size"),
+        (("--hosts=[::1", "--ssl-enabled=false"), "::1"),
+    ],
+)
+@pytest_twisted.inlineCallbacks
+def test_output_configuration_error_exits_2_with_one_line(programs, args, message):
+    sender = programs.output(*args)
+    status = yield sender.ended()
+    assert status == 2, sender.failure(f"exited with {status}")
+    line = one_line(sender.stderr.decode())
+    assert line.startswith("twistd logstash-output: configuration error: "), sender.output
+    assert message in line, sender.output
+
+
+# -- both programs together ------------------------------------------------------------------
+
+
+@pytest_twisted.inlineCallbacks
+def test_mutual_tls_and_basic_auth_between_the_programs(programs, tmp_path, certs):
+    password = tmp_path / "password"
+    password.write_text("tls-and-auth\n")
+    sink = tmp_path / "received.ndjson"
+    receiver, port = yield start_input(
+        programs,
+        "--host=127.0.0.1",
+        "--port=0",
+        f"--ssl-certificate={certs / 'server.crt'}",
+        f"--ssl-key={certs / 'server.pkcs8.key'}",
+        f"--ssl-certificate-authorities={certs / 'ca.crt'}",
+        "--ssl-client-authentication=required",
+        "--username=shipper",
+        f"--password-file={password}",
+        f"--sink=file:{sink}",
+    )
+    common = (
+        f"--hosts=127.0.0.1:{port}",
+        f"--ssl-certificate-authorities={certs / 'ca.crt'}",
+        "--username=shipper",
+        f"--password-file={password}",
+        "--source=generator:1000",
+        f"--dead-letter={tmp_path / 'dead.ndjson'}",
+    )
+    sender = programs.output(
+        *common,
+        f"--ssl-certificate={certs / 'client.crt'}",
+        f"--ssl-key={certs / 'client.pkcs8.key'}",
+    )
+    yield expect_clean_exit(sender)
+    assert sorted(e["sequence"] for e in read_ndjson(sink)) == list(range(1000))
+    assert WARN_INPUT_CREDENTIALS not in receiver.stdout.decode()
+
+    # without a client certificate the handshake fails: retried, never delivered
+    stranger = programs.output(*common)
+    yield stranger.wait_for(r"failed \(TLS handshake failed[^)]*\); retrying in")
+    status = yield stranger.terminate(timeout=15.0)
+    assert status == 1, stranger.failure(f"exited with {status}")
+    assert len(read_ndjson(sink)) == 1000
+    yield expect_stopped(receiver)
+
+
+@pytest_twisted.inlineCallbacks
+def test_lumberjack_output_into_lumberjack_input(programs, tmp_path):
+    sink = tmp_path / "received.ndjson"
+    receiver, port = yield start_input(
+        programs, "--protocol=lumberjack", "--host=127.0.0.1", "--port=0", f"--sink=file:{sink}"
+    )
+    sender = programs.output(
+        "--protocol=lumberjack", f"--hosts=127.0.0.1:{port}", "--source=generator:2000"
+    )
+    yield expect_clean_exit(sender)
+    received = read_ndjson(sink)
+    assert sorted(e["sequence"] for e in received) == list(range(2000))
+    assert all(e["message"] == "Hello world!" for e in received)
+    yield expect_stopped(receiver)
+
+
+@pytest.mark.slow
+@pytest_twisted.inlineCallbacks
+def test_demo_runs_to_the_end(programs, tmp_path):
+    demo = programs.spawn("demo", [sys.executable, "-m", "twisted_logstash.demo"])
+    status = yield demo.ended(timeout=120.0)
+    assert status == 0, demo.failure(f"exited with {status}")
+    received = read_ndjson(tmp_path / "demo-run" / "received.ndjson")
+    assert len(received) == 4
+    assert "all 4 events arrived" in demo.stdout.decode()
