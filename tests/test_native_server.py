@@ -252,6 +252,15 @@ def test_error_answer_in_order_after_a_waiting_request():
     assert not h.transport.disconnecting
 
 
+def test_head_is_405_and_close():
+    h = Harness()
+    h.send(b"HEAD / HTTP/1.1\r\nHost: h\r\n\r\n")
+    data = h.take()
+    assert data.startswith(b"HTTP/1.1 405 ")
+    assert b"Connection: close" in data
+    assert h.transport.disconnecting
+
+
 def test_http10_closes_unless_keep_alive_asked():
     h = Harness()
     h.send(request(ndjson({"n": 1}), version=b"HTTP/1.0"))

@@ -167,6 +167,9 @@ class HttpInputProtocol(protocol.Protocol):
             return
         if head.method not in _METHODS:
             status, text = 405, "only POST and PUT are accepted"
+            if head.method == b"HEAD":  # its answer has no body: close rather than confuse
+                self._refuse(status, text)
+                return
         elif factory._auth is not None and not factory._authorized(head.get(b"authorization")):
             status, text = 401, "missing or wrong credentials"
         elif factory._pending >= factory.max_pending_requests:
