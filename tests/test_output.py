@@ -547,3 +547,21 @@ def test_a_file_flows_through_the_output_on_the_real_reactor(tmp_path):
     assert sorted(e.get("n", -1) for e in fake.delivered) == [-1, *range(3000)]
     assert {"message": "tail"} in fake.delivered
     assert {a.host for a in fake.attempts} == {A, B}
+
+
+def test_stamp_gives_events_logstash_timestamp_and_version_without_overwriting(clock):
+    clock.advance(1_764_000_000.25)
+    fake = FakeTransmitter(clock)
+    output = make(clock, fake, batch_size=2, stamp=True)
+    given = {"n": 1, "@timestamp": "2026-01-01T00:00:00.000Z", "@version": "2"}
+    output.send([{"n": 0}, dict(given)])
+    sent = fake.attempts[0].events
+    assert sent[0] == {"n": 0, "@timestamp": "2025-11-24T16:00:00.250Z", "@version": "1"}
+    assert sent[1] == given
+
+
+def test_without_stamp_events_go_out_as_given(clock):
+    fake = FakeTransmitter(clock)
+    output = make(clock, fake, batch_size=1)
+    output.send([{"n": 0}])
+    assert fake.attempts[0].events == [{"n": 0}]

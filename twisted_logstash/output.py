@@ -29,6 +29,7 @@ from twisted_logstash.backoff import Backoff
 from twisted_logstash.balancer import Balancer
 from twisted_logstash.deadletter import DeadLetterFile
 from twisted_logstash.errors import ConfigurationError, DeadLettered, RetriableError, TerminalError
+from twisted_logstash.events import prepare, timestamp_now
 from twisted_logstash.hosts import Host
 from twisted_logstash.interfaces import IEventQueue, IEventSink, ISource, ITransmitter
 from twisted_logstash.queue import DEFAULT_CAPACITY, MemoryQueue
@@ -125,6 +126,7 @@ class Output(service.Service):
         dead_letter: DeadLetterFile | None = None,
         cooloff: float = 60.0,
         backoff: Callable[[], Backoff] = Backoff,
+        stamp: bool = False,
     ):
         if reactor is None:
             from twisted.internet import reactor
@@ -142,6 +144,7 @@ class Output(service.Service):
         self.batch_size = batch_size
         self.batch_delay = batch_delay
         self.max_in_flight = max_in_flight
+        self.stamp = stamp
         self.queue = queue if queue is not None else MemoryQueue(DEFAULT_CAPACITY)
         self.dead_letter = dead_letter
         self.balancer = Balancer(hosts, reactor, cooloff)
@@ -270,6 +273,10 @@ class Output(service.Service):
             self._accept(events, None)
 
     def _accept(self, events: list[dict], waiter: _Waiter | None) -> None:
+        if self.stamp:
+            # As a Logstash event does, every event on the wire then carries @timestamp and
+            # @version: events that lack them get the time they were accepted and "1".
+            prepare(events, timestamp_now(self.reactor))
         self.stats.queued += len(events)
         self._overflow.append([events, waiter])
         self._overflow_count += len(events)
