@@ -32,8 +32,9 @@ Verdicts, as Logstash's output judges them: any 2xx is success; 429, 500, 502, 5
 `RetriableError`; any other status is a `TerminalError` whose reason holds the first bytes of the
 body. Connection refused, reset or lost before the response completed, DNS failure, TLS failure,
 an unparsable response and the timeout (``timeout`` seconds for the whole attempt: waiting,
-connecting, sending and receiving) are a `RetriableError` naming the cause. Nothing but a complete
-2xx response is success.
+connecting, sending and receiving) are a `RetriableError` naming the cause. A TLS failure reads
+``TLS handshake failed: <cause>``, the cause in `tls.describe_tls_failure`'s words, as the input
+logs it. Nothing but a complete 2xx response is success.
 """
 
 from __future__ import annotations
@@ -61,6 +62,7 @@ from twisted_logstash.native.response import (
     ResponseError,
     ResponseParser,
 )
+from twisted_logstash.tls import describe_tls_failure
 
 __all__ = [
     "DEFAULT_MAX_CONNECTIONS_PER_HOST",
@@ -113,7 +115,8 @@ def _describe(failure: Failure) -> str:
     if isinstance(exc, error.DNSLookupError):
         return f"DNS lookup failed: {exc}"
     if _is_tls(exc):
-        return f"TLS handshake failed: {_tls_reason(exc)}"
+        # the same words as the input's log and the Lumberjack output (tls.describe_tls_failure)
+        return f"TLS handshake failed: {describe_tls_failure(exc)}"
     if isinstance(exc, ResponseError):
         return f"bad response: {exc}"
     if isinstance(exc, error.ConnectionDone):
@@ -128,16 +131,6 @@ _TLS_MODULES = ("OpenSSL", "service_identity", "ssl", "twisted_logstash.tls")
 def _is_tls(exc: BaseException) -> bool:
     module = type(exc).__module__
     return any(module == name or module.startswith(name + ".") for name in _TLS_MODULES)
-
-
-def _tls_reason(exc: BaseException) -> str:
-    """OpenSSL's reason strings (``certificate verify failed``), else the exception's text."""
-    details = exc.args[0] if exc.args else None
-    if isinstance(details, list) and all(isinstance(d, tuple) and d for d in details):
-        reasons = [str(d[-1]) for d in details if d[-1]]
-        if reasons:
-            return ", ".join(reasons)
-    return f"{type(exc).__name__}: {exc}"
 
 
 class _Connection(Protocol):
