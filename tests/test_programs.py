@@ -35,6 +35,10 @@ def write_ndjson(path, events) -> None:
     path.write_bytes(b"".join(orjson.dumps(e) + b"\n" for e in events))
 
 
+def without_stamp(event: dict) -> dict:
+    return {k: v for k, v in event.items() if k not in ("@timestamp", "@version")}
+
+
 def one_line(text: str) -> str:
     lines = text.splitlines()
     assert len(lines) == 1, f"expected one line, got {lines!r}"
@@ -264,7 +268,13 @@ def test_output_dead_letters_refused_batches_and_the_file_replays(programs, tmp_
         yield port.stopListening()
     assert refusing.bodies, "the receiver saw no request"
     records = read_ndjson(dead)
-    assert [r["event"] for r in records] == events
+    # the events as sent: stamped by the output with @timestamp and @version, nothing else
+    assert [without_stamp(r["event"]) for r in records] == events
+    stamped = {r["event"]["id"]: r["event"]["@timestamp"] for r in records}
+    assert all(r["event"]["@version"] == "1" for r in records)
+    sent = [orjson.loads(line) for body in refusing.bodies for line in body.splitlines()]
+    assert sorted(e["id"] for e in sent) == list(range(300))
+    assert all(e["@timestamp"] == stamped[e["id"]] for e in sent)
     for record in records:
         assert record["dead_letter"]["status"] == 400
         assert "mapping conflict" in record["dead_letter"]["reason"]
@@ -285,6 +295,7 @@ def test_output_dead_letters_refused_batches_and_the_file_replays(programs, tmp_
     for event in received:
         assert "dead_letter" not in event and "event" not in event
         assert event["message"] == f"event {event['id']}"
+        assert event["@timestamp"] == stamped[event["id"]]  # the original time is kept
     yield expect_stopped(receiver)
 
 
@@ -304,6 +315,75 @@ def test_output_sigterm_while_every_host_is_down_exits_non_zero_promptly(program
     assert status == 1, sender.failure(f"exited with {status}")
     log = sender.stdout.decode()
     assert "events not acknowledged" in log, sender.output
+
+
+@pytest_twisted.inlineCallbacks
+def test_output_reads_stdin_to_its_end(programs, tmp_path):
+    sink = tmp_path / "received.ndjson"
+    receiver, port = yield start_input(programs, *PLAIN, f"--sink=file:{sink}")
+    sender = programs.output(f"--hosts=127.0.0.1:{port}", "--ssl-enabled=false")
+    lines = b"".join(b'{"id": %d}\n' % n for n in range(700)) + b"a plain last line"
+    for start in range(0, len(lines), 1000):  # in pieces, as a pipe delivers them
+        sender.transport.write(lines[start : start + 1000])
+    sender.transport.closeStdin()
+    yield expect_clean_exit(sender)
+    received = read_ndjson(sink)
+    assert sorted(e["id"] for e in received if "id" in e) == list(range(700))
+    assert [e["message"] for e in received if "id" not in e] == ["a plain last line"]
+    yield expect_stopped(receiver)
+
+
+class Collecting:
+    """An in-test input's sink: keeps events, fires ``at(n)`` once it holds ``n``."""
+
+    def __init__(self):
+        self.events: list[dict] = []
+        self._at: list[tuple[int, defer.Deferred]] = []
+
+    def __call__(self, events):
+        self.events.extend(events)
+        for item in [item for item in self._at if len(self.events) >= item[0]]:
+            self._at.remove(item)
+            item[1].callback(None)
+
+    def at(self, count: int) -> defer.Deferred:
+        d: defer.Deferred = defer.Deferred()
+        self._at.append((count, d))
+        if len(self.events) >= count:
+            self._at.remove((count, d))
+            d.callback(None)
+        return d.addTimeout(TIMEOUT, reactor)
+
+
+@pytest_twisted.inlineCallbacks
+def test_output_with_an_endless_tcp_source_stops_cleanly_on_sigterm(programs):
+    from support_http import listen
+
+    from twisted_logstash.native.server import HttpInputFactory
+    from twisted_logstash.sinks import CallableSink
+
+    collecting = Collecting()
+    listening = yield listen(HttpInputFactory(CallableSink(collecting), reactor))
+    try:
+        sender = programs.output(
+            f"--hosts=127.0.0.1:{listening.getHost().port}",
+            "--ssl-enabled=false",
+            "--source=tcp:0",
+        )
+        match = yield sender.wait_for(r"_TcpFactory starting on (\d+)")
+        writer = yield connect(int(match.group(1)))
+        writer.send(b"".join(b'{"id": %d}\n' % n for n in range(300)))
+        writer.transport.loseConnection()
+        yield collecting.at(300)
+        # every event was acknowledged: stopping the endless source is the normal way to end
+        yield expect_stopped(sender)
+    finally:
+        yield listening.stopListening()
+    assert sorted(e["id"] for e in collecting.events) == list(range(300))
+    # the program stamps events as Logstash events are: @timestamp and @version on the wire
+    assert all(e["@version"] == "1" and e["@timestamp"].endswith("Z") for e in collecting.events)
+    assert "before the source was read to its end" not in sender.stdout.decode(), sender.output
+    assert "not acknowledged" not in sender.stdout.decode(), sender.output
 
 
 @pytest.mark.parametrize(

@@ -231,9 +231,16 @@ class OutputProgram(service.MultiService):
                 "stopped with {count} events not acknowledged by any receiver", count=left
             )
             self._set_exit(1)
-        elif not self.finished and getattr(self.source, "done", None) is not None:
+        elif not self.finished and self._finite():
             self.log.warn("stopped before the source was read to its end")
             self._set_exit(1)
+
+    def _finite(self) -> bool:
+        """A source with an end (a file, stdin, a counted generator): stopping before it is
+        a failure. An endless one (tcp, generator:0) is stopped by a signal as a rule."""
+        return getattr(self.source, "done", None) is not None and getattr(
+            self.source, "finite", True
+        )
 
     def _set_exit(self, code: int) -> None:
         self.exit_code = self.exit_code or code
@@ -265,6 +272,7 @@ def build(settings: dict, explicit: set[str], reactor=None):
         queue=queue,
         dead_letter=dead_letter,
         cooloff=settings["cooloff"],
+        stamp=True,  # events from files, stdin, tcp or the generator go out as Logstash events
     )
     return OutputProgram(output, source, reactor), warnings
 
