@@ -64,6 +64,17 @@ def test_summary_reports_median_range_and_other_load(bench):
     assert (summary["median"], summary["min"], summary["max"]) == (20, 10, 30)
     assert summary["other_cpu"] == pytest.approx(0.1)
     assert summary["per_cpu_s"] == 20
+    assert summary["clean"] == "3/3"
+
+
+def test_summary_sets_aside_windows_disturbed_by_other_work(bench):
+    _, _, run = bench
+    quiet = {"events_per_s": 100.0, "self_cpu": 0.5, "peer_cpu": 1.0, "system_cpu": 1.5}
+    busy = {"events_per_s": 10.0, "self_cpu": 0.1, "peer_cpu": 0.2, "system_cpu": 2.0}
+    summary = run.summarize({"windows": [dict(quiet), dict(busy), dict(quiet)]}, "peer_cpu")
+    assert (summary["median"], summary["min"], summary["clean"]) == (100, 100, "2/3")
+    all_busy = run.summarize({"windows": [dict(busy), dict(busy)]}, "peer_cpu")
+    assert (all_busy["median"], all_busy["clean"]) == (10, "0/2")
 
 
 @pytest.fixture(autouse=True)
