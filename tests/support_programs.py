@@ -176,7 +176,6 @@ class Programs:
 
     def env(self, extra: dict[str, str] | None = None) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if k != "LOGSTASH_PASSWORD"}
-        env["PYTHONUNBUFFERED"] = "1"
         env.update(extra or {})
         return env
 
