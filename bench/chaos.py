@@ -30,6 +30,7 @@ import json
 import os
 import random
 import re
+import shutil
 import signal
 import sys
 import tempfile
@@ -433,7 +434,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--stall", type=float, default=1.5, help="seconds a stall lasts [1.5]")
     parser.add_argument("--partition", type=float, default=2.0, help="seconds of a partition [2]")
     parser.add_argument("--deadline", type=float, default=300.0, help="give up after [300] s")
-    parser.add_argument("--workdir", help="keep everything here (default: a temporary directory)")
+    parser.add_argument(
+        "--workdir",
+        help="keep everything here (default: a temporary directory, removed after a good run)",
+    )
     args = parser.parse_args(argv)
 
     from twisted.internet import reactor
@@ -470,7 +474,10 @@ def main(argv: list[str] | None = None) -> int:
     print(result.summary())
     for note in result.notes:
         print("chaos: note:", note)
-    print(f"chaos: logs and sinks in {workdir}")
+    if result.ok and args.workdir is None:
+        shutil.rmtree(workdir, ignore_errors=True)  # hundreds of MB of events and sinks
+    else:
+        print(f"chaos: logs and sinks in {workdir}")
     return 0 if result.ok else 1
 
 
