@@ -46,6 +46,7 @@ from proxy import FaultProxy
 BINDIR = Path(sys.executable).parent
 LISTENING = re.compile(rb"input listening on (\S+):(\d+)")
 POLL = 0.02  # seconds between looks at the sink files
+TIMEOUT = 5.0  # the output's --timeout: seconds an attempt may take
 
 
 # -- child processes ---------------------------------------------------------------------------
@@ -165,6 +166,8 @@ class Chaos:
         seed: int = 1,
         every: float = 2.0,
         stall: float = 1.5,
+        long_stall: float | None = None,
+        protocol: str = "http",
         partition: float = 2.0,
         deadline: float = 300.0,
         kill_output_at: float = 0.35,
@@ -179,6 +182,9 @@ class Chaos:
         self.rng = random.Random(seed)
         self.every = every
         self.stall_seconds = stall
+        self.long_stall = long_stall
+        self._stalls = 0
+        self.protocol = protocol
         self.partition_seconds = partition
         self.deadline = deadline
         self.kill_output_at = kill_output_at
@@ -221,6 +227,7 @@ class Chaos:
             f"input {index}",
             [
                 "logstash-input",
+                f"--protocol={self.protocol}",
                 "--host=127.0.0.1",
                 "--port=0",
                 "--ssl-enabled=false",
@@ -240,13 +247,14 @@ class Chaos:
             "output",
             [
                 "logstash-output",
+                f"--protocol={self.protocol}",
                 f"--hosts={hosts}",
                 "--ssl-enabled=false",
                 f"--source=file:{events_file}",
                 f"--queue=disk:{self.workdir / 'queue'}",
                 f"--dead-letter={self.workdir / 'dead-letter.ndjson'}",
                 "--cooloff=1",
-                "--timeout=5",
+                f"--timeout={TIMEOUT:g}",
             ],
             self.workdir,
             self.workdir / "output.log",
@@ -286,8 +294,14 @@ class Chaos:
             count = proxy.reset()
             self.say(f"reset {count} connections to input {self.proxies.index(proxy)}")
         elif kind == "stall":
-            proxy.stall(self.stall_seconds)
-            self.say(f"stall input {self.proxies.index(proxy)} for {self.stall_seconds} s")
+            # every other stall outlasts the output's attempt timeout, if a long one is set:
+            # the attempt fails and is retried elsewhere while its request is still on its way
+            self._stalls += 1
+            seconds = self.stall_seconds
+            if self.long_stall is not None and self._stalls % 2 == 0:
+                seconds = self.long_stall
+            proxy.stall(seconds)
+            self.say(f"stall input {self.proxies.index(proxy)} for {seconds} s")
         else:
             proxy.partition(self.partition_seconds)
             self.say(f"partition input {self.proxies.index(proxy)} for {self.partition_seconds} s")
@@ -429,9 +443,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--duration", type=float, default=90.0, help="start no new round after [90] s"
     )
+    parser.add_argument(
+        "--protocol",
+        choices=("http", "lumberjack"),
+        default="http",
+        help="the wire: http (native, default) or lumberjack (framed)",
+    )
     parser.add_argument("--seed", type=int, default=1, help="random seed of the faults [1]")
     parser.add_argument("--every", type=float, default=2.0, help="seconds between faults [2]")
     parser.add_argument("--stall", type=float, default=1.5, help="seconds a stall lasts [1.5]")
+    parser.add_argument(
+        "--long-stall",
+        type=float,
+        default=TIMEOUT + 1.0,
+        help=f"seconds every other stall lasts, beyond the output's --timeout={TIMEOUT:g} "
+        f"[{TIMEOUT + 1.0:g}]; 0 for none",
+    )
     parser.add_argument("--partition", type=float, default=2.0, help="seconds of a partition [2]")
     parser.add_argument("--deadline", type=float, default=300.0, help="give up after [300] s")
     parser.add_argument(
@@ -452,6 +479,8 @@ def main(argv: list[str] | None = None) -> int:
         seed=args.seed,
         every=args.every,
         stall=args.stall,
+        long_stall=args.long_stall or None,
+        protocol=args.protocol,
         partition=args.partition,
         deadline=args.deadline,
     )

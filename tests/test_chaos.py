@@ -258,10 +258,12 @@ def test_random_plan_has_every_fault_and_stays_in_its_duration():
     assert [at for at, _, _ in plan] == sorted(at for at, _, _ in plan)
 
 
+@pytest.mark.parametrize("wire", ["http", "lumberjack"])
 @pytest_twisted.ensureDeferred
-async def test_short_chaos_run_of_the_real_programs_loses_nothing(tmp_path):
-    """20,000 events from a disk-queued output to three inputs, with a reset, a stall and a
-    partition, the output killed with SIGKILL and restarted, an input killed and restarted."""
+async def test_short_chaos_run_of_the_real_programs_loses_nothing(tmp_path, wire):
+    """20,000 events from a disk-queued output to three inputs, over either wire, with a reset,
+    a stall and a partition, the output killed with SIGKILL and restarted, an input killed and
+    restarted."""
     chaos = Chaos(
         reactor,
         tmp_path,
@@ -271,6 +273,7 @@ async def test_short_chaos_run_of_the_real_programs_loses_nothing(tmp_path):
         stall=1.0,
         partition=1.0,
         deadline=40.0,
+        protocol=wire,
         quiet=True,
     )
     result = await chaos.run()
