@@ -24,14 +24,14 @@ from twisted.internet.endpoints import serverFromString
 from twisted.logger import LogLevel, formatEvent, globalLogPublisher
 
 from tests import support_tls
-from twisted_logstash import config
+from twisted_logstash import config, tls
 from twisted_logstash.deadletter import DeadLetterFile
 from twisted_logstash.endpoints import client_endpoint_factory, server_endpoint_string
 from twisted_logstash.errors import ConfigurationError, DeadLettered, RetriableError, TerminalError
 from twisted_logstash.hosts import Host
 from twisted_logstash.input import InputService
 from twisted_logstash.native.client import HttpTransmitter
-from twisted_logstash.native.server import HttpInputFactory
+from twisted_logstash.native.server import HttpInputFactory, HttpInputProtocol
 from twisted_logstash.output import Output
 from twisted_logstash.sinks import CallableSink
 
@@ -258,15 +258,33 @@ def logged():
     globalLogPublisher.removeObserver(observe)
 
 
+class _Watched(HttpInputProtocol):
+    """The input's protocol, telling the test when the server side of a connection is gone."""
+
+    def connectionMade(self):
+        self.gone = defer.Deferred()
+        self.factory.made.append(self)
+        super().connectionMade()
+
+    def connectionLost(self, reason=None):
+        super().connectionLost(reason)
+        self.gone.callback(None)
+
+
 @defer.inlineCallbacks
 def serving(settings: dict, received: list, auth: tuple[str, str] | None = None):
-    """Our input on 127.0.0.1 with an ephemeral port; returns (service, host)."""
+    """Our input on 127.0.0.1 with an ephemeral port; returns (service, host).
+
+    ``service.factory.made`` lists the connections it accepted (each with a ``gone`` Deferred).
+    """
     from twisted.internet import reactor
 
     username, password = auth or (None, None)
     factory = HttpInputFactory(
         CallableSink(received.append), reactor, username=username, password=password
     )
+    factory.protocol = _Watched
+    factory.made = []
     endpoint = serverFromString(reactor, server_endpoint_string(settings, "127.0.0.1", 0))
     service = InputService(endpoint, factory, reactor, drain_timeout=TIMEOUT)
     service.startService()
@@ -276,7 +294,11 @@ def serving(settings: dict, received: list, auth: tuple[str, str] | None = None)
 
 @defer.inlineCallbacks
 def run_case(case: Case, folder, label: str):
-    """Send one batch of three events; returns (error or None, batches the input received, host)."""
+    """Send one batch of three events; returns (error or None, batches the input received, host).
+
+    After a failed connection, the input is stopped only once it saw each connection end, so that
+    what it logs is the peer's doing, not the input's own closing.
+    """
     from twisted.internet import reactor
 
     received: list[list[dict]] = []
@@ -293,8 +315,12 @@ def run_case(case: Case, folder, label: str):
     outcome = None
     try:
         yield transmitter.transmit(host, transmitter.encode(events))
-    except (RetriableError, TerminalError) as error:
+    except TerminalError as error:
+        outcome = error  # an HTTP answer: the connection stays open for the next request
+    except RetriableError as error:
         outcome = error
+        gone = [connection.gone for connection in service.factory.made]
+        yield defer.gatherResults(gone).addTimeout(TIMEOUT, reactor)
     finally:
         yield transmitter.close()
         yield service.stopService()
@@ -321,28 +347,46 @@ def test_native_tls(certs, logged, name):
         assert received == []
     if case.input_log:
         assert any(all(part in text for part in case.input_log) for _, text in logged), logged
+    if name not in INPUT_SIDE:
+        # closes after a completed handshake are not handshake failures
+        assert not [text for _, text in logged if text.startswith(HANDSHAKE_FAILED)], logged
 
 
-# The input logs nothing when these handshakes fail: only the output learns why. The lines
-# below are what describe_tls_failure gives for the input's side of each.
+# What the input logs (at warn level, once, naming the peer) when a handshake fails: the cause in
+# describe_tls_failure's words, or the refused client certificate.
 INPUT_SIDE = {
+    "client-auth-optional-client-cert-other-ca": REFUSED_OTHER_CLIENT,
     "client-auth-required-client-cert-none": "peer did not present a certificate",
+    "client-auth-required-client-cert-other-ca": REFUSED_OTHER_CLIENT,
+    "wrong-name-verification-full": tls.CLOSED_DURING_HANDSHAKE,
+    "expired-verification-full": tls.CLOSED_DURING_HANDSHAKE,
+    "server-from-other-ca": tls.CLOSED_DURING_HANDSHAKE,
     "tls12-client-tls13-server": NO_COMMON_PROTOCOL,
+    "tls13-client-tls12-server": NO_COMMON_PROTOCOL,
     "plain-output-to-tls-input": "the peer sent plain HTTP to a TLS port",
 }
+HANDSHAKE_FAILED = "TLS handshake with 127.0.0.1:"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the native input does not log why a TLS handshake failed (only a refused client "
-    "certificate is logged, by the verify callback)",
-)
 @pytest.mark.parametrize("name", list(INPUT_SIDE))
 @pytest_twisted.inlineCallbacks
 def test_the_input_logs_why_a_handshake_failed(certs, logged, name):
     outcome, _, _ = yield run_case(CASES[name], certs, name)
     assert outcome is not None
-    assert any(INPUT_SIDE[name] in text for _, text in logged), logged
+    lines = [(level, text) for level, text in logged if text.startswith(HANDSHAKE_FAILED)]
+    assert len(lines) == 1, logged
+    level, text = lines[0]
+    assert level == LogLevel.warn
+    assert text.endswith(" failed: " + INPUT_SIDE[name]), text
+
+
+def test_every_failed_handshake_case_says_what_the_input_logs():
+    failed = {
+        name
+        for name, case in CASES.items()
+        if case.reason is not None and case.reason.startswith("TLS handshake failed: ")
+    }
+    assert failed <= set(INPUT_SIDE), failed - set(INPUT_SIDE)
 
 
 @pytest_twisted.inlineCallbacks

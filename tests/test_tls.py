@@ -585,3 +585,145 @@ def test_tls_client_to_a_plain_port(certs):
         assert result == "the peer does not speak TLS (plain TCP?)"
     finally:
         yield port.stopListening()
+
+
+# -- why a handshake failed, as the server logs it ---------------------------------------------
+
+
+class _Handle:
+    """Stands for the server's SSL.Connection: whether it read a ClientHello."""
+
+    def __init__(self, hello: bool):
+        self.hello = hello
+
+    def client_random(self):
+        return b"r" * 32 if self.hello else None
+
+
+def _watched(hello: bool | None = True):
+    """A HandshakeTimeoutFactory connection on a StringTransport from 192.168.1.1:54321."""
+    clock = Clock()
+    wrapper, transport = _timed_connection(clock)
+    if hello is not None:
+        transport.getHandle = lambda: _Handle(hello)
+    return wrapper, transport, clock
+
+
+def _lines(events):
+    from twisted.logger import formatEvent
+
+    return [
+        (event["log_level"].name, formatEvent(event))
+        for event in events
+        if event.get("log_namespace") == "twisted_logstash.tls"
+    ]
+
+
+def test_failed_handshake_is_logged_once_with_peer_and_cause():
+    from twisted.logger import capturedLogs
+    from twisted.python.failure import Failure
+
+    wrapper, _, clock = _watched()
+    with capturedLogs() as events:
+        reason = Failure(SSL.Error([("SSL routines", "", "unsupported protocol")]))
+        wrapper.connectionLost(reason)
+    assert _lines(events) == [
+        ("warn", "TLS handshake with 192.168.1.1:54321 failed: no protocol version in common")
+    ]
+    assert clock.getDelayedCalls() == []
+
+
+def test_close_after_a_completed_handshake_is_not_logged():
+    from twisted.internet.error import ConnectionDone, ConnectionLost
+    from twisted.logger import capturedLogs
+    from twisted.python.failure import Failure
+
+    for reason in (ConnectionDone(), ConnectionLost(), SSL.Error([("", "", "bad record mac")])):
+        wrapper, _, _ = _watched()
+        wrapper.handshakeCompleted()
+        with capturedLogs() as events:
+            wrapper.connectionLost(Failure(reason))
+        assert _lines(events) == []
+
+
+def test_handshake_timeout_logs_only_its_own_line():
+    from twisted.internet.error import ConnectionLost
+    from twisted.logger import capturedLogs
+    from twisted.python.failure import Failure
+
+    wrapper, transport, clock = _watched()
+    with capturedLogs() as events:
+        clock.advance(10)
+        assert transport.aborted
+        wrapper.connectionLost(Failure(ConnectionLost()))
+    assert _lines(events) == [("info", "dropped 192.168.1.1:54321: no TLS handshake within 10.0 s")]
+
+
+def test_peer_leaving_during_the_handshake_is_logged_and_a_probe_is_not_a_warning():
+    from twisted.internet.error import ConnectionDone, ConnectionLost
+    from twisted.logger import capturedLogs
+    from twisted.python.failure import Failure
+
+    wrapper, _, _ = _watched(hello=True)
+    with capturedLogs() as events:
+        wrapper.connectionLost(Failure(ConnectionLost()))
+    assert _lines(events) == [
+        ("warn", f"TLS handshake with 192.168.1.1:54321 failed: {tls.CLOSED_DURING_HANDSHAKE}")
+    ]
+    probe, _, _ = _watched(hello=False)
+    with capturedLogs() as events:
+        probe.connectionLost(Failure(ConnectionDone()))
+    assert _lines(events) == [
+        ("info", "192.168.1.1:54321 closed the connection before starting a TLS handshake")
+    ]
+
+
+def test_closing_on_our_side_before_the_handshake_is_not_the_peers_failure():
+    """The input stopping closes connections mid-handshake: not logged as a failed handshake."""
+    from twisted.internet.error import ConnectionAborted, ConnectionLost
+    from twisted.logger import capturedLogs
+    from twisted.python.failure import Failure
+
+    closing, _, _ = _watched()
+    aborting, transport, _ = _watched()
+    with capturedLogs() as events:
+        closing.loseConnection()
+        closing.connectionLost(Failure(ConnectionLost()))
+        aborting.abortConnection()
+        assert transport.aborted
+        aborting.connectionLost(Failure(ConnectionLost()))
+        other, _, _ = _watched()
+        other.connectionLost(Failure(ConnectionAborted()))
+    assert _lines(events) == []
+
+
+def test_refused_client_certificate_goes_into_the_one_line(certs):
+    """The verify callback gives its reason to the connection's line instead of logging alone."""
+    from cryptography import x509 as cx509
+    from OpenSSL import crypto
+    from twisted.logger import capturedLogs
+    from twisted.python.failure import Failure
+
+    cert = crypto.X509.from_cryptography(
+        cx509.load_pem_x509_certificate((certs / "other-client.crt").read_bytes())
+    )
+    wrapper, _, _ = _watched()
+    tls_protocol = type("TLSProtocol", (), {"wrappedProtocol": wrapper})()
+    conn = SSL.Connection(tls.server_context(server_settings(certs)), None)
+    conn.set_app_data(tls_protocol)
+    refused = "refused a client certificate (CN=other-client,O=twisted-logstash test): "
+    with capturedLogs() as events:
+        assert tls._server_verify(conn, cert, 20, 0, 0) is False
+        assert _lines(events) == []
+        wrapper.connectionLost(Failure(SSL.Error([("", "", "certificate verify failed")])))
+        # without the wrapper (no app data), the callback logs the refusal itself
+        alone = SSL.Connection(tls.server_context(server_settings(certs)), None)
+        assert tls._server_verify(alone, cert, 20, 0, 0) is False
+    assert _lines(events) == [
+        (
+            "warn",
+            f"TLS handshake with 192.168.1.1:54321 failed: {refused}"
+            "unable to get local issuer certificate",
+        ),
+        ("warn", refused + "unable to get local issuer certificate"),
+    ]

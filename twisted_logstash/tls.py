@@ -33,7 +33,12 @@ from OpenSSL import SSL, crypto
 from service_identity import VerificationError
 from service_identity.hazmat import DNS_ID, IPAddress_ID
 from service_identity.pyopenssl import extract_patterns, verify_service_identity
-from twisted.internet.error import ConnectionDone, ConnectionLost, ConnectionRefusedError
+from twisted.internet.error import (
+    ConnectionAborted,
+    ConnectionDone,
+    ConnectionLost,
+    ConnectionRefusedError,
+)
 from twisted.internet.interfaces import (
     IHandshakeListener,
     IOpenSSLClientConnectionCreator,
@@ -96,6 +101,12 @@ TLS12_SUITES = {
     "TLS_RSA_WITH_AES_128_CBC_SHA": "AES128-SHA",
 }
 _OPENSSL_TLS12 = set(TLS12_SUITES.values())
+
+#: what the server logs when a client goes in the middle of the handshake: what a client that
+#: refuses the server's certificate does (it sends no alert)
+CLOSED_DURING_HANDSHAKE = (
+    "the peer closed the connection during the handshake (did it refuse our certificate?)"
+)
 
 #: X509_V_ERR_* codes users meet, in OpenSSL's words (used if the binding is unavailable)
 _VERIFY_ERRORS = {
@@ -343,17 +354,28 @@ class ServerTLS:
         self.client_authentication = client_authentication
 
     def serverConnectionForTLS(self, tlsProtocol) -> SSL.Connection:
-        return SSL.Connection(self.context, None)
+        connection = SSL.Connection(self.context, None)
+        # as Twisted's own creators do: callbacks find the connection's protocol from here
+        connection.set_app_data(tlsProtocol)
+        return connection
 
 
 def _server_verify(conn: SSL.Connection, cert, errno: int, depth: int, ok: int) -> bool:
-    """Let OpenSSL decide, and log why a client certificate was refused."""
+    """Let OpenSSL decide, and say why a client certificate was refused.
+
+    Under ``HandshakeTimeoutFactory`` the reason goes into the one line logged for the failed
+    handshake (with the peer's address); elsewhere it is logged here.
+    """
     if not ok:
-        log.warn(
-            "refused a client certificate ({subject}): {reason}",
-            subject=cert.to_cryptography().subject.rfc4514_string(),
-            reason=_verify_reason(errno),
-        )
+        subject = cert.to_cryptography().subject.rfc4514_string()
+        refusal = f"refused a client certificate ({subject}): {_verify_reason(errno)}"
+        tls_protocol = conn.get_app_data()
+        watcher = getattr(tls_protocol, "wrappedProtocol", None)
+        if isinstance(watcher, _HandshakeTimeoutProtocol):
+            if watcher.refusal is None:
+                watcher.refusal = refusal
+        else:
+            log.warn("{refusal}", refusal=refusal)
     return bool(ok)
 
 
@@ -501,9 +523,20 @@ def client_options(settings: Mapping, hostname: str) -> ClientTLS:
 
 @implementer(IHandshakeListener)
 class _HandshakeTimeoutProtocol(ProtocolWrapper):
-    """Starts a timer when the peer connects; stops it when the handshake completes."""
+    """Starts a timer when the peer connects; stops it when the handshake completes.
+
+    It also says why a handshake failed: when the connection is lost before the handshake
+    completed, one line names the peer and the cause (``describe_tls_failure`` of the reason,
+    or the refused client certificate). Closes after a completed handshake are the
+    application's business and are not logged here.
+    """
 
     _timer = None
+    _handshake_done = False
+    _reported = False
+    _closed_here = False
+    #: why our verify callback refused the client's certificate (it logs nothing itself)
+    refusal: str | None = None
 
     def makeConnection(self, transport):
         factory = self.factory
@@ -511,13 +544,61 @@ class _HandshakeTimeoutProtocol(ProtocolWrapper):
         super().makeConnection(transport)
 
     def handshakeCompleted(self):
+        self._handshake_done = True
         self._cancel()
         if IHandshakeListener.providedBy(self.wrappedProtocol):
             self.wrappedProtocol.handshakeCompleted()
 
     def connectionLost(self, reason):
         self._cancel()
+        if not self._handshake_done and not self._reported:
+            self._report(reason)
         super().connectionLost(reason)
+
+    def loseConnection(self):
+        self._closed_here = True
+        super().loseConnection()
+
+    def abortConnection(self):
+        self._closed_here = True
+        self.transport.abortConnection()
+
+    def _report(self, reason: Failure) -> None:
+        """Log why the handshake failed, once, at warn level (info for a mere TCP probe)."""
+        self._reported = True
+        if self.refusal is not None:
+            cause = self.refusal
+        elif self._closed_here or reason.check(ConnectionAborted):
+            return  # closed on this side, on purpose (the input stopping): not a peer's failure
+        elif reason.check(ConnectionDone, ConnectionLost):
+            if not self._hello_received():
+                log.info(
+                    "{peer} closed the connection before starting a TLS handshake",
+                    peer=self._peer(),
+                )
+                return
+            # a client that refuses the server's certificate just goes, without an alert
+            cause = CLOSED_DURING_HANDSHAKE
+        else:
+            cause = describe_tls_failure(reason)
+        log.warn("TLS handshake with {peer} failed: {cause}", peer=self._peer(), cause=cause)
+
+    def _hello_received(self) -> bool:
+        """Whether OpenSSL read the peer's ClientHello (True when it cannot tell)."""
+        get_handle = getattr(self.transport, "getHandle", None)
+        try:
+            connection = get_handle() if get_handle is not None else None
+            return connection is None or connection.client_random() is not None
+        except Exception:
+            return True
+
+    def _peer(self) -> str:
+        try:
+            peer = self.transport.getPeer()
+        except Exception:
+            return "?"
+        host, port = getattr(peer, "host", None), getattr(peer, "port", None)
+        return f"{host}:{port}" if host is not None else str(peer)
 
     def _cancel(self):
         if self._timer is not None and self._timer.active():
@@ -526,10 +607,10 @@ class _HandshakeTimeoutProtocol(ProtocolWrapper):
 
     def _expired(self):
         self._timer = None
-        peer = self.transport.getPeer() if self.transport is not None else None
+        self._reported = True  # this line says why; the abort that follows needs no other
         log.info(
             "dropped {peer}: no TLS handshake within {timeout} s",
-            peer=str(peer),
+            peer=self._peer(),
             timeout=self.factory.timeout,
         )
         self.transport.abortConnection()
