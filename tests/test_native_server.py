@@ -630,3 +630,74 @@ def test_drain_waits_for_the_sink_after_the_client_left():
     h.sink.batches[0][1].callback(None)
     assert drained.called
     assert h.take() == b""
+
+
+# -- a TLS client on this plain port --------------------------------------------------------------
+
+
+def client_hello() -> bytes:
+    """The first bytes a real TLS client (OpenSSL, TLS 1.2 to 1.3) sends."""
+    from OpenSSL import SSL
+
+    connection = SSL.Connection(SSL.Context(SSL.TLS_METHOD), None)
+    connection.set_connect_state()
+    with pytest.raises(SSL.WantReadError):
+        connection.do_handshake()
+    return connection.bio_read(65536)
+
+
+def _warnings(events) -> list[str]:
+    from twisted.logger import LogLevel, formatEvent
+
+    return [formatEvent(e) for e in events if e.get("log_level") == LogLevel.warn]
+
+
+@pytest.mark.parametrize("pieces", [1, 3], ids=["whole", "byte-by-byte-start"])
+def test_tls_handshake_on_the_plain_port_is_answered_400_at_once(pieces):
+    """No wait for the header timeout: a plain-text 400 naming the likely mistake, then close."""
+    from twisted.logger import capturedLogs
+
+    from twisted_logstash.native.server import TLS_ON_PLAIN_PORT
+
+    hello = client_hello()
+    h = Harness()
+    with capturedLogs() as events:
+        if pieces == 1:
+            h.send(hello)
+        else:
+            h.send(hello[:1])
+            h.send(hello[1:2])
+            assert h.transport.value() == b""  # two bytes do not tell yet
+            h.send(hello[2:])
+    response = parse(h.take())
+    assert response.status == 400
+    assert response.body == TLS_ON_PLAIN_PORT.encode() + b"\n"
+    assert response.header("connection") == "close"
+    assert h.transport.disconnecting
+    assert _warnings(events) == [
+        "127.0.0.1:40000 sent a TLS handshake to this plain HTTP port (is ssl_enabled false on "
+        "this input but not on the output?); answered 400 and closing"
+    ]
+    h.send(b"\x16\x03\x01more handshake bytes")  # dropped while lingering
+    assert h.take() == b""
+    assert h.sink.batches == []
+
+
+@pytest.mark.parametrize(
+    "start",
+    [b"\x16\x05\x01\r\n\r\n", b"\x17\x03\x01\r\n\r\n", b"\x16P / HTTP/1.1\r\n\r\n"],
+    ids=["bad-version", "not-handshake", "16-then-text"],
+)
+def test_only_a_tls_handshake_record_is_taken_for_tls(start):
+    """Other binary starts are what they were: an HTTP parse error."""
+    from twisted.logger import capturedLogs
+
+    from twisted_logstash.native.server import TLS_ON_PLAIN_PORT
+
+    h = Harness()
+    with capturedLogs() as events:
+        h.send(start)
+    response = parse(h.take())
+    assert response.status == 400
+    assert TLS_ON_PLAIN_PORT.encode() not in response.body
+    assert _warnings(events) == []

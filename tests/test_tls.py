@@ -454,6 +454,10 @@ def test_describe_plain_errors():
     assert tls.describe_tls_failure(ConnectionRefusedError()) == "connection refused"
     error = SSL.Error([("SSL routines", "", "wrong version number")])
     assert tls.describe_tls_failure(error) == "the peer does not speak TLS (plain TCP?)"
+    # a client knows the peer is the server it was sent to
+    assert tls.describe_tls_failure(error, client=True) == (
+        "the server does not speak TLS on this port (ssl_enabled false there?)"
+    )
     odd = SSL.Error([("SSL routines", "", "something new")])
     assert tls.describe_tls_failure(odd) == "TLS error: something new"
 
@@ -581,8 +585,13 @@ def test_tls_client_to_a_plain_port(certs):
 
     port = yield TCP4ServerEndpoint(reactor, 0, interface="127.0.0.1").listen(AckServerFactory())
     try:
-        result = yield outcome(port, client_settings(certs))
-        assert result == "the peer does not speak TLS (plain TCP?)"
+        try:
+            yield connect_to(port, client_settings(certs))
+        except Exception as error:
+            result = tls.describe_tls_failure(error, client=True)
+        else:
+            result = "connected"
+        assert result == tls.SERVER_NOT_TLS
     finally:
         yield port.stopListening()
 

@@ -659,8 +659,18 @@ _REASONS = (
 )
 
 
-def describe_tls_failure(failure: Failure | BaseException) -> str:
-    """One line saying why a TLS connection failed, for logs and error messages."""
+#: OpenSSL's reasons when the bytes received are not TLS records at all
+_NOT_TLS = ("wrong version number", "packet length too long", "record layer failure")
+SERVER_NOT_TLS = "the server does not speak TLS on this port (ssl_enabled false there?)"
+
+
+def describe_tls_failure(failure: Failure | BaseException, *, client: bool = False) -> str:
+    """One line saying why a TLS connection failed, for logs and error messages.
+
+    ``client`` is true when we are the client: a peer that answers with something else than TLS
+    is then a server without TLS on that port (a plain input, most likely: ``ssl_enabled`` off
+    there), which the line says.
+    """
     error = failure.value if isinstance(failure, Failure) else failure
     if isinstance(error, TLSVerificationError | ConfigurationError):
         return str(error)
@@ -668,6 +678,8 @@ def describe_tls_failure(failure: Failure | BaseException) -> str:
         return f"certificate does not match: {error}"
     if isinstance(error, SSL.Error):
         reasons = _ssl_reasons(error)
+        if client and any(needle in reason for reason in reasons for needle in _NOT_TLS):
+            return SERVER_NOT_TLS
         for reason in reasons:
             for needle, text in _REASONS:
                 if needle in reason:

@@ -116,7 +116,7 @@ def _describe(failure: Failure) -> str:
         return f"DNS lookup failed: {exc}"
     if _is_tls(exc):
         # the same words as the input's log and the Lumberjack output (tls.describe_tls_failure)
-        return f"TLS handshake failed: {describe_tls_failure(exc)}"
+        return f"TLS handshake failed: {describe_tls_failure(exc, client=True)}"
     if isinstance(exc, ResponseError):
         return f"bad response: {exc}"
     if isinstance(exc, error.ConnectionDone):

@@ -74,6 +74,12 @@ _ENCODINGS = {
     b"snappy": "snappy",
 }
 
+TLS_ON_PLAIN_PORT = (
+    "TLS handshake received on a plain HTTP port (is ssl_enabled false on this input?)"
+)
+"""The ``400`` answer to a TLS client, so that it fails at once rather than at the header
+timeout. The client reads no HTTP (it expects TLS): its handshake fails on these bytes."""
+
 # connection phases, each with its own deadline
 _IDLE, _HEAD, _BODY, _WAITING, _LINGER = "idle", "head", "body", "waiting", "linger"
 
@@ -112,6 +118,7 @@ class HttpInputProtocol(protocol.Protocol):
         self._sync = False  # inside sink.deliver's callbacks being attached
         self._closing = False  # no further request will be read
         self._lost = False
+        self._start: bytes | None = b""  # the connection's first bytes, until TLS is ruled out
         self.phase = _IDLE
         self.deadline: float | None = None
 
@@ -126,9 +133,30 @@ class HttpInputProtocol(protocol.Protocol):
             return  # lingering: what the client still sends is dropped
         if self.phase is _IDLE:
             self._set_phase(_HEAD)
+        if self._start is not None and self._tls_client(data):
+            return
         self._parser.feed(data)
         if not self._waiting:
             self._process()
+
+    def _tls_client(self, data: bytes) -> bool:
+        """Whether the connection opened with a TLS handshake (then answered ``400`` here)."""
+        start = self._start + data[: 3 - len(self._start)]
+        hello = _tls_handshake(start)
+        if hello is None:
+            self._start = start  # too few bytes to tell (the parser holds them meanwhile)
+            return False
+        self._start = None
+        if hello:
+            log.warn(
+                "{peer} sent a TLS handshake to this plain HTTP port (is ssl_enabled false on this"
+                " input but not on the output?); answered 400 and closing",
+                peer=self._peer(),
+            )
+            self._waiting = False
+            self.transport.write(error_response(400, TLS_ON_PLAIN_PORT, True))
+            self._linger()
+        return hello
 
     def connectionLost(self, reason: Failure = protocol.connectionDone) -> None:
         self._lost = True
@@ -383,6 +411,17 @@ class HttpInputProtocol(protocol.Protocol):
             return "?"
         host, port = getattr(peer, "host", None), getattr(peer, "port", None)
         return f"{host}:{port}" if host is not None else str(peer)
+
+
+def _tls_handshake(start: bytes) -> bool | None:
+    """Whether a connection's first bytes are a TLS handshake record (``16 03 0x``, SSL 3.0 to
+    TLS 1.3 all start so); None while too few bytes arrived to tell."""
+    for index, allowed in enumerate((b"\x16", b"\x03", b"\x00\x01\x02\x03\x04")):
+        if len(start) <= index:
+            return None
+        if start[index] not in allowed:
+            return False
+    return True
 
 
 def _encoding(value: bytes | None) -> str | None:
