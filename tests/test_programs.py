@@ -84,6 +84,19 @@ def expect_stopped(program: Program):
         (("--ssl-enabled", "false", "--ssl-certificate", "x.crt"), "ssl_certificate"),
         (("--protocol", "ftp"), "--protocol takes http or lumberjack"),
         (("--ssl-enabled", "false", "--sink", "file:no/such/dir/x"), "no/such/dir/x"),
+        # the framed wire has no authentication: a username must not be silently ignored
+        (
+            ("--protocol", "lumberjack", "--username", "u", "--password", "p"),
+            "--username is not available with --protocol lumberjack",
+        ),
+        (
+            ("--protocol", "lumberjack", "--max-pending-requests", "5"),
+            "--max-pending-requests is not available with --protocol lumberjack",
+        ),
+        (
+            ("--ssl-enabled", "false", "--client-inactivity-timeout", "5"),
+            "--client-inactivity-timeout is not available with --protocol http",
+        ),
     ],
 )
 @pytest_twisted.inlineCallbacks
@@ -188,9 +201,12 @@ def test_input_basic_auth_password_sources(programs, tmp_path, given):
 @pytest_twisted.inlineCallbacks
 def test_output_generator_into_a_real_input_exits_0_once_acknowledged(programs, tmp_path):
     sink = tmp_path / "received.ndjson"
-    receiver, port = yield start_input(programs, *PLAIN, f"--sink=file:{sink}")
+    # LOGSTASH_PASSWORD is only a default for --username: exported in the shell, it must not
+    # break programs run without authentication
+    env = {"LOGSTASH_PASSWORD": "for-another-program"}
+    receiver, port = yield start_input(programs, *PLAIN, f"--sink=file:{sink}", env=env)
     sender = programs.output(
-        f"--hosts=127.0.0.1:{port}", "--ssl-enabled=false", "--source=generator:3000"
+        f"--hosts=127.0.0.1:{port}", "--ssl-enabled=false", "--source=generator:3000", env=env
     )
     yield expect_clean_exit(sender)
     # exit 0 means every event was acknowledged, and an input acknowledges after writing
@@ -269,7 +285,8 @@ def test_output_dead_letters_refused_batches_and_the_file_replays(programs, tmp_
     assert refusing.bodies, "the receiver saw no request"
     records = read_ndjson(dead)
     # the events as sent: stamped by the output with @timestamp and @version, nothing else
-    assert [without_stamp(r["event"]) for r in records] == events
+    # (batches are in flight at once: their refusals, and records, come in any order)
+    assert sorted((without_stamp(r["event"]) for r in records), key=lambda e: e["id"]) == events
     stamped = {r["event"]["id"]: r["event"]["@timestamp"] for r in records}
     assert all(r["event"]["@version"] == "1" for r in records)
     sent = [orjson.loads(line) for body in refusing.bodies for line in body.splitlines()]
@@ -393,6 +410,10 @@ def test_output_with_an_endless_tcp_source_stops_cleanly_on_sigterm(programs):
         (("--hosts=127.0.0.1:9", "--source=bogus"), "--source 'bogus'"),
         (("--hosts=127.0.0.1:9", "--ssl-enabled=false", "--batch-size=0"), "--batch-size"),
         (("--hosts=[::1", "--ssl-enabled=false"), "::1"),
+        (
+            ("--hosts=127.0.0.1:9", "--protocol=lumberjack", "--username=u", "--password=p"),
+            "--username is not available with --protocol lumberjack",
+        ),
     ],
 )
 @pytest_twisted.inlineCallbacks

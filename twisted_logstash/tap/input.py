@@ -34,6 +34,17 @@ DEFAULTS = {
     "lumberjack": {"port": 5044, "ssl_enabled": False},
 }
 
+#: flags that mean something on one wire only; given for the other, they are an error rather
+#: than silently ignored (a username on the framed wire would protect nothing)
+ONLY = {
+    "http": ("username", "password", "max_pending_requests", "max_content_length"),
+    "lumberjack": ("client_inactivity_timeout",),
+}
+WHY = {
+    "username": "the framed wire has no authentication; require client certificates instead "
+    "(--ssl-client-authentication required)",
+}
+
 
 class Options(LogstashOptions):
     synopsis = "[options]"
@@ -81,8 +92,11 @@ def settings_from(options: Options, environ=os.environ) -> tuple[dict, set[str],
     if protocol not in DEFAULTS:
         raise ConfigurationError(f"--protocol takes http or lumberjack, not {protocol!r}")
     defaults = DEFAULTS[protocol]
+    check_protocol_flags(protocol, explicit | ({"password"} if options["password_file"] else set()))
+    # LOGSTASH_PASSWORD is the default of --password for a --username, nothing more: exported
+    # for another program, it must not turn on (or break) authentication here
     password, warnings = config.read_password(
-        options["password"], options["password_file"], environ
+        options["password"], options["password_file"], environ if options["username"] else {}
     )
     ssl_enabled = options["ssl_enabled"]
     settings = {
@@ -126,6 +140,23 @@ def settings_from(options: Options, environ=os.environ) -> tuple[dict, set[str],
     if "password_file" in explicit:
         explicit.add("password")
     return settings, explicit, warnings
+
+
+def check_protocol_flags(
+    protocol: str, explicit: set[str], only: dict = ONLY, why: dict = WHY
+) -> None:
+    """ConfigurationError for a flag given that the chosen wire does not have."""
+    for other, names in only.items():
+        if other == protocol:
+            continue
+        for name in names:
+            if name in explicit:
+                flag = "--" + name.replace("_", "-")
+                reason = why.get(name)
+                raise ConfigurationError(
+                    f"{flag} is not available with --protocol {protocol}"
+                    + (f": {reason}" if reason else f" (only with --protocol {other})")
+                )
 
 
 def _key_value(item: str) -> tuple[str, str]:

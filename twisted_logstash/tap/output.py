@@ -89,11 +89,24 @@ def settings_from(options: Options, environ=os.environ) -> tuple[dict, set[str],
     defaults = DEFAULTS[protocol]
     if not options["hosts"]:
         raise ConfigurationError("--hosts is required (host, host:port, [v6] or [v6]:port)")
-    password, warnings = config.read_password(
-        options["password"], options["password_file"], environ
-    )
     if "password_file" in explicit:
         explicit.add("password")
+    if protocol == "lumberjack":
+        from twisted_logstash.tap.input import check_protocol_flags
+
+        check_protocol_flags(
+            protocol,
+            explicit,
+            {"http": ("username", "password")},
+            {
+                "username": "the framed wire has no authentication; identify with a client "
+                "certificate instead (--ssl-certificate and --ssl-key)"
+            },
+        )
+    # LOGSTASH_PASSWORD is the default of --password for a --username, nothing more
+    password, warnings = config.read_password(
+        options["password"], options["password_file"], environ if options["username"] else {}
+    )
     ssl_enabled = options["ssl_enabled"]
     compression = (options["compression"] or ("gzip" if protocol == "http" else "zlib")).lower()
     settings = {
