@@ -248,3 +248,32 @@ def test_sink_from_string_file_needs_a_path(tmp_path):
         sink_from_string("file:")
     with pytest.raises(ConfigurationError, match="cannot open"):
         sink_from_string(f"file:{tmp_path}/no/such/dir/x")
+
+
+class ShortWrites(io.RawIOBase):
+    """A raw stream that takes at most a few bytes a call, and sometimes none (EAGAIN)."""
+
+    def __init__(self):
+        self.data = bytearray()
+        self.calls = 0
+
+    def writable(self):
+        return True
+
+    def fileno(self):
+        return 1  # select() on stdout: writable at once in a test run
+
+    def write(self, b):
+        self.calls += 1
+        if self.calls % 3 == 0:
+            return None
+        chunk = bytes(b[:7])
+        self.data += chunk
+        return len(chunk)
+
+
+def test_stdout_sink_writes_the_whole_batch_through_short_and_refused_writes():
+    stream = ShortWrites()
+    assert outcome(StdoutSink(stream).deliver(EVENTS)) is None
+    assert bytes(stream.data) == ndjson.encode(EVENTS)
+    assert stream.calls > 3

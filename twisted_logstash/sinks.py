@@ -12,6 +12,7 @@ batch in microseconds, and a sink that buffered in memory could not honestly say
 from __future__ import annotations
 
 import os
+import select
 import sys
 from collections.abc import Callable
 from typing import Any, BinaryIO
@@ -38,11 +39,28 @@ class StdoutSink:
         try:
             data = ndjson.encode(events)
             if data:
-                self.stream.write(data)
+                write_all(self.stream, data)
                 self.stream.flush()
         except Exception:
             return defer.fail()
         return defer.succeed(None)
+
+
+def write_all(stream: BinaryIO, data: bytes) -> None:
+    """Write every byte of ``data``, however the stream takes it.
+
+    A buffered stream writes all at once; a raw one (an unbuffered stdout: ``python -u``,
+    ``PYTHONUNBUFFERED``) may take part of it (a pipe interrupted by a signal) or nothing at all
+    (a non-blocking pipe that is full: ``None``). Both are waited out here, since the batch is
+    acknowledged as soon as this returns.
+    """
+    view = memoryview(data)
+    while view:
+        written = stream.write(view)
+        if written is None:
+            select.select([], [stream.fileno()], [])
+            continue
+        view = view[written:]
 
 
 @implementer(IEventSink)
@@ -82,10 +100,7 @@ class FileSink:
             raise ValueError(f"file sink {self.path!r} is closed")
         start = handle.seek(0, os.SEEK_END)
         try:
-            view = memoryview(data)
-            while view:
-                written = handle.write(view)
-                view = view[written:]
+            write_all(handle, data)
             if self.fsync:
                 os.fsync(handle.fileno())
         except OSError:
