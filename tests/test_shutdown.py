@@ -86,22 +86,11 @@ def test_input_stops_accepting_and_answers_the_request_under_way(programs, tmp_p
     assert all(e["id"] != "late" for e in received)
 
 
-UNBUFFERED_PARTIAL_WRITE = pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason=(
-        "StdoutSink ignores a partial write: with an unbuffered stdout (PYTHONUNBUFFERED=1, "
-        "python -u) sys.stdout.buffer is a raw FileIO, and a write to a pipe interrupted by "
-        "the SIGTERM returns short; the rest of the batch is dropped and still answered 200"
-    ),
-)
-
-
 @pytest.mark.parametrize(
     "unbuffered",
     [
         pytest.param("", id="buffered"),
-        pytest.param("1", id="unbuffered", marks=UNBUFFERED_PARTIAL_WRITE),
+        pytest.param("1", id="unbuffered"),
     ],
 )
 @pytest_twisted.inlineCallbacks
