@@ -302,4 +302,4 @@ def _describe(failure: Failure) -> str:
         return "timed out"
     from twisted_logstash.tls import describe_tls_failure
 
-    return describe_tls_failure(failure)
+    return describe_tls_failure(failure, client=True)
