@@ -65,7 +65,7 @@ def expect_stopped(program: Program):
     parent sees "terminated by SIGTERM", as it would without twistd)."""
     status = yield program.terminate()
     assert status == -signal.SIGTERM, program.failure(f"stopped with {status} on SIGTERM")
-    assert "Server Shut Down." in program.stdout.decode(), program.output
+    assert "Server Shut Down." in program.output, program.output
 
 
 # -- logstash-input -------------------------------------------------------------------------
@@ -151,6 +151,25 @@ def test_input_without_ssl_receives_what_a_logstash_output_sends(programs, tmp_p
     client.transport.loseConnection()
     yield client.wait_closed()
     yield expect_stopped(program)
+
+
+@pytest_twisted.inlineCallbacks
+def test_input_with_the_stdout_sink_writes_only_events_there(programs):
+    # `twistd -n logstash-input` (the default sink is stdout): the log goes to stderr, so that
+    # standard output is clean ndjson for a pipe
+    program, port = yield start_input(programs, *PLAIN)
+    client = yield connect(port)
+    body = logstash_body([{"message": "one", "n": 1}, {"message": "two", "n": 2}])
+    response = yield client.request(manticore_request(body, port=port))
+    assert response.status == 200, response
+    yield program.wait_for(rb'"n":2')
+    client.transport.loseConnection()
+    yield client.wait_closed()
+    yield expect_stopped(program)
+    events = [orjson.loads(line) for line in bytes(program.stdout).splitlines()]
+    assert [e["n"] for e in events] == [1, 2], program.output
+    assert b"input listening on" in program.stderr
+    assert b"Server Shut Down." in program.stderr
 
 
 def auth_request(port: int, password: str | None) -> bytes:

@@ -8,6 +8,7 @@ error is one line on stderr and exit status 2 with nothing bound.
 from __future__ import annotations
 
 import os
+import sys
 
 from twisted.internet.endpoints import serverFromString
 from twisted.logger import Logger
@@ -213,6 +214,23 @@ def build(settings: dict, explicit: set[str], reactor=None):
     return InputService(endpoint, factory), warnings
 
 
+def log_beside_events(options: Options) -> None:
+    """With ``--sink stdout`` under ``twistd -n`` and no ``--logfile``, send the log to stderr.
+
+    Standard output then carries the events alone, one JSON object a line, ready for a pipe;
+    without this twistd would log on it too and mix its lines into the ndjson. twistd takes
+    ``sys.stdout`` for its log when logging starts, which is after ``makeService``; the sink
+    already holds the real standard output by then. An explicit ``--logfile`` (``-`` too),
+    ``--logger`` or ``--syslog`` is left as the user chose.
+    """
+    parent = getattr(options, "parent", None)
+    if parent is None or not parent.get("nodaemon"):
+        return
+    if parent.get("logfile") or parent.get("logger") or parent.get("syslog"):
+        return
+    sys.stdout = sys.stderr
+
+
 def makeService(options: Options):
     try:
         settings, explicit, warnings = settings_from(options)
@@ -221,6 +239,8 @@ def makeService(options: Options):
         fail(PROGRAM, e)
     except OSError as e:
         fail(PROGRAM, ConfigurationError(f"{e.filename or ''}: {e.strerror or e}"))
+    if settings["sink"] == "stdout":
+        log_beside_events(options)
     for warning in warnings + more:
         log.warn("{warning}", warning=warning)
     return service
