@@ -507,6 +507,37 @@ def test_lumberjack_output_into_lumberjack_input(programs, tmp_path):
     yield expect_stopped(receiver)
 
 
+@pytest_twisted.inlineCallbacks
+def test_lumberjack_over_mutual_tls(programs, tmp_path, certs):
+    # PKCS#12 on both sides this time: keystores for the identities, a trust store
+    sink = tmp_path / "received.ndjson"
+    receiver, port = yield start_input(
+        programs,
+        "--protocol=lumberjack",
+        "--host=127.0.0.1",
+        "--port=0",
+        "--ssl-enabled=true",
+        f"--ssl-keystore-path={certs / 'server.p12'}",
+        "--ssl-keystore-password=changeit",
+        f"--ssl-certificate-authorities={certs / 'ca.crt'}",
+        "--ssl-client-authentication=required",
+        f"--sink=file:{sink}",
+    )
+    sender = programs.output(
+        "--protocol=lumberjack",
+        f"--hosts=127.0.0.1:{port}",
+        "--ssl-enabled=true",
+        f"--ssl-truststore-path={certs / 'truststore.p12'}",
+        "--ssl-truststore-password=changeit",
+        f"--ssl-keystore-path={certs / 'client.p12'}",
+        "--ssl-keystore-password=changeit",
+        "--source=generator:1500",
+    )
+    yield expect_clean_exit(sender)
+    assert sorted(e["sequence"] for e in read_ndjson(sink)) == list(range(1500))
+    yield expect_stopped(receiver)
+
+
 @pytest.mark.slow
 @pytest_twisted.inlineCallbacks
 def test_demo_runs_to_the_end(programs, tmp_path):
