@@ -184,16 +184,31 @@ def _twistedweb_site():
     return QuietSite(Receiver()), lambda: count
 
 
+def profiled(run, path: str | None) -> None:
+    """Run ``run()``, under cProfile when ``path`` is given (stats written there)."""
+    if path is None:
+        run()
+        return
+    import cProfile
+
+    profile = cProfile.Profile()
+    try:
+        profile.runcall(run)
+    finally:
+        profile.dump_stats(path)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("kind", choices=KINDS)
+    parser.add_argument("--profile", default=None, help="write cProfile stats to this file")
     parser.add_argument("--reactor", choices=twisted_setup.REACTORS, default="default")
     parser.add_argument("--tls", default=None, help="folder with server.crt, server.pkcs8.key")
     args = parser.parse_args()
     if args.kind == "aiohttp":
-        serve_aiohttp(args.tls)
+        profiled(lambda: serve_aiohttp(args.tls), args.profile)
     else:
-        serve_twisted(args.kind, args.reactor, args.tls)
+        profiled(lambda: serve_twisted(args.kind, args.reactor, args.tls), args.profile)
 
 
 if __name__ == "__main__":

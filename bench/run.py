@@ -346,6 +346,8 @@ def measure_one(m: Measurement, opts, certs: Path | None, expect_digest: str) ->
     try:
         if m.receiver is not None:
             rargs = list(m.receiver) + (["--tls", str(certs)] if m.tls else [])
+            if opts.profile:
+                rargs += ["--profile", str(OUT / f"{m.name}.receiver.prof")]
             receiver = start_receiver(rargs, logs / f"{m.name}.receiver.log", receiver_core)
             client += ["--port", str(receiver.port), "--peer-pid", str(receiver.proc.pid)]
             if m.tls:
@@ -511,6 +513,11 @@ def parse_args(argv: list[str] | None = None):
         type=float,
         default=None,
         help="wait up to this long for an idle machine before each row",
+    )
+    parser.add_argument(
+        "--profile",
+        action="store_true",
+        help="profile receivers (cProfile, slower) into bench/out/NAME.receiver.prof",
     )
     parser.add_argument("--out", type=Path, default=OUT / "results.json")
     opts = parser.parse_args(argv)
