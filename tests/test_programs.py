@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import gzip
 import signal
+import socket
 import sys
 
 import orjson
@@ -116,6 +117,23 @@ def test_input_configuration_error_is_one_line_and_nothing_binds(programs, args,
     assert line.startswith("twistd logstash-input: configuration error: "), program.output
     assert message in line, program.output
     assert b"listening" not in program.stdout, program.output
+
+
+@pytest_twisted.inlineCallbacks
+def test_input_that_cannot_listen_says_why_and_exits_1(programs):
+    taken = socket.socket()
+    taken.bind(("127.0.0.1", 0))
+    taken.listen()
+    try:
+        port = taken.getsockname()[1]
+        program = programs.input("--host=127.0.0.1", f"--port={port}", "--ssl-enabled=false")
+        status = yield program.ended()
+    finally:
+        taken.close()
+    assert status == 1, program.failure(f"exited with {status}")
+    assert f"cannot listen on 127.0.0.1:{port}" in program.output, program.output
+    assert "Address already in use" in program.output, program.output
+    assert "Traceback" not in program.output, program.output
 
 
 @pytest_twisted.inlineCallbacks
@@ -420,6 +438,24 @@ def test_output_with_an_endless_tcp_source_stops_cleanly_on_sigterm(programs):
     assert all(e["@version"] == "1" and e["@timestamp"].endswith("Z") for e in collecting.events)
     assert "before the source was read to its end" not in sender.stdout.decode(), sender.output
     assert "not acknowledged" not in sender.stdout.decode(), sender.output
+
+
+@pytest_twisted.inlineCallbacks
+def test_output_whose_tcp_source_cannot_listen_says_why_and_exits_1(programs):
+    taken = socket.socket()
+    taken.bind(("127.0.0.1", 0))
+    taken.listen()
+    try:
+        port = taken.getsockname()[1]
+        sender = programs.output(
+            "--hosts=127.0.0.1:9", "--ssl-enabled=false", f"--source=tcp:{port}"
+        )
+        status = yield sender.ended()
+    finally:
+        taken.close()
+    assert status == 1, sender.failure(f"exited with {status}")
+    assert f"cannot listen on 127.0.0.1:{port}" in sender.output, sender.output
+    assert "Traceback" not in sender.output, sender.output
 
 
 @pytest.mark.parametrize(

@@ -10,7 +10,9 @@ from __future__ import annotations
 import os
 import sys
 
+from twisted.application import service
 from twisted.internet.endpoints import serverFromString
+from twisted.internet.error import CannotListenError
 from twisted.logger import Logger
 
 from twisted_logstash import config
@@ -21,6 +23,7 @@ from twisted_logstash.sinks import sink_from_string
 from twisted_logstash.tap.common import (
     LogstashOptions,
     appender,
+    exit_with,
     fail,
     parse_bool,
     parse_int,
@@ -214,6 +217,37 @@ def build(settings: dict, explicit: set[str], reactor=None):
     return InputService(endpoint, factory), warnings
 
 
+class InputProgram(service.MultiService):
+    """The input service as a program: when it cannot listen (the port is taken, not
+    permitted), it says why in one log line and the process exits 1, instead of running on
+    with nothing bound."""
+
+    def __init__(self, input_service: InputService, reactor, exit=exit_with):
+        super().__init__()
+        self.input = input_service
+        self._reactor = reactor
+        self._exit = exit
+        input_service.setServiceParent(self)
+
+    def startService(self) -> None:
+        super().startService()
+        listening = self.input.listening
+        if listening is not None:
+            listening.addErrback(self._cannot_listen)
+
+    def _cannot_listen(self, failure) -> None:
+        error = failure.value
+        if isinstance(error, CannotListenError):
+            where = f"{error.interface or '0.0.0.0'}:{error.port}"
+            reason = str(error.socketError)
+        else:
+            where, reason = repr(self.input.endpoint), str(error) or type(error).__name__
+        log.error("cannot listen on {where}: {reason}", where=where, reason=reason)
+        self._exit(1)
+        # startService runs before the reactor does: stop it as soon as it runs
+        self._reactor.callWhenRunning(self._reactor.stop)
+
+
 def log_beside_events(options: Options) -> None:
     """With ``--sink stdout`` under ``twistd -n`` and no ``--logfile``, send the log to stderr.
 
@@ -234,13 +268,15 @@ def log_beside_events(options: Options) -> None:
 def makeService(options: Options):
     try:
         settings, explicit, warnings = settings_from(options)
-        service, more = build(settings, explicit)
+        input_service, more = build(settings, explicit)
     except ConfigurationError as e:
         fail(PROGRAM, e)
     except OSError as e:
         fail(PROGRAM, ConfigurationError(f"{e.filename or ''}: {e.strerror or e}"))
     if settings["sink"] == "stdout":
         log_beside_events(options)
+    from twisted.internet import reactor
+
     for warning in warnings + more:
         log.warn("{warning}", warning=warning)
-    return service
+    return InputProgram(input_service, reactor)

@@ -12,6 +12,7 @@ import os
 
 from twisted.application import service
 from twisted.internet import defer
+from twisted.internet.error import CannotListenError
 from twisted.logger import Logger
 
 from twisted_logstash import config
@@ -216,7 +217,18 @@ class OutputProgram(service.MultiService):
 
     def startService(self):
         super().startService()
-        self.output.attach(self.source)
+        try:
+            self.output.attach(self.source)
+        except CannotListenError as e:  # a tcp source whose port is taken
+            self.log.error(
+                "cannot listen on {where}: {reason}",
+                where=f"{e.interface or '0.0.0.0'}:{e.port}",
+                reason=str(e.socketError),
+            )
+            self._set_exit(1)
+            # startService runs before the reactor does: stop it as soon as it runs
+            self._reactor.callWhenRunning(self._reactor.stop)
+            return
         done = getattr(self.source, "done", None)
         if done is not None:
             done.addCallback(lambda _: self.output.drain())
