@@ -24,7 +24,7 @@ import statistics
 import subprocess
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 BENCH = Path(__file__).resolve().parent
@@ -51,7 +51,6 @@ class Measurement:
     receiver: list[str] | None = None
     tls: bool = False
     needs: tuple[str, ...] = ()
-    notes: list[str] = field(default_factory=list)
 
 
 def measurements() -> list[Measurement]:
