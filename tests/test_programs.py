@@ -505,21 +505,37 @@ def test_mutual_tls_and_basic_auth_between_the_programs(programs, tmp_path, cert
         f"--hosts=127.0.0.1:{port}",
         f"--ssl-certificate-authorities={certs / 'ca.crt'}",
         "--username=shipper",
-        f"--password-file={password}",
         "--source=generator:1000",
-        f"--dead-letter={tmp_path / 'dead.ndjson'}",
     )
-    sender = programs.output(
-        *common,
+    identity = (
         f"--ssl-certificate={certs / 'client.crt'}",
         f"--ssl-key={certs / 'client.pkcs8.key'}",
     )
+    # the sender's password from the environment, the receiver's from a file
+    sender = programs.output(
+        *common,
+        *identity,
+        f"--dead-letter={tmp_path / 'dead.ndjson'}",
+        env={"LOGSTASH_PASSWORD": "tls-and-auth"},
+    )
     yield expect_clean_exit(sender)
     assert sorted(e["sequence"] for e in read_ndjson(sink)) == list(range(1000))
-    assert WARN_INPUT_CREDENTIALS not in receiver.stdout.decode()
+    assert WARN_INPUT_CREDENTIALS not in receiver.output
+    assert read_ndjson(tmp_path / "dead.ndjson") == []
+
+    # a wrong password is refused for good (401): every event is dead-lettered, none dropped
+    wrong = tmp_path / "wrong-password"
+    wrong.write_text("not-it\n")
+    refused = programs.output(
+        *common, *identity, f"--password-file={wrong}", f"--dead-letter={tmp_path / 'dl.ndjson'}"
+    )
+    yield expect_clean_exit(refused)
+    records = read_ndjson(tmp_path / "dl.ndjson")
+    assert sorted(r["event"]["sequence"] for r in records) == list(range(1000))
+    assert {r["dead_letter"]["status"] for r in records} == {401}
 
     # without a client certificate the handshake fails: retried, never delivered
-    stranger = programs.output(*common)
+    stranger = programs.output(*common, f"--password-file={password}")
     yield stranger.wait_for(r"failed \(TLS handshake failed[^)]*\); retrying in")
     status = yield stranger.terminate(timeout=15.0)
     assert status == 1, stranger.failure(f"exited with {status}")
