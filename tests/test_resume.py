@@ -58,24 +58,59 @@ def test_the_next_run_reads_on_after_what_the_first_run_queued(tmp_path):
     queue.close()
 
 
-def test_a_put_of_part_of_what_was_read_stores_no_cursor(tmp_path):
+def test_a_put_of_part_of_a_read_stores_the_position_after_its_last_line(tmp_path):
     events = tmp_path / "events.ndjson"
-    write_lines(events, range(10))
+    lines = [json.dumps({"id": i}) for i in range(10)]
+    lines.insert(2, "   ")  # a blank line holds no event
+    lines.insert(5, "")
+    lines.insert(7, "not json: a message event")
+    events.write_text("".join(line + "\n" for line in lines))
     clock = Clock()
     queue = DiskQueue(str(tmp_path / "q"))
     source, wrapped = resumable(FileSource(str(events), clock), queue, clock)
-    held = []
 
-    def put_in_two(batch):
-        wrapped.put(batch[:4])  # the queue took only part: the rest waits outside it
-        held.extend(batch[4:])
+    def put_part(batch):
+        wrapped.put(batch[:5])  # the queue took only part; the rest waits outside it
         source.pauseProducing()
 
-    run(source, clock, put_in_two)
+    run(source, clock, put_part)
     key = cursor_key(str(events))
-    assert queue.cursor(key) is None  # a crash now must read the whole file again
-    wrapped.put(held)
-    assert queue.cursor(key) == events.stat().st_size
+    # just after the fifth event's line: ids 0, 1, (blank), 2, 3, (blank), 4
+    assert queue.cursor(key) == len("".join(line + "\n" for line in lines[:7]))
+    queue.close()  # the process dies here: the rest of the read was never queued
+
+    clock = Clock()
+    queue = DiskQueue(str(tmp_path / "q"))
+    source, wrapped = resumable(FileSource(str(events), clock), queue, clock)
+    run(source, clock, wrapped.put)
+    got = []
+    while True:
+        taken = queue.get(100)
+        if taken is None:
+            break
+        got.extend(e.get("id", e.get("message")) for e in taken[1])
+        queue.ack(taken[0])
+    # each event once: the five queued, then the file read on after them
+    assert got == [0, 1, 2, 3, 4, "not json: a message event", 5, 6, 7, 8, 9]
+    queue.close()
+
+
+def test_later_parts_of_a_read_move_the_position_line_by_line(tmp_path):
+    events = tmp_path / "events.ndjson"
+    write_lines(events, range(6))
+    clock = Clock()
+    queue = DiskQueue(str(tmp_path / "q"))
+    source, wrapped = resumable(FileSource(str(events), clock), queue, clock)
+    parts = []
+    run(source, clock, lambda batch: (parts.append(batch), source.pauseProducing()))
+    (batch,) = parts
+    key = cursor_key(str(events))
+    line = len(json.dumps({"id": 0}) + "\n")  # every line has the same length here
+    positions = []
+    for piece in (batch[:1], batch[1:4], batch[4:]):
+        wrapped.put(piece)
+        positions.append(queue.cursor(key))
+    assert positions == [line, 4 * line, 6 * line]
     queue.close()
 
 
