@@ -354,6 +354,28 @@ def test_output_dead_letters_refused_batches_and_the_file_replays(programs, tmp_
 
 
 @pytest_twisted.inlineCallbacks
+def test_output_exits_1_when_refused_events_cannot_be_dead_lettered(programs, tmp_path):
+    # /dev/full opens, and every write to it fails (ENOSPC): like a full disk
+    refusing = Refusing()
+    site = server.Site(refusing)
+    site.noisy = False
+    port = yield TCP4ServerEndpoint(reactor, 0, interface="127.0.0.1").listen(site)
+    try:
+        sender = programs.output(
+            f"--hosts=127.0.0.1:{port.getHost().port}",
+            "--ssl-enabled=false",
+            "--source=generator:200",
+            "--dead-letter=/dev/full",
+        )
+        status = yield sender.ended()
+    finally:
+        yield port.stopListening()
+    assert refusing.bodies
+    assert status == 1, sender.failure(f"exited with {status}: events were dropped")
+    assert "DROPPED" in sender.output
+
+
+@pytest_twisted.inlineCallbacks
 def test_output_sigterm_while_every_host_is_down_exits_non_zero_promptly(programs):
     down = [closed_port(), closed_port()]
     try:

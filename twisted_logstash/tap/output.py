@@ -3,7 +3,9 @@ batched, compressed, balanced over every host, retried, and never dropped silent
 
 With a finite source (a file, a generator, stdin reaching EOF) the program stops once every event
 was acknowledged or dead-lettered and exits 0; if it is stopped earlier (SIGTERM/SIGINT) with
-events still undelivered it exits 1. A configuration error exits 2 before anything binds.
+events still undelivered, or if refused events could not be written to the dead-letter file, it
+exits 1 (an endless source, tcp or generator:0, stopped with everything delivered is a clean
+stop). A configuration error exits 2 before anything binds.
 """
 
 from __future__ import annotations
@@ -258,6 +260,14 @@ class OutputProgram(service.MultiService):
             self._set_exit(1)
         elif not self.finished and self._finite():
             self.log.warn("stopped before the source was read to its end")
+            self._set_exit(1)
+        dropped = getattr(getattr(self.output, "stats", None), "dropped", 0)
+        if dropped:
+            # refused for good and not in the dead-letter file either: handled, but lost
+            self.log.error(
+                "{count} events were refused and could not be dead-lettered: they are lost",
+                count=dropped,
+            )
             self._set_exit(1)
 
     def _finite(self) -> bool:
