@@ -8,6 +8,7 @@ bounded, and a failure shows what the process wrote.
 from __future__ import annotations
 
 import gzip
+import os
 import signal
 import socket
 import sys
@@ -353,6 +354,7 @@ def test_output_dead_letters_refused_batches_and_the_file_replays(programs, tmp_
     yield expect_stopped(receiver)
 
 
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full")
 @pytest_twisted.inlineCallbacks
 def test_output_exits_1_when_refused_events_cannot_be_dead_lettered(programs, tmp_path):
     # /dev/full opens, and every write to it fails (ENOSPC): like a full disk
