@@ -1,4 +1,4 @@
-"""Graceful shutdown of the real programs on SIGTERM.
+"""Graceful shutdown of the real programs on SIGTERM, on both wires.
 
 The input stops accepting, answers the requests under way (even one whose sink is slow) and
 exits. The output lets its batches in flight finish and stops: with a memory queue, the events
@@ -125,20 +125,66 @@ def test_input_answers_a_request_whose_sink_is_slow_then_exits(programs, tmp_pat
     assert [e["id"] for e in whole] == list(range(4000))
 
 
+@pytest_twisted.inlineCallbacks
+def test_lumberjack_input_acks_a_window_whose_sink_is_slow_then_exits(programs):
+    from twisted.internet import reactor
+    from twisted.internet.endpoints import TCP4ClientEndpoint
+
+    from twisted_logstash.hosts import Host
+    from twisted_logstash.lumberjack.client import LumberjackTransmitter
+
+    receiver = programs.spawn(
+        "logstash-input",
+        twistd(
+            "--logger=support_stderrlog.observer",
+            "logstash-input",
+            "--protocol=lumberjack",
+            *PLAIN,
+            "--sink=stdout",
+        ),
+        env={"PYTHONPATH": str(TESTS)},
+    )
+    port = yield receiver.wait_port()
+    stdout = receiver.transport.pipes[1]
+    blocked = receiver.wait_for(rb'"id":0[,}]')
+    blocked.addCallback(lambda _: stdout.stopReading())
+    transmitter = LumberjackTransmitter(
+        reactor, lambda host: TCP4ClientEndpoint(reactor, host.host, host.port), timeout=30.0
+    )
+    events = [{"id": n, "message": "slow sink " + "x" * 80} for n in range(4000)]
+    payload = transmitter.encode(events)
+    acked = transmitter.transmit(Host("127.0.0.1", port), payload)
+    yield blocked
+
+    receiver.signal(signal.SIGTERM)
+    yield receiver.wait_for(rb"Received SIGTERM")
+    assert not acked.called
+    stdout.startReading()
+    try:
+        yield acked  # the window the sink was writing is finished and acknowledged
+    finally:
+        yield transmitter.close()
+    status = yield receiver.ended()
+    assert status == -signal.SIGTERM, receiver.output
+    written = bytes(receiver.stdout).splitlines()
+    assert [orjson.loads(line)["id"] for line in written] == list(range(4000))
+
+
 # -- logstash-output ---------------------------------------------------------------------------
 
 
 @defer.inlineCallbacks
-def output_stopped_while_batches_are_in_flight(programs, tmp_path, *queue: str):
+def output_stopped_while_batches_are_in_flight(programs, tmp_path, wire: str, *queue: str):
     """An output whose receiver holds its batches in flight gets SIGTERM; the receiver then
     answers them. Fires with (receiver, sender, args) once the output exited."""
     source = tmp_path / "events.ndjson"
     write_events(source, EVENTS)
-    receiver = programs.input(*PLAIN, "--sink=stdout")
+    receiver = programs.input(f"--protocol={wire}", *PLAIN, "--sink=stdout")
     port = yield receiver.wait_port()
     held = receiver.wait_for(rb'"id":3000[,}]')
     held.addCallback(lambda _: receiver.transport.pauseProducing())
     args = (
+        f"--protocol={wire}",
         f"--hosts=127.0.0.1:{port}",
         "--ssl-enabled=false",
         f"--source=file:{source}",
@@ -155,11 +201,15 @@ def output_stopped_while_batches_are_in_flight(programs, tmp_path, *queue: str):
     return receiver, sender, args
 
 
+WIRES = pytest.mark.parametrize("wire", ["http", "lumberjack"])
+
+
+@WIRES
 @pytest_twisted.inlineCallbacks
 def test_output_memory_queue_finishes_batches_in_flight_and_reports_the_rest_lost(
-    programs, tmp_path
+    programs, tmp_path, wire
 ):
-    receiver, sender, _ = yield output_stopped_while_batches_are_in_flight(programs, tmp_path)
+    receiver, sender, _ = yield output_stopped_while_batches_are_in_flight(programs, tmp_path, wire)
     assert sender.status == 1, sender.output
     log = bytes(sender.stdout).decode()
     assert "they are lost" in log, sender.output
@@ -174,11 +224,14 @@ def test_output_memory_queue_finishes_batches_in_flight_and_reports_the_rest_los
     assert len(ids) == done
 
 
+@WIRES
 @pytest_twisted.inlineCallbacks
-def test_output_disk_queue_keeps_what_was_not_acknowledged_for_the_next_run(programs, tmp_path):
+def test_output_disk_queue_keeps_what_was_not_acknowledged_for_the_next_run(
+    programs, tmp_path, wire
+):
     queue = f"--queue=disk:{tmp_path / 'queue'}"
     receiver, sender, args = yield output_stopped_while_batches_are_in_flight(
-        programs, tmp_path, queue
+        programs, tmp_path, wire, queue
     )
     assert sender.status == 1, sender.output  # stopped before everything was delivered
     assert "they stay in the queue" in bytes(sender.stdout).decode(), sender.output
