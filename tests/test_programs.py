@@ -18,7 +18,7 @@ import pytest
 import pytest_twisted
 from support_http import connect, logstash_body, manticore_request
 from support_programs import TIMEOUT, Program, closed_port, programs_fixture  # noqa: F401
-from twisted.internet import defer, reactor
+from twisted.internet import defer, protocol, reactor
 from twisted.internet.endpoints import TCP4ServerEndpoint
 from twisted.web import resource, server
 
@@ -352,6 +352,43 @@ def test_output_dead_letters_refused_batches_and_the_file_replays(programs, tmp_
         assert event["message"] == f"event {event['id']}"
         assert event["@timestamp"] == stamped[event["id"]]  # the original time is kept
     yield expect_stopped(receiver)
+
+
+class Silent(protocol.Protocol):
+    """A receiver that reads requests and never answers."""
+
+    def dataReceived(self, data):
+        if not self.factory.heard.called:
+            self.factory.heard.callback(None)
+
+
+@pytest_twisted.inlineCallbacks
+def test_output_sigterm_does_not_wait_for_a_receiver_that_never_answers(programs):
+    factory = protocol.Factory.forProtocol(Silent)
+    factory.heard = defer.Deferred()
+    port = yield TCP4ServerEndpoint(reactor, 0, interface="127.0.0.1").listen(factory)
+    try:
+        sender = programs.output(
+            f"--hosts=127.0.0.1:{port.getHost().port}",
+            "--ssl-enabled=false",
+            "--source=generator:300",
+            "--stop-timeout=1",  # the attempt's own timeout stays at 60 s
+        )
+        yield defer.DeferredList(
+            [factory.heard.addTimeout(TIMEOUT, reactor), sender.ended()],
+            fireOnOneCallback=True,
+            fireOnOneErrback=True,
+            consumeErrors=True,
+        )
+        assert sender.running, sender.failure("exited before it sent anything")
+        status = yield sender.terminate(timeout=10.0)
+    finally:
+        yield port.stopListening()
+    assert status == 1, sender.failure(f"exited with {status}")
+    log = sender.stdout.decode()
+    assert "did not answer within 1 s of stopping" in log, sender.output
+    assert "events not acknowledged" in log, sender.output
+    assert "Traceback" not in log, sender.output
 
 
 @pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full")

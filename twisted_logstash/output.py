@@ -217,6 +217,15 @@ class Output(service.Service):
         """Events not acknowledged yet: in the queue, or waiting for room in it."""
         return self.queue.pending() + self._overflow_count
 
+    def abort_attempts(self) -> int:
+        """Cancel every attempt in flight, for a stop that cannot wait for a slow receiver:
+        each fails at once and its batch stays in the queue, unacknowledged (a durable queue
+        sends it again on the next start). Returns how many attempts were cancelled."""
+        attempts = [b.attempt for b in self._outstanding if b.attempt is not None]
+        for attempt in attempts:
+            attempt.cancel()
+        return len(attempts)
+
     def undelivered(self) -> int:
         """Events neither acknowledged nor dead-lettered: what a stopped output leaves behind
         (lost with a memory queue; kept by a durable one). The same as ``pending()``."""
@@ -460,7 +469,7 @@ class Output(service.Service):
                 error.host = host
             self._refused(batch, error)
             return
-        if not isinstance(error, RetriableError):
+        if not isinstance(error, (RetriableError, defer.CancelledError)):
             self.log.failure("unexpected failure sending to {host}", failure, host=str(host))
         if self._stopped:
             self.log.warn(

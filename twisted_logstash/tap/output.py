@@ -21,6 +21,7 @@ from twisted_logstash import config
 from twisted_logstash.deadletter import DeadLetterFile
 from twisted_logstash.errors import ConfigurationError
 from twisted_logstash.hosts import parse_hosts
+from twisted_logstash.output import OutputStopped
 from twisted_logstash.tap.common import (
     LogstashOptions,
     appender,
@@ -74,6 +75,7 @@ class Options(LogstashOptions):
         ["dead-letter", None, None, "file for refused batches [dead-letter.ndjson]"],
         ["cooloff", None, None, "seconds a failed host is isolated [60]"],
         ["timeout", None, None, "seconds for one attempt before it counts as failed [60]"],
+        ["stop-timeout", None, None, "seconds a stop waits for attempts in flight [10]"],
     ]
     repeatable = ("hosts", "ssl_certificate_authorities")
 
@@ -148,6 +150,7 @@ def settings_from(options: Options, environ=os.environ) -> tuple[dict, set[str],
         "dead_letter": options["dead_letter"] or "dead-letter.ndjson",
         "cooloff": float(parse_int("cooloff", options["cooloff"] or "60", 0)),
         "timeout": float(parse_int("timeout", options["timeout"] or "60", 1)),
+        "stop_timeout": float(parse_int("stop-timeout", options["stop_timeout"] or "10", 0)),
     }
     return settings, explicit, warnings
 
@@ -207,8 +210,9 @@ class OutputProgram(service.MultiService):
 
     log = Logger(namespace="twisted_logstash.output")
 
-    def __init__(self, output, source, reactor, exit=exit_with):
+    def __init__(self, output, source, reactor, exit=exit_with, stop_timeout: float = 10.0):
         super().__init__()
+        self.stop_timeout = stop_timeout
         self._exit = exit
         self.exit_code = 0
         self.output = output
@@ -244,6 +248,8 @@ class OutputProgram(service.MultiService):
             self._reactor.stop()
 
     def _source_failed(self, failure):
+        if failure.check(OutputStopped):
+            return  # stopped before the end: stopService says what was left
         self.log.failure("the source failed", failure)
         self._set_exit(1)
         if self._reactor.running:
@@ -251,7 +257,14 @@ class OutputProgram(service.MultiService):
 
     @defer.inlineCallbacks
     def stopService(self):
-        yield super().stopService()
+        # Attempts in flight may finish (their events then count as delivered), but a receiver
+        # that does not answer must not hold the stop for the whole attempt timeout.
+        timer = self._reactor.callLater(self.stop_timeout, self._abandon_attempts)
+        try:
+            yield super().stopService()
+        finally:
+            if timer.active():
+                timer.cancel()
         left = self.output.undelivered() if hasattr(self.output, "undelivered") else 0
         if left:
             self.log.error(
@@ -270,6 +283,17 @@ class OutputProgram(service.MultiService):
             )
             self._set_exit(1)
 
+    def _abandon_attempts(self) -> None:
+        abort = getattr(self.output, "abort_attempts", None)
+        count = abort() if abort is not None else 0
+        if count:
+            self.log.warn(
+                "receivers did not answer within {timeout} s of stopping: abandoning {count} "
+                "attempts in flight (their events stay unacknowledged)",
+                timeout=_seconds(self.stop_timeout),
+                count=count,
+            )
+
     def _finite(self) -> bool:
         """A source with an end (a file, stdin, a counted generator): stopping before it is
         a failure. An endless one (tcp, generator:0) is stopped by a signal as a rule."""
@@ -281,6 +305,10 @@ class OutputProgram(service.MultiService):
         self.exit_code = self.exit_code or code
         self._exit(code)
         keep_exit_status(self._reactor)
+
+
+def _seconds(value: float) -> str:
+    return f"{value:g}"
 
 
 def build(settings: dict, explicit: set[str], reactor=None):
@@ -309,7 +337,7 @@ def build(settings: dict, explicit: set[str], reactor=None):
         cooloff=settings["cooloff"],
         stamp=True,  # events from files, stdin, tcp or the generator go out as Logstash events
     )
-    return OutputProgram(output, source, reactor), warnings
+    return OutputProgram(output, source, reactor, stop_timeout=settings["stop_timeout"]), warnings
 
 
 def makeService(options: Options):
