@@ -15,15 +15,16 @@ guided by coverage. Four targets:
 - ``lumberjack``: the Lumberjack input's protocol, with every check of
   tests/test_fuzz_lumberjack.py.
 
-The first 4 bytes of an input steer the run (sink outcomes, cut points, clock steps, flags); the
-rest is the byte stream. Seeds (valid requests and windows) are written to
+The sink's scripted failures are logged to stderr as they happen (they are expected); the
+checks ignore them. The first 4 bytes of an input steer the run (sink outcomes, cut points,
+clock steps, flags); the rest is the byte stream. Seeds (valid requests and windows) are written to
 bench/out/fuzz/<target>/seeds, crashes to bench/out/fuzz/<target>/crash-*.
 
 atheris must not go into the project's venv; use a throwaway one::
 
     python3.11 -m venv /tmp/atheris-venv
-    /tmp/atheris-venv/bin/pip install atheris hypothesis pytest 'twisted[tls]' python-snappy cramjam \\
-        orjson isal
+    /tmp/atheris-venv/bin/pip install atheris hypothesis pytest 'twisted[tls]' \\
+        python-snappy cramjam orjson isal
     PYTHONPATH=. /tmp/atheris-venv/bin/python bench/fuzz_atheris.py --all 150
     PYTHONPATH=. /tmp/atheris-venv/bin/python bench/fuzz_atheris.py native -max_total_time=60 \\
         bench/out/fuzz/native/seeds
