@@ -362,8 +362,9 @@ class Silent(protocol.Protocol):
             self.factory.heard.callback(None)
 
 
+@pytest.mark.parametrize("wire", ["http", "lumberjack"])
 @pytest_twisted.inlineCallbacks
-def test_output_sigterm_does_not_wait_for_a_receiver_that_never_answers(programs):
+def test_output_sigterm_does_not_wait_for_a_receiver_that_never_answers(programs, wire):
     factory = protocol.Factory.forProtocol(Silent)
     factory.heard = defer.Deferred()
     port = yield TCP4ServerEndpoint(reactor, 0, interface="127.0.0.1").listen(factory)
@@ -371,8 +372,9 @@ def test_output_sigterm_does_not_wait_for_a_receiver_that_never_answers(programs
         sender = programs.output(
             f"--hosts=127.0.0.1:{port.getHost().port}",
             "--ssl-enabled=false",
+            f"--protocol={wire}",
             "--source=generator:300",
-            "--stop-timeout=1",  # the attempt's own timeout stays at 60 s
+            "--stop-timeout=1",  # the attempt's own timeout stays at 60 s (ACK wait: 30 s)
         )
         yield defer.DeferredList(
             [factory.heard.addTimeout(TIMEOUT, reactor), sender.ended()],
