@@ -49,7 +49,7 @@ from twisted_logstash.lumberjack.frames import encode_json_frames, encode_window
 from twisted_logstash.lumberjack.server import LumberjackInputFactory
 
 FUZZ = settings(
-    max_examples=150,
+    max_examples=100,
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )

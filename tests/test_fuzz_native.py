@@ -52,7 +52,7 @@ from twisted_logstash.native.response import ResponseParser
 from twisted_logstash.native.server import LINGER, HttpInputFactory
 
 FUZZ = settings(
-    max_examples=150,
+    max_examples=100,
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
