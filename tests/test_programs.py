@@ -120,6 +120,48 @@ def test_input_configuration_error_is_one_line_and_nothing_binds(programs, args,
     assert b"listening" not in program.stdout, program.output
 
 
+@pytest.mark.parametrize(
+    ("key", "flags", "reason"),
+    [
+        (
+            "server-encrypted.pkcs8.key",
+            ("--ssl-key-passphrase=Wr0ngSecret",),
+            "cannot be decrypted with the given ssl_key_passphrase",
+        ),
+        ("client.pkcs8.key", (), "does not match ssl_certificate"),
+    ],
+)
+@pytest_twisted.inlineCallbacks
+def test_input_tls_identity_errors_name_the_reason_and_never_a_secret(
+    programs, certs, key, flags, reason
+):
+    program = programs.input(
+        "--host=127.0.0.1",
+        "--port=0",
+        f"--ssl-certificate={certs / 'server.crt'}",
+        f"--ssl-key={certs / key}",
+        *flags,
+        "--sink=null",
+    )
+    status = yield program.ended()
+    assert status == 2, program.failure(f"exited with {status}")
+    (line,) = program.stderr.decode().splitlines()
+    assert reason in line, program.output
+    assert "Wr0ngSecret" not in program.output
+    assert "logstash-tls:" not in line  # the endpoint string built from the flags is no news
+    # the same mistakes through --endpoint: the string is shown, its secrets are not
+    endpoint = (
+        f"logstash-tls:port=0:interface=127.0.0.1:ssl_certificate={certs / 'server.crt'}"
+        f":ssl_key={certs / key}" + "".join(":" + f.lstrip("-").replace("-", "_") for f in flags)
+    )
+    program = programs.input(f"--endpoint={endpoint}", "--sink=null")
+    status = yield program.ended()
+    assert status == 2, program.failure(f"exited with {status}")
+    (line,) = program.stderr.decode().splitlines()
+    assert reason in line and "logstash-tls:port=0" in line, program.output
+    assert "Wr0ngSecret" not in program.output
+
+
 @pytest_twisted.inlineCallbacks
 def test_input_that_cannot_listen_says_why_and_exits_1(programs):
     taken = socket.socket()

@@ -8,6 +8,7 @@ error is one line on stderr and exit status 2 with nothing bound.
 from __future__ import annotations
 
 import os
+import re
 import sys
 
 from twisted.application import service
@@ -212,8 +213,12 @@ def build(settings: dict, explicit: set[str], reactor=None):
         description = server_endpoint_string(settings, settings["host"], settings["port"])
     try:
         endpoint = serverFromString(reactor, description)
+    except ConfigurationError:
+        if settings["endpoint"] is None:
+            raise  # the reason alone: the string was built from the flags the user knows
+        raise ConfigurationError(f"endpoint {redact(description)!r}: {sys.exc_info()[1]}")
     except (ValueError, KeyError, TypeError) as e:
-        raise ConfigurationError(f"endpoint {description!r}: {e}")
+        raise ConfigurationError(f"endpoint {redact(description)!r}: {e}")
     return InputService(endpoint, factory), warnings
 
 
@@ -246,6 +251,14 @@ class InputProgram(service.MultiService):
         self._exit(1)
         # startService runs before the reactor does: stop it as soon as it runs
         self._reactor.callWhenRunning(self._reactor.stop)
+
+
+_SECRET = re.compile(r"((?:password|passphrase)=)((?:\\.|[^:\\])*)", re.IGNORECASE)
+
+
+def redact(description: str) -> str:
+    """An endpoint string fit for a message: passwords and passphrases replaced by ``***``."""
+    return _SECRET.sub(r"\1***", description)
 
 
 def log_beside_events(options: Options) -> None:
