@@ -197,12 +197,6 @@ class Programs:
         return self.spawn("logstash-output", twistd("logstash-output", *args), env)
 
     @defer.inlineCallbacks
-    def run(self, program: Program, timeout: float = TIMEOUT):
-        """Wait for ``program`` to exit by itself; fire with its exit status."""
-        status = yield program.ended(timeout)
-        return status
-
-    @defer.inlineCallbacks
     def cleanup(self):
         """SIGTERM what still runs, SIGKILL what does not end soon after."""
         for program in self.started:
