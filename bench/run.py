@@ -339,7 +339,7 @@ def measure_one(m: Measurement, opts, certs: Path | None, expect_digest: str) ->
         "--repeats",
         str(opts.repeats),
         "--in-flight",
-        "4",
+        str(opts.in_flight),
     ]
     receiver = None
     try:
@@ -514,6 +514,12 @@ def parse_args(argv: list[str] | None = None):
         help="wait up to this long for an idle machine before each row",
     )
     parser.add_argument(
+        "--in-flight",
+        type=int,
+        default=4,
+        help="requests in flight (load generator, senders, Output max_in_flight); default 4",
+    )
+    parser.add_argument(
         "--profile",
         action="store_true",
         help="profile receivers (cProfile, slower) into bench/out/NAME.receiver.prof",
@@ -556,7 +562,8 @@ def main(argv: list[str] | None = None) -> int:
         f"workload: {shape['events_per_batch']} events/batch, ~{shape['mean_event_bytes']:.0f} "
         f"bytes/event, gzip-1 body ~{shape['mean_batch_gzip_bytes']} bytes, "
         f"{shape['distinct_batches']} distinct batches (digest {shape['digest']}); "
-        f"4 requests in flight; warm-up {opts.warmup}s, {opts.repeats} x {opts.window}s windows",
+        f"{opts.in_flight} requests in flight; warm-up {opts.warmup}s, "
+        f"{opts.repeats} x {opts.window}s windows",
         flush=True,
     )
     certs = None
@@ -599,7 +606,7 @@ def main(argv: list[str] | None = None) -> int:
                     "warmup": opts.warmup,
                     "window": opts.window,
                     "repeats": opts.repeats,
-                    "in_flight": 4,
+                    "in_flight": opts.in_flight,
                     "pinned": opts.pin and cores() != (None, None),
                 },
                 "elapsed_s": round(elapsed, 1),
