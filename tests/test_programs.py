@@ -23,6 +23,7 @@ from twisted.internet.endpoints import TCP4ServerEndpoint
 from twisted.web import resource, server
 
 from twisted_logstash.config import WARN_INPUT_CREDENTIALS, WARN_PASSWORD_FLAG
+from twisted_logstash.tap import output as output_program
 
 PLAIN = ("--host", "127.0.0.1", "--port", "0", "--ssl-enabled", "false")
 
@@ -73,34 +74,36 @@ def expect_stopped(program: Program):
 # -- logstash-input -------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(
-    ("args", "message"),
-    [
-        (
-            ("--ssl-enabled", "true"),
-            "SSL identity MUST be configured with either `ssl_certificate`/`ssl_key` "
-            "or `ssl_keystore_*`",
-        ),
-        (("--ssl-enabled", "false", "--username", "u"), "`password` is REQUIRED"),
-        (("--ssl-enabled", "false", "--add-field", "no-equals"), "--add-field takes KEY=VALUE"),
-        (("--ssl-enabled", "false", "--ssl-certificate", "x.crt"), "ssl_certificate"),
-        (("--protocol", "ftp"), "--protocol takes http or lumberjack"),
-        (("--ssl-enabled", "false", "--sink", "file:no/such/dir/x"), "no/such/dir/x"),
-        # the framed wire has no authentication: a username must not be silently ignored
-        (
-            ("--protocol", "lumberjack", "--username", "u", "--password", "p"),
-            "--username is not available with --protocol lumberjack",
-        ),
-        (
-            ("--protocol", "lumberjack", "--max-pending-requests", "5"),
-            "--max-pending-requests is not available with --protocol lumberjack",
-        ),
-        (
-            ("--ssl-enabled", "false", "--client-inactivity-timeout", "5"),
-            "--client-inactivity-timeout is not available with --protocol http",
-        ),
-    ],
-)
+INPUT_ERRORS = [
+    (
+        ("--ssl-enabled", "true"),
+        "SSL identity MUST be configured with either `ssl_certificate`/`ssl_key` "
+        "or `ssl_keystore_*`",
+    ),
+    (("--ssl-enabled", "false", "--username", "u"), "`password` is REQUIRED"),
+    (("--ssl-enabled", "false", "--add-field", "no-equals"), "--add-field takes KEY=VALUE"),
+    (("--ssl-enabled", "false", "--ssl-certificate", "x.crt"), "ssl_certificate"),
+    (("--protocol", "ftp"), "--protocol takes http or lumberjack"),
+    (("--ssl-enabled", "false", "--sink", "file:no/such/dir/x"), "no/such/dir/x"),
+    # the framed wire has no authentication: a username must not be silently ignored
+    (
+        ("--protocol", "lumberjack", "--username", "u", "--password", "p"),
+        "--username is not available with --protocol lumberjack",
+    ),
+    (
+        ("--protocol", "lumberjack", "--max-pending-requests", "5"),
+        "--max-pending-requests is not available with --protocol lumberjack",
+    ),
+    (
+        ("--ssl-enabled", "false", "--client-inactivity-timeout", "5"),
+        "--client-inactivity-timeout is not available with --protocol http",
+    ),
+]
+"""Configuration mistakes and (part of) the one line each must give; every one is checked
+in-process below, the first few also by running the program."""
+
+
+@pytest.mark.parametrize(("args", "message"), INPUT_ERRORS[:3] + INPUT_ERRORS[6:7])
 @pytest_twisted.inlineCallbacks
 def test_input_configuration_error_is_one_line_and_nothing_binds(programs, args, message):
     # The port the program is told to use is held (bound, not listening) by the test: had the
@@ -563,19 +566,19 @@ def test_output_whose_tcp_source_cannot_listen_says_why_and_exits_1(programs):
     assert "Traceback" not in sender.output, sender.output
 
 
-@pytest.mark.parametrize(
-    ("args", "message"),
-    [
-        ((), "--hosts is required"),
-        (("--hosts=127.0.0.1:9", "--source=bogus"), "--source 'bogus'"),
-        (("--hosts=127.0.0.1:9", "--ssl-enabled=false", "--batch-size=0"), "--batch-size"),
-        (("--hosts=[::1", "--ssl-enabled=false"), "::1"),
-        (
-            ("--hosts=127.0.0.1:9", "--protocol=lumberjack", "--username=u", "--password=p"),
-            "--username is not available with --protocol lumberjack",
-        ),
-    ],
-)
+OUTPUT_ERRORS = [
+    ((), "--hosts is required"),
+    (("--hosts=127.0.0.1:9", "--source=bogus"), "--source 'bogus'"),
+    (("--hosts=127.0.0.1:9", "--ssl-enabled=false", "--batch-size=0"), "--batch-size"),
+    (("--hosts=[::1", "--ssl-enabled=false"), "::1"),
+    (
+        ("--hosts=127.0.0.1:9", "--protocol=lumberjack", "--username=u", "--password=p"),
+        "--username is not available with --protocol lumberjack",
+    ),
+]
+
+
+@pytest.mark.parametrize(("args", "message"), [OUTPUT_ERRORS[0], OUTPUT_ERRORS[-1]])
 @pytest_twisted.inlineCallbacks
 def test_output_configuration_error_exits_2_with_one_line(programs, args, message):
     sender = programs.output(*args)
@@ -584,6 +587,30 @@ def test_output_configuration_error_exits_2_with_one_line(programs, args, messag
     line = one_line(sender.stderr.decode())
     assert line.startswith("twistd logstash-output: configuration error: "), sender.output
     assert message in line, sender.output
+
+
+@pytest.mark.parametrize(
+    ("side", "args", "message"),
+    [("input", ("--host=127.0.0.1", "--port=0", *a), m) for a, m in INPUT_ERRORS]
+    + [("output", a, m) for a, m in OUTPUT_ERRORS],
+)
+def test_every_configuration_error_is_one_line_and_exit_2(
+    capsys, monkeypatch, tmp_path, side, args, message
+):
+    """The same checks as the programs run them, without a process per case."""
+    monkeypatch.chdir(tmp_path)  # where a default dead-letter file would be opened
+    monkeypatch.delenv("LOGSTASH_PASSWORD", raising=False)
+    from twisted_logstash.tap import input as input_program
+
+    program = input_program if side == "input" else output_program
+    options = program.Options()
+    options.parseOptions(list(args))
+    with pytest.raises(SystemExit) as raised:
+        program.makeService(options)
+    assert raised.value.code == 2
+    line = one_line(capsys.readouterr().err)
+    assert line.startswith(f"twistd logstash-{side}: configuration error: ")
+    assert message in line
 
 
 # -- both programs together ------------------------------------------------------------------
