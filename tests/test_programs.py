@@ -84,6 +84,7 @@ INPUT_ERRORS = [
     (("--ssl-enabled", "false", "--add-field", "no-equals"), "--add-field takes KEY=VALUE"),
     (("--ssl-enabled", "false", "--ssl-certificate", "x.crt"), "ssl_certificate"),
     (("--protocol", "ftp"), "--protocol takes http or lumberjack"),
+    (("--ssl-enabled", "false", "--port", "70000"), "--port must be from 0 to 65535"),
     (("--ssl-enabled", "false", "--sink", "file:no/such/dir/x"), "no/such/dir/x"),
     # the framed wire has no authentication: a username must not be silently ignored
     (
@@ -103,7 +104,7 @@ INPUT_ERRORS = [
 in-process below, the first few also by running the program."""
 
 
-@pytest.mark.parametrize(("args", "message"), INPUT_ERRORS[:3] + INPUT_ERRORS[6:7])
+@pytest.mark.parametrize(("args", "message"), INPUT_ERRORS[:3] + INPUT_ERRORS[7:8])
 @pytest_twisted.inlineCallbacks
 def test_input_configuration_error_is_one_line_and_nothing_binds(programs, args, message):
     # The port the program is told to use is held (bound, not listening) by the test: had the

@@ -107,7 +107,7 @@ def settings_from(options: Options, environ=os.environ) -> tuple[dict, set[str],
     settings = {
         "protocol": protocol,
         "host": options["host"] or "0.0.0.0",
-        "port": parse_int("port", options["port"], 0) if options["port"] else defaults["port"],
+        "port": _port(options["port"]) if options["port"] else defaults["port"],
         "endpoint": options["endpoint"],
         "ssl_enabled": (
             parse_bool("ssl-enabled", ssl_enabled) if ssl_enabled else defaults["ssl_enabled"]
@@ -162,6 +162,13 @@ def check_protocol_flags(
                     f"{flag} is not available with --protocol {protocol}"
                     + (f": {reason}" if reason else f" (only with --protocol {other})")
                 )
+
+
+def _port(value: str) -> int:
+    port = parse_int("port", value, 0)
+    if port > 65535:
+        raise ConfigurationError(f"--port must be from 0 to 65535, not {port}")
+    return port
 
 
 def _key_value(item: str) -> tuple[str, str]:
@@ -227,8 +234,9 @@ class InputProgram(service.MultiService):
     permitted), it says why in one log line and the process exits 1, instead of running on
     with nothing bound."""
 
-    def __init__(self, input_service: InputService, reactor, exit=exit_with):
+    def __init__(self, input_service: InputService, reactor, exit=exit_with, where: str = ""):
         super().__init__()
+        self.where = where or repr(input_service.endpoint)
         self.input = input_service
         self._reactor = reactor
         self._exit = exit
@@ -246,7 +254,7 @@ class InputProgram(service.MultiService):
             where = f"{error.interface or '0.0.0.0'}:{error.port}"
             reason = str(error.socketError)
         else:
-            where, reason = repr(self.input.endpoint), str(error) or type(error).__name__
+            where, reason = self.where, str(error) or type(error).__name__
         log.error("cannot listen on {where}: {reason}", where=where, reason=reason)
         self._exit(1)
         # startService runs before the reactor does: stop it as soon as it runs
@@ -292,4 +300,8 @@ def makeService(options: Options):
 
     for warning in warnings + more:
         log.warn("{warning}", warning=warning)
-    return InputProgram(input_service, reactor)
+    if settings["endpoint"] is not None:
+        where = redact(settings["endpoint"])
+    else:
+        where = f"{settings['host']}:{settings['port']}"
+    return InputProgram(input_service, reactor, where=where)
