@@ -484,6 +484,9 @@ class HttpInputFactory(protocol.Factory):
         self.max_content_length = max_content_length
         self.max_connections = max_connections
         self.max_head_size = max_head_size
+        self.header_timeout = header_timeout
+        self.body_timeout = body_timeout
+        self.idle_timeout = idle_timeout
         self._timeouts = {
             _IDLE: idle_timeout,
             _HEAD: header_timeout,

@@ -42,7 +42,16 @@ DEFAULTS = {
 #: flags that mean something on one wire only; given for the other, they are an error rather
 #: than silently ignored (a username on the framed wire would protect nothing)
 ONLY = {
-    "http": ("username", "password", "max_pending_requests", "max_content_length"),
+    "http": (
+        "username",
+        "password",
+        "max_pending_requests",
+        "max_content_length",
+        "max_connections",
+        "header_timeout",
+        "body_timeout",
+        "idle_timeout",
+    ),
     "lumberjack": ("client_inactivity_timeout",),
 }
 WHY = {
@@ -79,6 +88,10 @@ class Options(LogstashOptions):
         ["tags", None, None, "comma list of tags added to every event"],
         ["max-pending-requests", None, None, "requests waiting for the sink before 429 [200]"],
         ["max-content-length", None, None, "largest body in bytes before 413 [104857600]"],
+        ["max-connections", None, None, "connections at once; one more gets 503 [1000]"],
+        ["header-timeout", None, None, "seconds for a request head to arrive [30]"],
+        ["body-timeout", None, None, "seconds for a request body to arrive [60]"],
+        ["idle-timeout", None, None, "seconds a keep-alive connection may idle [60]"],
         ["client-inactivity-timeout", None, None, "lumberjack: seconds idle before close [60]"],
         ["sink", None, None, "stdout (default), file:PATH or null"],
     ]
@@ -137,6 +150,10 @@ def settings_from(options: Options, environ=os.environ) -> tuple[dict, set[str],
         "max_content_length": parse_int(
             "max-content-length", options["max_content_length"] or "104857600", 1
         ),
+        "max_connections": parse_int("max-connections", options["max_connections"] or "1000", 1),
+        "header_timeout": parse_int("header-timeout", options["header_timeout"] or "30", 1),
+        "body_timeout": parse_int("body-timeout", options["body_timeout"] or "60", 1),
+        "idle_timeout": parse_int("idle-timeout", options["idle_timeout"] or "60", 1),
         "client_inactivity_timeout": parse_int(
             "client-inactivity-timeout", options["client_inactivity_timeout"] or "60", 1
         ),
@@ -211,6 +228,10 @@ def build(settings: dict, explicit: set[str], reactor=None):
             decorations=decorations,
             max_pending_requests=settings["max_pending_requests"],
             max_content_length=settings["max_content_length"],
+            max_connections=settings["max_connections"],
+            header_timeout=float(settings["header_timeout"]),
+            body_timeout=float(settings["body_timeout"]),
+            idle_timeout=float(settings["idle_timeout"]),
         )
     if settings["endpoint"] is not None:
         description = settings["endpoint"]

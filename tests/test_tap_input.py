@@ -1,0 +1,40 @@
+"""The input program's flags reach the factory they configure (in process, nothing bound)."""
+
+import pytest
+from twisted.internet.testing import MemoryReactorClock
+
+from twisted_logstash.errors import ConfigurationError
+from twisted_logstash.tap.input import Options, build, settings_from
+
+
+def built(*argv):
+    options = Options()
+    options.parseOptions(["--ssl-enabled", "false", "--sink", "null", *argv])
+    settings, explicit, _ = settings_from(options, environ={})
+    service, _ = build(settings, explicit, MemoryReactorClock())
+    return service.factory
+
+
+def test_connection_cap_and_timeouts_reach_the_native_factory():
+    factory = built(
+        "--max-connections=7",
+        "--header-timeout=3",
+        "--body-timeout=4",
+        "--idle-timeout=5",
+    )
+    assert factory.max_connections == 7
+    assert (factory.header_timeout, factory.body_timeout, factory.idle_timeout) == (3, 4, 5)
+
+
+def test_defaults_match_the_documented_ones():
+    factory = built()
+    assert factory.max_connections == 1000
+    assert (factory.header_timeout, factory.body_timeout, factory.idle_timeout) == (30, 60, 60)
+
+
+@pytest.mark.parametrize("flag", ["--max-connections=2", "--idle-timeout=9"])
+def test_native_only_flags_are_refused_on_the_framed_wire(flag):
+    options = Options()
+    options.parseOptions(["--protocol", "lumberjack", flag])
+    with pytest.raises(ConfigurationError, match="lumberjack"):
+        settings_from(options, environ={})
