@@ -137,40 +137,18 @@ def _check_credentials(settings: Mapping, warning: str) -> list[str]:
 
 
 def _check_input_identity(settings: Mapping) -> None:
-    has = lambda name: _given(settings, name)  # noqa: E731
-    if has("ssl_certificate") and has("ssl_keystore_path"):
-        raise ConfigurationError(
-            "SSL identity can be configured with EITHER `ssl_certificate` OR "
-            "`ssl_keystore_*`, but not both"
-        )
-    if has("ssl_certificate"):
-        if not has("ssl_key"):
-            raise ConfigurationError("`ssl_key` is required when `ssl_certificate` is configured")
-    elif has("ssl_key"):
-        raise ConfigurationError("`ssl_key` is not allowed unless `ssl_certificate` is configured")
-    elif has("ssl_key_passphrase"):
-        raise ConfigurationError(
-            "`ssl_key_passphrase` is not allowed unless `ssl_key` is configured"
-        )
-    elif has("ssl_keystore_path"):
-        if not has("ssl_keystore_password"):
-            raise ConfigurationError(
-                "`ssl_keystore_password` is REQUIRED when `ssl_keystore_path` is configured"
-            )
-    elif has("ssl_keystore_password"):
-        raise ConfigurationError(
-            "`ssl_keystore_password` is not allowed unless `ssl_keystore_path` is configured"
-        )
-    else:
-        raise ConfigurationError(
-            "SSL identity MUST be configured with either `ssl_certificate`/`ssl_key` "
-            "or `ssl_keystore_*`"
-        )
-    _check_not_empty(settings, ("ssl_key_passphrase", "ssl_keystore_password"))
+    """The input's identity is mandatory (Logstash's input words its rules "required ... is
+    configured")."""
+    _check_identity(settings, required=True, must="required", given="configured")
 
 
 def _check_output_identity(settings: Mapping) -> None:
-    """The output's identity is optional: it is only needed for mutual TLS."""
+    """The output's identity is optional: it is only needed for mutual TLS (Logstash's output
+    words its rules "REQUIRED ... is provided")."""
+    _check_identity(settings, required=False, must="REQUIRED", given="provided")
+
+
+def _check_identity(settings: Mapping, *, required: bool, must: str, given: str) -> None:
     has = lambda name: _given(settings, name)  # noqa: E731
     if has("ssl_certificate") and has("ssl_keystore_path"):
         raise ConfigurationError(
@@ -179,7 +157,7 @@ def _check_output_identity(settings: Mapping) -> None:
         )
     if has("ssl_certificate"):
         if not has("ssl_key"):
-            raise ConfigurationError("`ssl_key` is REQUIRED when `ssl_certificate` is provided")
+            raise ConfigurationError(f"`ssl_key` is {must} when `ssl_certificate` is {given}")
     elif has("ssl_key"):
         raise ConfigurationError("`ssl_key` is not allowed unless `ssl_certificate` is configured")
     elif has("ssl_key_passphrase"):
@@ -189,11 +167,16 @@ def _check_output_identity(settings: Mapping) -> None:
     elif has("ssl_keystore_path"):
         if not has("ssl_keystore_password"):
             raise ConfigurationError(
-                "`ssl_keystore_password` is REQUIRED when `ssl_keystore_path` is provided"
+                f"`ssl_keystore_password` is REQUIRED when `ssl_keystore_path` is {given}"
             )
     elif has("ssl_keystore_password"):
         raise ConfigurationError(
             "`ssl_keystore_password` is not allowed unless `ssl_keystore_path` is configured"
+        )
+    elif required:
+        raise ConfigurationError(
+            "SSL identity MUST be configured with either `ssl_certificate`/`ssl_key` "
+            "or `ssl_keystore_*`"
         )
     _check_not_empty(settings, ("ssl_key_passphrase", "ssl_keystore_password"))
 

@@ -17,6 +17,12 @@ from twisted.python import usage
 
 from twisted_logstash.errors import ConfigurationError
 
+#: what each wire defaults to where INTERFACE.md says "(`lumberjack`: ...)"
+WIRE_DEFAULTS = {
+    "http": {"port": 9800, "ssl_enabled": True},
+    "lumberjack": {"port": 5044, "ssl_enabled": False},
+}
+
 BOOLEANS = {"true": True, "false": False}
 
 

@@ -22,6 +22,7 @@ from twisted_logstash.events import Decorations
 from twisted_logstash.input import InputService
 from twisted_logstash.sinks import sink_from_string
 from twisted_logstash.tap.common import (
+    WIRE_DEFAULTS,
     LogstashOptions,
     appender,
     exit_with,
@@ -34,10 +35,7 @@ from twisted_logstash.tap.common import (
 PROGRAM = "logstash-input"
 log = Logger(namespace="twisted_logstash.input")
 
-DEFAULTS = {
-    "http": {"port": 9800, "ssl_enabled": True},
-    "lumberjack": {"port": 5044, "ssl_enabled": False},
-}
+DEFAULTS = WIRE_DEFAULTS
 
 #: flags that mean something on one wire only; given for the other, they are an error rather
 #: than silently ignored (a username on the framed wire would protect nothing)

@@ -23,6 +23,7 @@ from twisted_logstash.errors import ConfigurationError
 from twisted_logstash.hosts import parse_hosts
 from twisted_logstash.output import OutputStopped
 from twisted_logstash.tap.common import (
+    WIRE_DEFAULTS,
     LogstashOptions,
     appender,
     exit_with,
@@ -36,10 +37,7 @@ from twisted_logstash.tap.common import (
 PROGRAM = "logstash-output"
 log = Logger(namespace="twisted_logstash.output")
 
-DEFAULTS = {
-    "http": {"port": 9800, "ssl_enabled": True},
-    "lumberjack": {"port": 5044, "ssl_enabled": False},
-}
+DEFAULTS = WIRE_DEFAULTS
 
 
 class Options(LogstashOptions):
