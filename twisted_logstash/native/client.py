@@ -55,6 +55,7 @@ from twisted_logstash import ndjson
 from twisted_logstash.errors import ConfigurationError, RetriableError, TerminalError
 from twisted_logstash.hosts import Host
 from twisted_logstash.interfaces import ITransmitter
+from twisted_logstash.native.eager import send_now
 from twisted_logstash.native.request import RequestEncoder
 from twisted_logstash.native.response import (
     IncompleteResponse,
@@ -156,6 +157,7 @@ class _Connection(Protocol):
         self._parser = ResponseParser()
         self._attempt = attempt
         self.transport.writeSequence((head, body))
+        send_now(self.transport)  # not after every other event of this reactor turn
 
     def dataReceived(self, data: bytes) -> None:
         attempt = self._attempt

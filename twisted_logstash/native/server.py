@@ -25,6 +25,7 @@ from twisted_logstash import ndjson
 from twisted_logstash.compression import Decompressor, normalize
 from twisted_logstash.errors import CodecError, ConfigurationError, TooLargeError
 from twisted_logstash.events import Decorations, prepare, timestamp_now
+from twisted_logstash.native.eager import send_now
 from twisted_logstash.native.http11 import END, MAX_HEAD, NEED_DATA, RequestError, RequestParser
 
 __all__ = ["HttpInputFactory", "HttpInputProtocol"]
@@ -211,6 +212,7 @@ class HttpInputProtocol(protocol.Protocol):
                     self._decoder = Decompressor(encoding, factory.max_content_length)
                 if head.expect_continue and (head.chunked or head.content_length):
                     self.transport.write(_CONTINUE)
+                    send_now(self.transport)  # the client waits for it to send the body
                 return
         if head.expect_continue:
             self._refuse(status, text)  # the client waits: answer, and do not read its body
@@ -323,6 +325,7 @@ class HttpInputProtocol(protocol.Protocol):
         self._waiting = False
         self._head = None
         self.transport.write(data)
+        send_now(self.transport)  # not after every other event of this reactor turn
         if close:
             self._linger()
             return

@@ -1,0 +1,104 @@
+"""send_now: a plain TCP transport hands a write to the kernel at once; others are left alone.
+
+Real sockets on 127.0.0.1: the peer is a plain non-blocking socket read without letting the
+reactor run, so what it can read was sent before the reactor's next turn.
+"""
+
+from __future__ import annotations
+
+import socket
+
+import pytest_twisted
+from twisted.internet import defer
+from twisted.internet.protocol import Factory, Protocol
+from twisted.internet.testing import StringTransport
+
+from twisted_logstash.native.eager import send_now
+
+
+class _Held(Protocol):
+    def connectionMade(self) -> None:
+        self.factory.made.callback(self)
+
+
+def _pending_bytes(peer: socket.socket) -> bytes:
+    """What the peer can read right now, without waiting (b"" if nothing arrived)."""
+    try:
+        return peer.recv(65536)
+    except BlockingIOError:
+        return b""
+
+
+@defer.inlineCallbacks
+def _connected_pair():
+    """(our server-side Protocol on a real TCP transport, the peer's plain socket, the port)."""
+    from twisted.internet import reactor
+
+    factory = Factory.forProtocol(_Held)
+    factory.made = defer.Deferred()
+    port = reactor.listenTCP(0, factory, interface="127.0.0.1")
+    peer = socket.create_connection(("127.0.0.1", port.getHost().port), timeout=5)
+    peer.setblocking(False)
+    held = yield factory.made
+    return held, peer, port
+
+
+@defer.inlineCallbacks
+def _close(held, peer, port):
+    peer.close()
+    held.transport.abortConnection()
+    yield port.stopListening()
+
+
+@pytest_twisted.inlineCallbacks
+def test_a_plain_tcp_write_is_buffered_until_the_next_turn():
+    """What send_now is for: without it the bytes wait for the reactor."""
+    held, peer, port = yield _connected_pair()
+    try:
+        held.transport.write(b"answer")
+        assert _pending_bytes(peer) == b""
+    finally:
+        yield _close(held, peer, port)
+
+
+@pytest_twisted.inlineCallbacks
+def test_send_now_sends_a_plain_tcp_write_before_the_next_turn():
+    held, peer, port = yield _connected_pair()
+    try:
+        held.transport.write(b"HTTP/1.1 200 OK\r\n")
+        held.transport.writeSequence([b"Content-Length: 2\r\n", b"\r\nok"])
+        send_now(held.transport)
+        assert _pending_bytes(peer) == b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
+        # the transport holds nothing more: a later write goes out as usual
+        held.transport.write(b"more")
+        send_now(held.transport)
+        assert _pending_bytes(peer) == b"more"
+    finally:
+        yield _close(held, peer, port)
+
+
+@pytest_twisted.inlineCallbacks
+def test_send_now_leaves_a_closing_transport_to_the_reactor():
+    """After loseConnection the reactor sends what is left and then closes: not ours to do."""
+    held, peer, port = yield _connected_pair()
+    lost = defer.Deferred()
+    held.connectionLost = lambda reason: lost.callback(None)
+    try:
+        held.transport.write(b"last")
+        held.transport.loseConnection()
+        send_now(held.transport)
+        assert _pending_bytes(peer) == b""
+        yield lost
+        peer.setblocking(True)
+        assert peer.recv(100) == b"last"
+        assert peer.recv(100) == b""  # then closed
+    finally:
+        peer.close()
+        yield port.stopListening()
+
+
+def test_send_now_leaves_other_transports_alone():
+    transport = StringTransport()
+    transport.write(b"ok")
+    send_now(transport)
+    assert transport.value() == b"ok"
