@@ -5,15 +5,13 @@ Events carry a unique ``id``; sinks remember the ids they took, so "every event 
 once" is a count of distinct ids. Faults are triggered by what the sinks have seen (a Deferred
 that fires at the N-th event), never by time, and every run is bounded by a timeout.
 
-The retriable refusal is made the honest way: the input's sink fails, so the real input answers
-``500`` (what Logstash's input does when its pipeline cannot take a batch). The output treats
-500 exactly as 503 (both are in ``RETRIABLE_STATUSES``), so no test-only way to answer 503 was
-added to the input.
+The retriable refusal is made the honest way: the input's sink fails with ``SinkUnavailable``
+(what a relay whose output is stopping does), so the real input answers ``503``.
 """
 
 from __future__ import annotations
 
-from collections import Counter
+from collections import Counter, defaultdict
 
 import pytest
 import pytest_twisted
@@ -22,6 +20,7 @@ from twisted.internet.endpoints import TCP4ClientEndpoint, TCP4ServerEndpoint, s
 from zope.interface import implementer
 
 from twisted_logstash.endpoints import server_endpoint_string
+from twisted_logstash.errors import SinkUnavailable
 from twisted_logstash.hosts import Host
 from twisted_logstash.input import InputService
 from twisted_logstash.interfaces import IEventSink, ITransmitter
@@ -39,8 +38,8 @@ TOTAL = 100_000
 CHUNK = 1000
 
 
-class SinkRefused(Exception):
-    """What a failing sink fails with (the input turns it into a retriable answer)."""
+class SinkRefused(SinkUnavailable):
+    """What a refusing sink fails with (the input answers 503)."""
 
 
 @implementer(IEventSink)
@@ -92,6 +91,7 @@ class Watching:
         self.attempts: Counter = Counter()
         self.to_cooling: Counter = Counter()  # attempts on a host that was cooling off
         self.failures: Counter = Counter()
+        self.statuses: defaultdict = defaultdict(Counter)  # host -> status (None: no answer)
 
     def encode(self, events):
         return self.inner.encode(events)
@@ -104,6 +104,7 @@ class Watching:
 
         def failed(failure):
             self.failures[host] += 1
+            self.statuses[host][getattr(failure.value, "status", None)] += 1
             return failure
 
         return d.addErrback(failed)
@@ -220,6 +221,7 @@ def test_native_wire_100k_events_while_one_input_dies_and_one_refuses():
     assert watching.failures[dying.host] >= 1
     assert refusing.sink.refused >= 1
     assert watching.failures[refusing.host] >= 1
+    assert set(watching.statuses[refusing.host]) == {503}
     assert output.balancer.is_cooling_off(dying.host)
     assert output.balancer.is_cooling_off(refusing.host)
     assert not output.balancer.is_cooling_off(healthy.host)

@@ -18,10 +18,12 @@ from twisted.internet.testing import StringTransport
 from zope.interface import implementer
 
 from twisted_logstash import compression
+from twisted_logstash.errors import SinkUnavailable
 from twisted_logstash.events import Decorations
 from twisted_logstash.interfaces import IEventSink
 from twisted_logstash.native.response import ResponseParser
 from twisted_logstash.native.server import HttpInputFactory
+from twisted_logstash.output import OutputStopped
 
 OK = (
     b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nAccept: application/x-ndjson\r\n"
@@ -468,6 +470,20 @@ def test_sink_failure_is_500_and_connection_kept():
     assert response.status == 500
     assert not h.transport.disconnecting
     assert h.factory.pending == 0
+
+
+def test_a_sink_unavailable_for_now_is_503_and_connection_kept():
+    h = Harness()
+    h.send(request(ndjson({"n": 1})))
+    h.sink.batches[0][1].errback(SinkUnavailable("the relay's output is stopping"))
+    response = parse(h.take())
+    assert response.status == 503
+    assert not h.transport.disconnecting
+    assert h.factory.pending == 0
+
+
+def test_a_stopped_output_as_sink_is_503():
+    assert issubclass(OutputStopped, SinkUnavailable)
 
 
 def test_sink_raising_is_500():

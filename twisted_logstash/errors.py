@@ -20,6 +20,14 @@ class TooLargeError(CodecError):
     """Input (or its inflated form) over a configured limit."""
 
 
+class SinkUnavailable(Exception):
+    """A sink that cannot take events now but may later (a relay whose output is stopping).
+
+    The receiver asks the sender to retry without counting it as a fault: ``503`` on the native
+    wire (any other sink failure is a ``500``), no ACK and a close on the framed wire.
+    """
+
+
 class DeliveryError(Exception):
     """One attempt to deliver a batch to one host failed."""
 

@@ -28,7 +28,13 @@ from zope.interface import implementer
 from twisted_logstash.backoff import Backoff
 from twisted_logstash.balancer import Balancer
 from twisted_logstash.deadletter import DeadLetterFile
-from twisted_logstash.errors import ConfigurationError, DeadLettered, RetriableError, TerminalError
+from twisted_logstash.errors import (
+    ConfigurationError,
+    DeadLettered,
+    RetriableError,
+    SinkUnavailable,
+    TerminalError,
+)
 from twisted_logstash.events import prepare, timestamp_now
 from twisted_logstash.hosts import Host
 from twisted_logstash.interfaces import IEventQueue, IEventSink, ISource, ITransmitter
@@ -43,9 +49,10 @@ class Dropped(DeadLettered):
     (none configured, or writing failed). They were logged at error level and are gone."""
 
 
-class OutputStopped(Exception):
+class OutputStopped(SinkUnavailable):
     """The output stopped before these events were acknowledged (they may still be in a disk
-    queue, and be sent when it starts again)."""
+    queue, and be sent when it starts again). An input relaying into a stopped output answers
+    its sender ``503``: retry later."""
 
 
 @dataclass

@@ -23,7 +23,12 @@ from twisted.python.failure import Failure
 
 from twisted_logstash import ndjson
 from twisted_logstash.compression import Decompressor, normalize
-from twisted_logstash.errors import CodecError, ConfigurationError, TooLargeError
+from twisted_logstash.errors import (
+    CodecError,
+    ConfigurationError,
+    SinkUnavailable,
+    TooLargeError,
+)
 from twisted_logstash.events import Decorations, prepare, timestamp_now
 from twisted_logstash.native.eager import send_now
 from twisted_logstash.native.http11 import END, MAX_HEAD, NEED_DATA, RequestError, RequestParser
@@ -288,6 +293,14 @@ class HttpInputProtocol(protocol.Protocol):
 
     def _undelivered(self, failure: Failure) -> None:
         self.factory._request_done()
+        if failure.check(SinkUnavailable):
+            log.info(
+                "the sink cannot take a batch now ({why}); answering 503",
+                why=str(failure.value),
+            )
+            if not self._lost:
+                self._answer_error(503, "the events cannot be taken now; retry later")
+            return
         log.failure("the sink failed to take a batch; answering 500", failure)
         if not self._lost:
             self._answer_error(500, "the events could not be handed on; retry")
