@@ -12,9 +12,13 @@ from __future__ import annotations
 import atexit
 import os
 import sys
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 
+from twisted.internet.error import CannotListenError
 from twisted.python import usage
 
+from twisted_logstash import config
 from twisted_logstash.errors import ConfigurationError
 
 #: what each wire defaults to where INTERFACE.md says "(`lumberjack`: ...)"
@@ -83,6 +87,87 @@ class LogstashOptions(usage.Options):
         given = {long.replace("-", "_") for long, *_ in self.optParameters}
         given = {key for key in given if self.get(key) is not None}
         return given | {key for key in self.repeatable if self.get(key)}
+
+
+def wire_of(options: usage.Options) -> tuple[str, dict]:
+    """The chosen ``--protocol`` and its wire defaults (``WIRE_DEFAULTS``)."""
+    protocol = (options["protocol"] or "http").lower()
+    if protocol not in WIRE_DEFAULTS:
+        raise ConfigurationError(f"--protocol takes http or lumberjack, not {protocol!r}")
+    return protocol, WIRE_DEFAULTS[protocol]
+
+
+def check_protocol_flags(
+    protocol: str, explicit: set[str], only: Mapping[str, tuple[str, ...]], why: Mapping[str, str]
+) -> None:
+    """ConfigurationError for a flag given that the chosen wire does not have.
+
+    ``only`` maps a wire to the settings it alone has; ``why`` gives the reason to print for a
+    setting instead of the plain "only with --protocol ...".
+    """
+    for other, names in only.items():
+        if other == protocol:
+            continue
+        for name in names:
+            if name in explicit:
+                flag = "--" + name.replace("_", "-")
+                reason = why.get(name)
+                raise ConfigurationError(
+                    f"{flag} is not available with --protocol {protocol}"
+                    + (f": {reason}" if reason else f" (only with --protocol {other})")
+                )
+
+
+def tls_and_auth_settings(
+    options: usage.Options, defaults: dict, environ: Mapping[str, str]
+) -> tuple[dict, list[str]]:
+    """The settings both programs share (TLS identity and tuning, basic auth), and warnings
+    about how the password was given."""
+    # LOGSTASH_PASSWORD is the default of --password for a --username, nothing more: exported
+    # for another program, it must not turn on (or break) authentication here
+    password, warnings = config.read_password(
+        options["password"], options["password_file"], environ if options["username"] else {}
+    )
+    ssl_enabled = options["ssl_enabled"]
+    settings = {
+        "ssl_enabled": (
+            parse_bool("ssl-enabled", ssl_enabled) if ssl_enabled else defaults["ssl_enabled"]
+        ),
+        "ssl_certificate": options["ssl_certificate"],
+        "ssl_key": options["ssl_key"],
+        "ssl_key_passphrase": options["ssl_key_passphrase"],
+        "ssl_keystore_path": options["ssl_keystore_path"],
+        "ssl_keystore_password": options["ssl_keystore_password"],
+        "ssl_certificate_authorities": list(options["ssl_certificate_authorities"]),
+        "ssl_supported_protocols": split_list(
+            [options["ssl_supported_protocols"] or "TLSv1.2,TLSv1.3"]
+        ),
+        "ssl_cipher_suites": split_list([options["ssl_cipher_suites"] or ""]),
+        "username": options["username"],
+        "password": password,
+    }
+    return settings, warnings
+
+
+def listen_address(error: CannotListenError) -> str:
+    """Where a listen failed, as ``host:port`` (an empty interface is every address)."""
+    return f"{error.interface or '0.0.0.0'}:{error.port}"
+
+
+def stop_when_running(reactor) -> None:
+    """Stop the reactor from ``startService``, which runs before the reactor does."""
+    reactor.callWhenRunning(reactor.stop)
+
+
+@contextmanager
+def configuration_errors(program: str) -> Iterator[None]:
+    """Turn a ConfigurationError, or an OSError from a file the settings name, into ``fail``."""
+    try:
+        yield
+    except ConfigurationError as e:
+        fail(program, e)
+    except OSError as e:
+        fail(program, ConfigurationError(f"{e.filename or ''}: {e.strerror or e}"))
 
 
 def fail(program: str, error: Exception) -> None:

@@ -22,20 +22,21 @@ from twisted_logstash.events import Decorations
 from twisted_logstash.input import InputService
 from twisted_logstash.sinks import sink_from_string
 from twisted_logstash.tap.common import (
-    WIRE_DEFAULTS,
     LogstashOptions,
     appender,
+    check_protocol_flags,
+    configuration_errors,
     exit_with,
-    fail,
-    parse_bool,
+    listen_address,
     parse_int,
     split_list,
+    stop_when_running,
+    tls_and_auth_settings,
+    wire_of,
 )
 
 PROGRAM = "logstash-input"
 log = Logger(namespace="twisted_logstash.input")
-
-DEFAULTS = WIRE_DEFAULTS
 
 #: flags that mean something on one wire only; given for the other, they are an error rather
 #: than silently ignored (a username on the framed wire would protect nothing)
@@ -104,41 +105,21 @@ class Options(LogstashOptions):
 def settings_from(options: Options, environ=os.environ) -> tuple[dict, set[str], list[str]]:
     """Logstash-named settings with defaults applied, the names the user gave, and warnings."""
     explicit = options.explicit()
-    protocol = (options["protocol"] or "http").lower()
-    if protocol not in DEFAULTS:
-        raise ConfigurationError(f"--protocol takes http or lumberjack, not {protocol!r}")
-    defaults = DEFAULTS[protocol]
-    check_protocol_flags(protocol, explicit | ({"password"} if options["password_file"] else set()))
-    # LOGSTASH_PASSWORD is the default of --password for a --username, nothing more: exported
-    # for another program, it must not turn on (or break) authentication here
-    password, warnings = config.read_password(
-        options["password"], options["password_file"], environ if options["username"] else {}
+    protocol, defaults = wire_of(options)
+    check_protocol_flags(
+        protocol, explicit | ({"password"} if options["password_file"] else set()), ONLY, WHY
     )
-    ssl_enabled = options["ssl_enabled"]
+    shared, warnings = tls_and_auth_settings(options, defaults, environ)
     settings = {
+        **shared,
         "protocol": protocol,
         "host": options["host"] or "0.0.0.0",
         "port": _port(options["port"]) if options["port"] else defaults["port"],
         "endpoint": options["endpoint"],
-        "ssl_enabled": (
-            parse_bool("ssl-enabled", ssl_enabled) if ssl_enabled else defaults["ssl_enabled"]
-        ),
-        "ssl_certificate": options["ssl_certificate"],
-        "ssl_key": options["ssl_key"],
-        "ssl_key_passphrase": options["ssl_key_passphrase"],
-        "ssl_keystore_path": options["ssl_keystore_path"],
-        "ssl_keystore_password": options["ssl_keystore_password"],
         "ssl_client_authentication": (options["ssl_client_authentication"] or "none").lower(),
-        "ssl_certificate_authorities": list(options["ssl_certificate_authorities"]),
         "ssl_handshake_timeout": parse_int(
             "ssl-handshake-timeout", options["ssl_handshake_timeout"] or "10000", 1
         ),
-        "ssl_supported_protocols": split_list(
-            [options["ssl_supported_protocols"] or "TLSv1.2,TLSv1.3"]
-        ),
-        "ssl_cipher_suites": split_list([options["ssl_cipher_suites"] or ""]),
-        "username": options["username"],
-        "password": password,
         "type": options["type"],
         "tags": split_list([options["tags"] or ""]),
         "add_field": [_key_value(item) for item in options["add_field"]],
@@ -160,23 +141,6 @@ def settings_from(options: Options, environ=os.environ) -> tuple[dict, set[str],
     if "password_file" in explicit:
         explicit.add("password")
     return settings, explicit, warnings
-
-
-def check_protocol_flags(
-    protocol: str, explicit: set[str], only: dict = ONLY, why: dict = WHY
-) -> None:
-    """ConfigurationError for a flag given that the chosen wire does not have."""
-    for other, names in only.items():
-        if other == protocol:
-            continue
-        for name in names:
-            if name in explicit:
-                flag = "--" + name.replace("_", "-")
-                reason = why.get(name)
-                raise ConfigurationError(
-                    f"{flag} is not available with --protocol {protocol}"
-                    + (f": {reason}" if reason else f" (only with --protocol {other})")
-                )
 
 
 def _port(value: str) -> int:
@@ -270,14 +234,12 @@ class InputProgram(service.MultiService):
     def _cannot_listen(self, failure) -> None:
         error = failure.value
         if isinstance(error, CannotListenError):
-            where = f"{error.interface or '0.0.0.0'}:{error.port}"
-            reason = str(error.socketError)
+            where, reason = listen_address(error), str(error.socketError)
         else:
             where, reason = self.where, str(error) or type(error).__name__
         log.error("cannot listen on {where}: {reason}", where=where, reason=reason)
         self._exit(1)
-        # startService runs before the reactor does: stop it as soon as it runs
-        self._reactor.callWhenRunning(self._reactor.stop)
+        stop_when_running(self._reactor)
 
 
 _SECRET = re.compile(r"((?:password|passphrase)=)((?:\\.|[^:\\])*)", re.IGNORECASE)
@@ -306,13 +268,9 @@ def log_beside_events(options: Options) -> None:
 
 
 def makeService(options: Options):
-    try:
+    with configuration_errors(PROGRAM):
         settings, explicit, warnings = settings_from(options)
         input_service, more = build(settings, explicit)
-    except ConfigurationError as e:
-        fail(PROGRAM, e)
-    except OSError as e:
-        fail(PROGRAM, ConfigurationError(f"{e.filename or ''}: {e.strerror or e}"))
     if settings["sink"] == "stdout":
         log_beside_events(options)
     from twisted.internet import reactor

@@ -23,21 +23,28 @@ from twisted_logstash.errors import ConfigurationError
 from twisted_logstash.hosts import parse_hosts
 from twisted_logstash.output import OutputStopped
 from twisted_logstash.tap.common import (
-    WIRE_DEFAULTS,
     LogstashOptions,
     appender,
+    check_protocol_flags,
+    configuration_errors,
     exit_with,
-    fail,
     keep_exit_status,
-    parse_bool,
+    listen_address,
     parse_int,
-    split_list,
+    stop_when_running,
+    tls_and_auth_settings,
+    wire_of,
 )
 
 PROGRAM = "logstash-output"
 log = Logger(namespace="twisted_logstash.output")
 
-DEFAULTS = WIRE_DEFAULTS
+#: flags that mean something on one wire only (see ``check_protocol_flags``)
+ONLY = {"http": ("username", "password")}
+WHY = {
+    "username": "the framed wire has no authentication; identify with a client certificate "
+    "instead (--ssl-certificate and --ssl-key)"
+}
 
 
 class Options(LogstashOptions):
@@ -86,53 +93,21 @@ class Options(LogstashOptions):
 def settings_from(options: Options, environ=os.environ) -> tuple[dict, set[str], list[str]]:
     """Logstash-named settings with defaults applied, the names the user gave, and warnings."""
     explicit = options.explicit()
-    protocol = (options["protocol"] or "http").lower()
-    if protocol not in DEFAULTS:
-        raise ConfigurationError(f"--protocol takes http or lumberjack, not {protocol!r}")
-    defaults = DEFAULTS[protocol]
+    protocol, defaults = wire_of(options)
     if not options["hosts"]:
         raise ConfigurationError("--hosts is required (host, host:port, [v6] or [v6]:port)")
     if "password_file" in explicit:
         explicit.add("password")
-    if protocol == "lumberjack":
-        from twisted_logstash.tap.input import check_protocol_flags
-
-        check_protocol_flags(
-            protocol,
-            explicit,
-            {"http": ("username", "password")},
-            {
-                "username": "the framed wire has no authentication; identify with a client "
-                "certificate instead (--ssl-certificate and --ssl-key)"
-            },
-        )
-    # LOGSTASH_PASSWORD is the default of --password for a --username, nothing more
-    password, warnings = config.read_password(
-        options["password"], options["password_file"], environ if options["username"] else {}
-    )
-    ssl_enabled = options["ssl_enabled"]
+    check_protocol_flags(protocol, explicit, ONLY, WHY)
+    shared, warnings = tls_and_auth_settings(options, defaults, environ)
     compression = (options["compression"] or ("gzip" if protocol == "http" else "zlib")).lower()
     settings = {
+        **shared,
         "protocol": protocol,
         "hosts": parse_hosts(options["hosts"], defaults["port"]),
-        "ssl_enabled": (
-            parse_bool("ssl-enabled", ssl_enabled) if ssl_enabled else defaults["ssl_enabled"]
-        ),
-        "ssl_certificate_authorities": list(options["ssl_certificate_authorities"]),
         "ssl_truststore_path": options["ssl_truststore_path"],
         "ssl_truststore_password": options["ssl_truststore_password"],
         "ssl_verification_mode": (options["ssl_verification_mode"] or "full").lower(),
-        "ssl_certificate": options["ssl_certificate"],
-        "ssl_key": options["ssl_key"],
-        "ssl_key_passphrase": options["ssl_key_passphrase"],
-        "ssl_keystore_path": options["ssl_keystore_path"],
-        "ssl_keystore_password": options["ssl_keystore_password"],
-        "ssl_supported_protocols": split_list(
-            [options["ssl_supported_protocols"] or "TLSv1.2,TLSv1.3"]
-        ),
-        "ssl_cipher_suites": split_list([options["ssl_cipher_suites"] or ""]),
-        "username": options["username"],
-        "password": password,
         "source": options["source"] or "stdin",
         "batch_size": parse_int("batch-size", options["batch_size"] or "125", 1),
         "batch_delay": parse_int("batch-delay", options["batch_delay"] or "50", 0) / 1000.0,
@@ -226,12 +201,11 @@ class OutputProgram(service.MultiService):
         except CannotListenError as e:  # a tcp source whose port is taken
             self.log.error(
                 "cannot listen on {where}: {reason}",
-                where=f"{e.interface or '0.0.0.0'}:{e.port}",
+                where=listen_address(e),
                 reason=str(e.socketError),
             )
             self._set_exit(1)
-            # startService runs before the reactor does: stop it as soon as it runs
-            self._reactor.callWhenRunning(self._reactor.stop)
+            stop_when_running(self._reactor)
             return
         done = getattr(self.source, "done", None)
         if done is not None:
@@ -343,13 +317,9 @@ def build(settings: dict, explicit: set[str], reactor=None):
 
 
 def makeService(options: Options):
-    try:
+    with configuration_errors(PROGRAM):
         settings, explicit, warnings = settings_from(options)
         program, more = build(settings, explicit)
-    except ConfigurationError as e:
-        fail(PROGRAM, e)
-    except OSError as e:
-        fail(PROGRAM, ConfigurationError(f"{e.filename or ''}: {e.strerror or e}"))
     for warning in warnings + more:
         log.warn("{warning}", warning=warning)
     return program
