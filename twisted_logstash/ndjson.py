@@ -33,6 +33,7 @@ __all__ = [
     "DEFAULT_MAX_LINE_LENGTH",
     "PARSE_FAILURE_TAG",
     "LineDecoder",
+    "LineSplitter",
     "NdjsonError",
     "decode",
     "decode_line",
@@ -106,13 +107,13 @@ def _failure(line: bytes) -> dict:
     return {"message": line.decode("utf-8", "replace"), "tags": [PARSE_FAILURE_TAG]}
 
 
-class LineDecoder:
-    """Incremental ndjson decoder: feed bytes cut anywhere, get the events of whole lines.
+class LineSplitter:
+    """Incremental line cutting: feed bytes cut anywhere, get the lines they complete.
 
-    Feeding a body in pieces yields the same events as :func:`decode` of the whole. A line
-    longer than ``max_line_length`` bytes (without its ``\\n``) raises
-    :class:`TooLargeError` as soon as it is known to be too long, before it is buffered
-    whole; the decoder then drops what it held (the caller should drop the connection).
+    The one place that holds an unfinished line and enforces ``max_line_length`` (bytes,
+    without the ``\\n``), for the ndjson decoder here and for the lines of the output's
+    sources, which turn lines into events their own way. A line known to be too long raises
+    :class:`TooLargeError` before it is buffered whole; what was held is then dropped.
     """
 
     def __init__(self, max_line_length: int = DEFAULT_MAX_LINE_LENGTH) -> None:
@@ -125,37 +126,32 @@ class LineDecoder:
         """How many bytes of an unfinished line are held."""
         return self._held
 
-    def feed(self, data: bytes) -> list[dict]:
-        """The events of every line completed by ``data``."""
+    def lines(self, data: bytes) -> list[bytes]:
+        """Every line completed by ``data``, without its ``\\n``."""
         newline = data.rfind(b"\n")
         if newline < 0:
             self._hold(data)
             return []
+        chunk = data[:newline]
         if self._parts:
-            self._parts.append(data[: newline + 1])
+            self._parts.append(chunk)
             chunk = b"".join(self._parts)
             self._parts = []
             self._held = 0
-        else:
-            chunk = data[: newline + 1]
-        rest = data[newline + 1 :]
         lines = chunk.split(b"\n")
         if len(chunk) > self.max_line_length:
-            self._check(lines)
-        out: list[dict] = []
-        _decode_lines(lines, out)
-        if rest:
-            self._hold(rest)
-        return out
+            longest = max(map(len, lines))
+            if longest > self.max_line_length:
+                self._too_long(longest)
+        self._hold(data[newline + 1 :])
+        return lines
 
-    def finish(self) -> list[dict]:
-        """The events of a last line that had no ``\\n``; the decoder is then empty."""
-        if not self._parts:
-            return []
+    def rest(self) -> bytes:
+        """A last line that had no ``\\n`` (``b""`` for none); the splitter is then empty."""
         line = b"".join(self._parts)
         self._parts = []
         self._held = 0
-        return decode_line(line)
+        return line
 
     def _hold(self, data: bytes) -> None:
         if not data:
@@ -165,15 +161,29 @@ class LineDecoder:
             self._too_long(self._held)
         self._parts.append(bytes(data))
 
-    def _check(self, lines: list[bytes]) -> None:
-        longest = max(map(len, lines))
-        if longest > self.max_line_length:
-            self._too_long(longest)
-
     def _too_long(self, size: int) -> None:
         self._parts = []
         self._held = 0
         raise TooLargeError(
-            f"ndjson line of at least {size} bytes exceeds the limit of "
-            f"{self.max_line_length} bytes"
+            f"a line of at least {size} bytes exceeds the limit of {self.max_line_length} bytes"
         )
+
+
+class LineDecoder(LineSplitter):
+    """Incremental ndjson decoder: feed bytes cut anywhere, get the events of whole lines.
+
+    Feeding a body in pieces yields the same events as :func:`decode` of the whole. A line
+    longer than ``max_line_length`` bytes (without its ``\\n``) raises
+    :class:`TooLargeError` as soon as it is known to be too long, before it is buffered
+    whole; the decoder then drops what it held (the caller should drop the connection).
+    """
+
+    def feed(self, data: bytes) -> list[dict]:
+        """The events of every line completed by ``data``."""
+        out: list[dict] = []
+        _decode_lines(self.lines(data), out)
+        return out
+
+    def finish(self) -> list[dict]:
+        """The events of a last line that had no ``\\n``; the decoder is then empty."""
+        return decode_line(self.rest())

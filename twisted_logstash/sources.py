@@ -25,7 +25,7 @@ from zope.interface import implementer
 from twisted_logstash.deadletter import unwrap
 from twisted_logstash.errors import ConfigurationError, TooLargeError
 from twisted_logstash.interfaces import ISource
-from twisted_logstash.ndjson import DEFAULT_MAX_LINE_LENGTH
+from twisted_logstash.ndjson import DEFAULT_MAX_LINE_LENGTH, LineSplitter
 
 __all__ = [
     "FileSource",
@@ -58,44 +58,16 @@ def decode_line(line: bytes) -> dict | None:
     return {"message": line.decode("utf-8", "replace")}
 
 
-class LineEvents:
+class LineEvents(LineSplitter):
     """Incremental: feed bytes cut anywhere, get the events of the lines they complete.
 
     A line longer than ``max_line_length`` raises TooLargeError as soon as that is known.
     """
 
-    def __init__(self, max_line_length: int = DEFAULT_MAX_LINE_LENGTH):
-        self.max_line_length = max_line_length
-        self._parts: list[bytes] = []
-        self._held = 0
-
-    @property
-    def buffered(self) -> int:
-        """Bytes of an unfinished line held."""
-        return self._held
-
     def feed(self, data: bytes) -> list[dict]:
-        newline = data.rfind(b"\n")
-        if newline < 0:
-            self._hold(data)
-            return []
-        chunk = data[:newline]
-        if self._parts:
-            self._parts.append(chunk)
-            chunk = b"".join(self._parts)
-            self._parts = []
-            self._held = 0
-        lines = chunk.split(b"\n")
-        if len(chunk) > self.max_line_length:
-            longest = max(map(len, lines))
-            if longest > self.max_line_length:
-                self._too_long(longest)
-        rest = data[newline + 1 :]
-        if rest:
-            self._hold(rest)
         out = []
         append = out.append
-        for line in lines:
+        for line in self.lines(data):
             event = decode_line(line)
             if event is not None:
                 append(event)
@@ -103,26 +75,9 @@ class LineEvents:
 
     def finish(self) -> list[dict]:
         """The event of a last line that had no ``\\n``."""
-        if not self._parts:
-            return []
-        line = b"".join(self._parts)
-        self._parts = []
-        self._held = 0
-        event = decode_line(line)
+        line = self.rest()
+        event = decode_line(line) if line else None
         return [] if event is None else [event]
-
-    def _hold(self, data: bytes) -> None:
-        self._held += len(data)
-        if self._held > self.max_line_length:
-            self._too_long(self._held)
-        self._parts.append(bytes(data))
-
-    def _too_long(self, size: int) -> None:
-        self._parts = []
-        self._held = 0
-        raise TooLargeError(
-            f"a line of at least {size} bytes exceeds the limit of {self.max_line_length} bytes"
-        )
 
 
 @implementer(ISource, IPushProducer)
