@@ -51,6 +51,7 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from twisted_logstash.errors import ConfigurationError
+from twisted_logstash.hosts import Host
 
 log = Logger()
 
@@ -521,6 +522,16 @@ def client_options(settings: Mapping, hostname: str) -> ClientTLS:
 # ---------------------------------------------------------------------------- handshake timeout
 
 
+def describe_peer(transport) -> str:
+    """The far end of a connection for a log line: ``host:port`` (``[v6]:port``), or ``?``."""
+    try:
+        peer = transport.getPeer()
+    except Exception:
+        return "?"
+    host, port = getattr(peer, "host", None), getattr(peer, "port", None)
+    return str(Host(host, port)) if host is not None else str(peer)
+
+
 @implementer(IHandshakeListener)
 class _HandshakeTimeoutProtocol(ProtocolWrapper):
     """Starts a timer when the peer connects; stops it when the handshake completes.
@@ -593,12 +604,7 @@ class _HandshakeTimeoutProtocol(ProtocolWrapper):
             return True
 
     def _peer(self) -> str:
-        try:
-            peer = self.transport.getPeer()
-        except Exception:
-            return "?"
-        host, port = getattr(peer, "host", None), getattr(peer, "port", None)
-        return f"{host}:{port}" if host is not None else str(peer)
+        return describe_peer(self.transport)
 
     def _cancel(self):
         if self._timer is not None and self._timer.active():

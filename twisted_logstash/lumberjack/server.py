@@ -42,6 +42,7 @@ from twisted_logstash.lumberjack.frames import (
     WindowSizeFrame,
     encode_ack,
 )
+from twisted_logstash.tls import describe_peer
 
 __all__ = [
     "DEFAULT_CLIENT_INACTIVITY_TIMEOUT",
@@ -281,10 +282,7 @@ class LumberjackInputProtocol(protocol.Protocol):
             self.transport.resumeProducing()
 
     def _peer(self) -> str:
-        try:
-            return str(self.transport.getPeer())
-        except Exception:
-            return "?"
+        return describe_peer(self.transport)
 
 
 class LumberjackInputFactory(protocol.Factory):
