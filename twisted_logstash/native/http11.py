@@ -173,11 +173,11 @@ class RequestParser:
             while True:
                 state = self._state
                 if state == _LENGTH:
-                    return self._read_length()
+                    return self._read_body(_DONE)
                 if state == _HEAD:
                     event = self._read_head()
                 elif state == _CHUNK_DATA:
-                    return self._read_chunk_data()
+                    return self._read_body(_CHUNK_END)
                 elif state == _CHUNK_SIZE:
                     event = self._read_chunk_size()
                 elif state == _CHUNK_END:
@@ -230,7 +230,9 @@ class RequestParser:
 
     # -- bodies -----------------------------------------------------------------------------------
 
-    def _read_length(self):
+    def _read_body(self, then: int):
+        """The next piece of a body of known size (the whole, or one chunk), ``then`` the state
+        after its last byte."""
         buf = self._buffer
         if not buf:
             return NEED_DATA
@@ -244,7 +246,7 @@ class RequestParser:
         remaining -= len(data)
         self._remaining = remaining
         if remaining == 0:
-            self._state = _DONE
+            self._state = then
         return data
 
     def _read_chunk_size(self):
@@ -267,22 +269,6 @@ class RequestParser:
         else:
             self._state = _TRAILERS
         return None
-
-    def _read_chunk_data(self):
-        buf = self._buffer
-        if not buf:
-            return NEED_DATA
-        remaining = self._remaining
-        if len(buf) <= remaining:
-            self._buffer = b""
-            data = buf
-        else:
-            data = buf[:remaining]
-            self._buffer = buf[remaining:]
-        self._remaining = remaining - len(data)
-        if self._remaining == 0:
-            self._state = _CHUNK_END
-        return data
 
     def _read_chunk_end(self):
         buf = self._buffer
