@@ -265,18 +265,22 @@ def _load_pem_key(settings: Mapping):
         raise ConfigurationError(f"ssl_key {path}: not a PEM private key (PKCS#8 expected)")
 
 
-def _load_keystore(settings: Mapping):
-    path = settings["ssl_keystore_path"]
-    password = (settings.get("ssl_keystore_password") or "").encode()
+def _open_pkcs12(settings: Mapping, store: str):
+    """The path of ``{store}_path`` and its (key, certificate, extra certificates), opened with
+    ``{store}_password`` (``store`` is ``ssl_keystore`` or ``ssl_truststore``)."""
+    path = settings[f"{store}_path"]
+    password = (settings.get(f"{store}_password") or "").encode()
     try:
-        key, cert, extra = pkcs12.load_key_and_certificates(
-            _read("ssl_keystore_path", path), password
-        )
+        return path, pkcs12.load_key_and_certificates(_read(f"{store}_path", path), password)
     except ValueError:
         raise ConfigurationError(
-            f"ssl_keystore_path {path} cannot be opened with the given ssl_keystore_password "
+            f"{store}_path {path} cannot be opened with the given {store}_password "
             "(wrong password, or not a PKCS#12 file)"
         )
+
+
+def _load_keystore(settings: Mapping):
+    path, (key, cert, extra) = _open_pkcs12(settings, "ssl_keystore")
     if key is None or cert is None:
         raise ConfigurationError(
             f"ssl_keystore_path {path} holds no private key with its certificate"
@@ -285,17 +289,7 @@ def _load_keystore(settings: Mapping):
 
 
 def _load_truststore(settings: Mapping) -> list[x509.Certificate]:
-    path = settings["ssl_truststore_path"]
-    password = (settings.get("ssl_truststore_password") or "").encode()
-    try:
-        _key, cert, extra = pkcs12.load_key_and_certificates(
-            _read("ssl_truststore_path", path), password
-        )
-    except ValueError:
-        raise ConfigurationError(
-            f"ssl_truststore_path {path} cannot be opened with the given "
-            "ssl_truststore_password (wrong password, or not a PKCS#12 file)"
-        )
+    path, (_key, cert, extra) = _open_pkcs12(settings, "ssl_truststore")
     certs = ([cert] if cert is not None else []) + list(extra)
     if not certs:
         raise ConfigurationError(f"ssl_truststore_path {path} holds no certificate")
