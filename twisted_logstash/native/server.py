@@ -32,6 +32,7 @@ from twisted_logstash.errors import (
 from twisted_logstash.events import Decorations, prepare, timestamp_now
 from twisted_logstash.native.eager import send_now
 from twisted_logstash.native.http11 import END, MAX_HEAD, NEED_DATA, RequestError, RequestParser
+from twisted_logstash.tls import describe_peer
 
 __all__ = ["HttpInputFactory", "HttpInputProtocol"]
 
@@ -421,12 +422,7 @@ class HttpInputProtocol(protocol.Protocol):
         self.deadline = None if timeout is None else self.factory.reactor.seconds() + timeout
 
     def _peer(self) -> str:
-        try:
-            peer = self.transport.getPeer()
-        except Exception:
-            return "?"
-        host, port = getattr(peer, "host", None), getattr(peer, "port", None)
-        return f"{host}:{port}" if host is not None else str(peer)
+        return describe_peer(self.transport)
 
 
 def _tls_handshake(start: bytes) -> bool | None:
