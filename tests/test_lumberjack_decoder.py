@@ -238,6 +238,13 @@ def test_compressed_payload_must_hold_whole_data_frames_of_its_version():
     assert decode_whole(compressed(b"")) == []
 
 
+def test_compressed_payload_ending_in_one_byte_is_a_truncated_frame():
+    # one byte cannot even hold a frame's version and type: the codec error, not an IndexError
+    for inner in (b"2", GO_J_FRAMES + b"2"):
+        body = zlib.compress(inner)
+        assert "truncated" in raises(b"2C" + u32(len(body)) + body, CompressedFrameError)
+
+
 def test_limits():
     assert "window size" in raises(b"2W" + u32(11), FrameTooLargeError, max_window=10)
     decode_whole(b"2W" + u32(10), max_window=10)

@@ -163,7 +163,8 @@ class FrameDecoder:
         pos = 0
         end = len(inner)
         while pos < end:
-            result = self._parse(inner, pos, end, nested_in=version)
+            # _parse reads the version and type bytes: fewer than two left is a truncated frame
+            result = _NEED_MORE if end - pos < 2 else self._parse(inner, pos, end, version)
             if result is _NEED_MORE:
                 raise CompressedFrameError("C frame holds a truncated frame")
             frame, pos = result
