@@ -6,6 +6,7 @@ from hypothesis import strategies as st
 
 from twisted_logstash.native.http11 import (
     END,
+    MAX_CHUNK_LINE,
     NEED_DATA,
     RequestError,
     RequestHead,
@@ -400,3 +401,44 @@ def test_valid_request_then_junk(request, junk):
         assert error.status in {400, 413, 417, 431, 501, 505}
     else:
         assert "END" in events
+
+
+def _fed_byte_by_byte(data: bytes, **kwargs) -> list:
+    parser = RequestParser(**kwargs)
+    got: list = []
+    for i in range(len(data)):
+        parser.feed(data[i : i + 1])
+        for event in drain(parser):
+            if type(event) is bytes and got and type(got[-1]) is bytes:
+                got[-1] += event
+            else:
+                got.append(event)
+    return got
+
+
+@pytest.mark.parametrize("size", [197, 198, 199, 200])
+def test_head_within_the_limit_is_taken_however_its_end_arrives(size):
+    head = b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\nX: "
+    head += b"a" * (size - len(head))
+    data = head + b"\r\n\r\nb"
+    expected = parse(data, max_head=200)
+    assert expected[-1] == "END"
+    assert _fed_byte_by_byte(data, max_head=200) == expected
+    assert status_of(b"a" + data, max_head=size) == 431
+    with pytest.raises(RequestError) as info:
+        _fed_byte_by_byte(b"a" + data, max_head=size)
+    assert info.value.status == 431
+
+
+def test_chunk_size_line_of_exactly_the_limit_is_taken_however_its_end_arrives():
+    line = b"1;" + b"e" * (MAX_CHUNK_LINE - 2)
+    data = CHUNKED + line + b"\r\nx\r\n0\r\n\r\n"
+    expected = parse(data)
+    assert expected[-2:] == [b"x", "END"]
+    cut = len(CHUNKED) + len(line) + 1  # between the CR and the LF ending the line
+    parser = RequestParser()
+    parser.feed(data[:cut])
+    got = drain(parser)
+    parser.feed(data[cut:])
+    got += drain(parser)
+    assert got == expected

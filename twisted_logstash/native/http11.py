@@ -209,7 +209,10 @@ class RequestParser:
         if end < 0:
             if buf.find(b"\n\n", start) >= 0 or buf.find(b"\r\r", start) >= 0:
                 raise RequestError(400, "bare CR or LF in the request head")
-            if len(buf) > self.max_head:
+            # too large once it cannot end within the limit: all beyond it must be the start of
+            # the CRLF CRLF that ends the head, waiting for its rest
+            over = len(buf) - self.max_head
+            if over > 0 and not any(buf.endswith(b"\r\n\r\n"[:k]) for k in range(over, 4)):
                 raise RequestError(431, f"request head larger than {self.max_head} bytes")
             self._scanned = len(buf)
             return NEED_DATA
@@ -304,7 +307,7 @@ class RequestParser:
         if end < 0:
             if b"\n" in buf[: limit + 2]:
                 raise RequestError(400, f"bare LF in a {what}")
-            if len(buf) > limit:
+            if len(buf) > limit and buf[limit:] != b"\r":  # a CR at the limit may end the line
                 raise RequestError(400, f"{what} longer than {limit} bytes")
             return None
         line = buf[:end]
