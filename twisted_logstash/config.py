@@ -97,13 +97,13 @@ def _first_line(path: str) -> str:
     return line
 
 
-def _given(settings: Mapping, name: str) -> bool:
+def is_given(settings: Mapping, name: str) -> bool:
     """A setting counts as given when it holds something (an empty list is nothing)."""
     value = settings.get(name)
     return value is not None and value != [] and value != ()
 
 
-def _ssl_on(settings: Mapping) -> bool:
+def ssl_on(settings: Mapping) -> bool:
     """``ssl_enabled`` as a bool: absent or None is on; text is off only when it says false."""
     enabled = settings.get("ssl_enabled", True)
     if isinstance(enabled, str):
@@ -112,7 +112,7 @@ def _ssl_on(settings: Mapping) -> bool:
 
 
 def _ssl_enabled(settings: Mapping, explicit: set[str]) -> bool:
-    enabled = _ssl_on(settings)
+    enabled = ssl_on(settings)
     if not enabled:
         rejected = sorted(name for name in explicit if name.startswith("ssl_"))
         rejected = [name for name in rejected if name != "ssl_enabled"]
@@ -126,12 +126,12 @@ def _ssl_enabled(settings: Mapping, explicit: set[str]) -> bool:
 
 
 def _check_credentials(settings: Mapping, warning: str) -> list[str]:
-    if _given(settings, "username"):
-        if not _given(settings, "password"):
+    if is_given(settings, "username"):
+        if not is_given(settings, "password"):
             raise ConfigurationError("`password` is REQUIRED when `username` is provided")
-        if not _ssl_on(settings):
+        if not ssl_on(settings):
             return [warning]
-    elif _given(settings, "password"):
+    elif is_given(settings, "password"):
         raise ConfigurationError("`password` not allowed unless `username` is configured")
     return []
 
@@ -149,7 +149,7 @@ def _check_output_identity(settings: Mapping) -> None:
 
 
 def _check_identity(settings: Mapping, *, required: bool, must: str, given: str) -> None:
-    has = lambda name: _given(settings, name)  # noqa: E731
+    has = lambda name: is_given(settings, name)  # noqa: E731
     if has("ssl_certificate") and has("ssl_keystore_path"):
         raise ConfigurationError(
             "SSL identity can be configured with EITHER `ssl_certificate` OR "
@@ -187,7 +187,7 @@ def _check_input_trust(settings: Mapping) -> None:
         raise ConfigurationError(
             f"`ssl_client_authentication` must be one of none, optional, required, not {mode!r}"
         )
-    cas = _given(settings, "ssl_certificate_authorities")
+    cas = is_given(settings, "ssl_certificate_authorities")
     if cas and mode == "none":
         raise ConfigurationError(
             "`ssl_certificate_authorities` is not supported because "
@@ -209,7 +209,7 @@ def _check_output_trust(settings: Mapping) -> None:
     mode = _mode(settings)
     if mode not in VERIFICATION_MODES:
         raise ConfigurationError(f"`ssl_verification_mode` must be full or none, not {mode!r}")
-    has = lambda name: _given(settings, name)  # noqa: E731
+    has = lambda name: is_given(settings, name)  # noqa: E731
     if has("ssl_certificate_authorities") and has("ssl_truststore_path"):
         raise ConfigurationError(
             "SSL trust can be configured with EITHER `ssl_certificate_authorities` OR "
@@ -269,7 +269,7 @@ def _check_not_empty(settings: Mapping, names: tuple[str, ...]) -> None:
 
 def _check_files(settings: Mapping, names: tuple[str, ...], ca_lists: tuple[str, ...] = ()):
     for name in names:
-        if _given(settings, name):
+        if is_given(settings, name):
             _check_readable(name, settings[name])
     for name in ca_lists:
         for path in settings.get(name) or []:

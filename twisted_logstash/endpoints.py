@@ -73,40 +73,34 @@ def escape(value: object) -> str:
     return text
 
 
-def _tls_part(settings: Mapping, names: tuple[str, ...]) -> str:
-    parts = []
-    for name in names:
-        value = settings.get(name)
-        if value is None or value == [] or value == ():
-            continue
-        value = ",".join(escape(item) for item in value) if name in LISTS else escape(value)
-        parts.append(f"{name}={value}")
-    return ":".join(parts)
+def _endpoint_string(settings: Mapping, address: str, names: tuple[str, ...]) -> str:
+    """``tcp:ADDRESS`` when SSL is off, else ``logstash-tls:ADDRESS`` and the given settings
+    among ``names``."""
+    from twisted_logstash import config
+
+    if not config.ssl_on(settings):
+        return f"tcp:{address}"
+    parts = [
+        f"{name}={_escape_setting(name, settings[name])}"
+        for name in names
+        if config.is_given(settings, name)
+    ]
+    return ":".join([f"{PREFIX}:{address}", *parts])
 
 
-def _ssl_enabled(settings: Mapping) -> bool:
-    enabled = settings.get("ssl_enabled", True)
-    if isinstance(enabled, str):
-        return enabled.strip().lower() != "false"
-    return enabled is None or bool(enabled)
+def _escape_setting(name: str, value) -> str:
+    return ",".join(escape(item) for item in value) if name in LISTS else escape(value)
 
 
 def server_endpoint_string(settings: Mapping, host: str, port: int) -> str:
     """The server endpoint string for the input's settings (``tcp:`` when SSL is off)."""
-    address = f"port={int(port)}:interface={escape(host)}"
-    if not _ssl_enabled(settings):
-        return f"tcp:{address}"
-    tls = _tls_part(settings, SERVER_SETTINGS)
-    return f"{PREFIX}:{address}" + (f":{tls}" if tls else "")
+    return _endpoint_string(settings, f"port={int(port)}:interface={escape(host)}", SERVER_SETTINGS)
 
 
 def client_endpoint_string(settings: Mapping, host: Host) -> str:
     """The client endpoint string for one output host (``tcp:`` when SSL is off)."""
     address = f"host={escape(host.host)}:port={int(host.port)}"
-    if not _ssl_enabled(settings):
-        return f"tcp:{address}"
-    tls = _tls_part(settings, CLIENT_SETTINGS)
-    return f"{PREFIX}:{address}" + (f":{tls}" if tls else "")
+    return _endpoint_string(settings, address, CLIENT_SETTINGS)
 
 
 def client_endpoint_factory(
@@ -119,7 +113,9 @@ def client_endpoint_factory(
     """
     from twisted.internet.endpoints import HostnameEndpoint, wrapClientTLS
 
-    if not _ssl_enabled(settings):
+    from twisted_logstash import config
+
+    if not config.ssl_on(settings):
 
         def plain(host: Host) -> IStreamClientEndpoint:
             return HostnameEndpoint(reactor, host.host, host.port, timeout=timeout)
