@@ -75,8 +75,7 @@ class LineEvents(LineSplitter):
 
     def finish(self) -> list[dict]:
         """The event of a last line that had no ``\\n``."""
-        line = self.rest()
-        event = decode_line(line) if line else None
+        event = decode_line(self.rest())  # None for no line, as for a blank one
         return [] if event is None else [event]
 
 
