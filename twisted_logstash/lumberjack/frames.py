@@ -128,9 +128,6 @@ def serialize_event(event: Any) -> bytes:
         raise CodecError(f"event is not JSON-serialisable: {exc}") from exc
 
 
-_dumps = serialize_event
-
-
 def encode_json_documents(documents: Iterable[bytes], first_seq: int = 1) -> bytes:
     """The `J` frames around already-serialised events, numbered from `first_seq`."""
     pack = _JSON_HEADER.pack
