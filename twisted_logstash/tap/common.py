@@ -20,6 +20,7 @@ from twisted.python import usage
 
 from twisted_logstash import config
 from twisted_logstash.errors import ConfigurationError
+from twisted_logstash.hosts import Host
 
 #: what each wire defaults to where INTERFACE.md says "(`lumberjack`: ...)"
 WIRE_DEFAULTS = {
@@ -150,8 +151,8 @@ def tls_and_auth_settings(
 
 
 def listen_address(error: CannotListenError) -> str:
-    """Where a listen failed, as ``host:port`` (an empty interface is every address)."""
-    return f"{error.interface or '0.0.0.0'}:{error.port}"
+    """Where a listen failed, as ``host:port`` or ``[v6]:port`` (no interface: every address)."""
+    return str(Host(error.interface or "0.0.0.0", error.port))
 
 
 def stop_when_running(reactor) -> None:

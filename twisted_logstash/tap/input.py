@@ -19,6 +19,7 @@ from twisted.logger import Logger
 from twisted_logstash import config
 from twisted_logstash.errors import ConfigurationError
 from twisted_logstash.events import Decorations
+from twisted_logstash.hosts import Host
 from twisted_logstash.input import InputService
 from twisted_logstash.sinks import sink_from_string
 from twisted_logstash.tap.common import (
@@ -106,9 +107,9 @@ def settings_from(options: Options, environ=os.environ) -> tuple[dict, set[str],
     """Logstash-named settings with defaults applied, the names the user gave, and warnings."""
     explicit = options.explicit()
     protocol, defaults = wire_of(options)
-    check_protocol_flags(
-        protocol, explicit | ({"password"} if options["password_file"] else set()), ONLY, WHY
-    )
+    if "password_file" in explicit:
+        explicit.add("password")
+    check_protocol_flags(protocol, explicit, ONLY, WHY)
     shared, warnings = tls_and_auth_settings(options, defaults, environ)
     settings = {
         **shared,
@@ -138,8 +139,6 @@ def settings_from(options: Options, environ=os.environ) -> tuple[dict, set[str],
         ),
         "sink": options["sink"] or "stdout",
     }
-    if "password_file" in explicit:
-        explicit.add("password")
     return settings, explicit, warnings
 
 
@@ -280,5 +279,5 @@ def makeService(options: Options):
     if settings["endpoint"] is not None:
         where = redact(settings["endpoint"])
     else:
-        where = f"{settings['host']}:{settings['port']}"
+        where = str(Host(settings["host"], settings["port"]))
     return InputProgram(input_service, reactor, where=where)
