@@ -1,10 +1,12 @@
 """The output program's own lifecycle, in process on a Clock (the real programs are in
 test_programs.py)."""
 
+import pytest
 from support_transmitter import RETRY, FakeTransmitter
 from twisted.internet.task import Clock
 
 from twisted_logstash.diskqueue import DiskQueue
+from twisted_logstash.errors import ConfigurationError
 from twisted_logstash.hosts import Host
 from twisted_logstash.output import Output
 from twisted_logstash.sources import GeneratorSource
@@ -31,3 +33,30 @@ def test_stopping_closes_the_disk_queue_and_keeps_what_was_not_acknowledged(tmp_
     # events that no receiver acknowledged.
     again = DiskQueue(str(tmp_path / "q"), capacity=100)
     assert again.pending() == 30
+
+
+def queue_of(tmp_path, *argv):
+    from twisted_logstash.tap.output import Options, make_queue, settings_from
+
+    options = Options()
+    options.parseOptions(["--hosts", "127.0.0.1", "--ssl-enabled", "false", *argv])
+    settings, _, _ = settings_from(options, environ={})
+    return make_queue(settings, Clock())
+
+
+def test_queue_sync_full_reaches_the_disk_queue(tmp_path):
+    queue = queue_of(tmp_path, f"--queue=disk:{tmp_path / 'q'}", "--queue-sync=full")
+    assert queue.sync == "full"
+    queue.close()
+
+
+def test_queue_sync_defaults_to_normal(tmp_path):
+    queue = queue_of(tmp_path, f"--queue=disk:{tmp_path / 'q'}")
+    assert queue.sync == "normal"
+    queue.close()
+
+
+@pytest.mark.parametrize("argv", [["--queue-sync=always"], ["--queue=memory", "--queue-sync=full"]])
+def test_bad_queue_sync_is_a_configuration_error(tmp_path, argv):
+    with pytest.raises(ConfigurationError, match="--queue-sync"):
+        queue_of(tmp_path, *argv)

@@ -77,6 +77,7 @@ class Options(LogstashOptions):
         ["compression-level", None, None, "level for gzip/deflate/zlib [gzip 1, lumberjack 3]"],
         ["queue", None, None, "memory (default) or disk:DIR"],
         ["queue-max-events", None, None, "events held before the source is paused [4096]"],
+        ["queue-sync", None, None, "disk queue: normal (kill -9 safe) or full (fsync) [normal]"],
         ["dead-letter", None, None, "file for refused batches [dead-letter.ndjson]"],
         ["cooloff", None, None, "seconds a failed host is isolated [60]"],
         ["timeout", None, None, "seconds for one attempt before it counts as failed [60]"],
@@ -120,6 +121,7 @@ def settings_from(options: Options, environ=os.environ) -> tuple[dict, set[str],
         ),
         "queue": options["queue"] or "memory",
         "queue_max_events": parse_int("queue-max-events", options["queue_max_events"] or "4096", 1),
+        "queue_sync": (options["queue_sync"] or "normal").lower(),
         "dead_letter": options["dead_letter"] or "dead-letter.ndjson",
         "cooloff": float(parse_int("cooloff", options["cooloff"] or "60", 0)),
         "timeout": float(parse_int("timeout", options["timeout"] or "60", 1)),
@@ -166,14 +168,19 @@ def make_transmitter(settings: dict, reactor):
 def make_queue(settings: dict, reactor):
     spec = settings["queue"]
     capacity = settings["queue_max_events"]
+    sync = settings.get("queue_sync", "normal")
+    if sync not in ("normal", "full"):
+        raise ConfigurationError(f"--queue-sync takes normal or full, not {sync!r}")
     if spec == "memory":
+        if sync != "normal":
+            raise ConfigurationError("--queue-sync applies to --queue disk:DIR only")
         from twisted_logstash.queue import MemoryQueue
 
         return MemoryQueue(capacity)
     if spec.startswith("disk:") and spec[5:]:
         from twisted_logstash.diskqueue import DiskQueue
 
-        return DiskQueue(spec[5:], capacity=capacity, reactor=reactor)
+        return DiskQueue(spec[5:], capacity=capacity, reactor=reactor, sync=sync)
     raise ConfigurationError(f"--queue takes memory or disk:DIR, not {spec!r}")
 
 
