@@ -274,3 +274,14 @@ def test_a_failed_decoder_refuses_more_input():
         decoder.feed(b"9W")
     with pytest.raises(LumberjackProtocolError, match="already failed"):
         decoder.feed(GO_PLAIN)
+
+
+def test_a_tls_client_hello_on_a_plain_port_is_named():
+    hello = bytes.fromhex("16030100c8010000c40303") + bytes(40)
+    with pytest.raises(LumberjackProtocolError, match="TLS handshake received on a plain"):
+        FrameDecoder().feed(hello)
+
+
+def test_other_unknown_version_bytes_keep_their_message():
+    with pytest.raises(LumberjackProtocolError, match="unknown protocol version byte 0x16"):
+        FrameDecoder().feed(b"\x16\x01\x00\x00")

@@ -57,6 +57,14 @@ _TWO_U32 = struct.Struct(">II")
 _NEED_MORE = None
 
 
+#: a TLS record header starts with content type 22 (handshake) and major version 3
+_TLS_HANDSHAKE = 0x16
+TLS_ON_PLAIN_PORT = (
+    "TLS handshake received on a plain Lumberjack port (is ssl_enabled false on this input "
+    "while the sender uses TLS?)"
+)
+
+
 class _Inflation:
     """A `C` frame being received: how much of it is still to come, and what it inflated to."""
 
@@ -177,6 +185,8 @@ class FrameDecoder:
         version = buf[pos]
         code = buf[pos + 1]
         if version not in (VERSION_1, VERSION_2):
+            if version == _TLS_HANDSHAKE and code == 0x03 and nested_in is None:
+                raise LumberjackProtocolError(TLS_ON_PLAIN_PORT)
             raise LumberjackProtocolError(f"unknown protocol version byte {version:#04x}")
         if nested_in is not None:
             data_code = CODE_JSON_DATA if nested_in == VERSION_2 else CODE_DATA
