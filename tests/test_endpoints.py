@@ -33,8 +33,9 @@ certs = support_tls.certs  # the session fixture, under its name
 
 @pytest.fixture
 def odd_certs(certs, tmp_path):
-    """The certificate set in a folder whose name needs escaping (colon, backslash, '=')."""
-    folder = tmp_path / "odd:name\\with=signs"
+    """The certificate set in a folder whose name needs escaping (colon, backslash, '=', and a
+    comma, which list settings such as the CA files also use between items)."""
+    folder = tmp_path / "odd:name\\with=signs,and,commas"
     shutil.copytree(certs, folder)
     return folder
 
@@ -93,6 +94,12 @@ def test_tls_string_carries_every_setting(certs):
     assert "ssl_handshake_timeout=5000" in text
 
 
+def test_list_settings_split_at_commas_but_not_escaped_ones():
+    assert endpoints.split_list("a.crt, b.crt,,") == ["a.crt", "b.crt"]
+    assert endpoints.split_list("/x/a\\,b.crt,/y/c.crt") == ["/x/a,b.crt", "/y/c.crt"]
+    assert endpoints.split_list("C:\\certs\\ca.crt") == ["C:\\certs\\ca.crt"]
+
+
 def test_escape():
     assert endpoints.escape("a:b\\c=d") == "a\\:b\\\\c\\=d"
 
@@ -112,7 +119,7 @@ def test_plugins_are_discovered():
 
 @pytest_twisted.inlineCallbacks
 def test_mutual_tls_with_strings_alone(odd_certs):
-    """Paths with ':', '\\' and '=' survive the string; mTLS works end to end."""
+    """Paths with ':', '\\', '=' and ',' survive the string; mTLS works end to end."""
     from twisted.internet import reactor
 
     server = mtls_settings(odd_certs)

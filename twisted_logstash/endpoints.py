@@ -9,7 +9,7 @@
 
 Every key after the address is a Logstash TLS setting (see ``tls.py``); list settings
 (``ssl_certificate_authorities``, ``ssl_supported_protocols``, ``ssl_cipher_suites``) are comma
-separated. Colons, equal signs and backslashes inside a value are escaped with a backslash
+separated, a comma inside an item written ``\\\\,`` (``split_list``). Colons, equal signs and backslashes inside a value are escaped with a backslash
 (``escape``). The strings are checked with Logstash's rules (``config.py``) when parsed, so a
 broken string fails before anything listens or connects.
 
@@ -89,7 +89,26 @@ def _endpoint_string(settings: Mapping, address: str, names: tuple[str, ...]) ->
 
 
 def _escape_setting(name: str, value) -> str:
-    return ",".join(escape(item) for item in value) if name in LISTS else escape(value)
+    if name not in LISTS:
+        return escape(value)
+    return ",".join(escape(str(item).replace(",", "\\,")) for item in value)
+
+
+def split_list(value: str) -> list[str]:
+    """A list setting's items: cut at commas, except a comma written ``\\,`` (which is how a
+    CA path holding a comma is written; any other backslash is kept as it is)."""
+    items, current, chars = [], [], iter(value)
+    for char in chars:
+        if char == "\\":
+            following = next(chars, "")
+            current.append("," if following == "," else char + following)
+        elif char == ",":
+            items.append("".join(current))
+            current = []
+        else:
+            current.append(char)
+    items.append("".join(current))
+    return [item.strip() for item in items if item.strip()]
 
 
 def server_endpoint_string(settings: Mapping, host: str, port: int) -> str:
@@ -164,7 +183,7 @@ def _settings(kwargs: dict, allowed: tuple[str, ...], side: str) -> dict:
     settings: dict = {}
     for name, value in kwargs.items():
         if name in LISTS:
-            settings[name] = [item.strip() for item in value.split(",") if item.strip()]
+            settings[name] = split_list(value)
         else:
             settings[name] = value
     return settings
