@@ -9,9 +9,10 @@
 
 Every key after the address is a Logstash TLS setting (see ``tls.py``); list settings
 (``ssl_certificate_authorities``, ``ssl_supported_protocols``, ``ssl_cipher_suites``) are comma
-separated, a comma inside an item written ``\\\\,`` (``split_list``). Colons, equal signs and backslashes inside a value are escaped with a backslash
-(``escape``). The strings are checked with Logstash's rules (``config.py``) when parsed, so a
-broken string fails before anything listens or connects.
+separated, a comma inside an item written ``\\\\,`` (``split_list``). Colons, equal signs
+and backslashes inside a value are escaped with a backslash (``escape``). The strings are
+checked with Logstash's rules (``config.py``) when parsed, so a broken string fails before
+anything listens or connects.
 
 The programs never assemble these strings by hand: ``server_endpoint_string`` builds one from
 the settings, and ``client_endpoint_factory`` builds client endpoints per output host.
