@@ -11,6 +11,7 @@ from __future__ import annotations
 import itertools
 from dataclasses import dataclass
 
+from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from twisted.internet import defer
 from twisted.internet.address import IPv4Address
@@ -20,6 +21,13 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from twisted_logstash.interfaces import IEventSink
+
+#: the hypothesis settings of both inputs' fuzz tests: bounded, no per-example deadline
+FUZZ = settings(
+    max_examples=100,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
 
 __all__ = [
     "LogWatch",

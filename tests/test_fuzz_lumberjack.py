@@ -29,9 +29,10 @@ from dataclasses import dataclass
 
 import orjson
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 from support_fuzz import (
+    FUZZ,
     SINK_MODES,
     LogWatch,
     ScriptedSink,
@@ -48,11 +49,6 @@ from twisted.python.failure import Failure
 from twisted_logstash.lumberjack.frames import encode_json_frames, encode_window_size
 from twisted_logstash.lumberjack.server import LumberjackInputFactory
 
-FUZZ = settings(
-    max_examples=100,
-    deadline=None,
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
-)
 MAX_WINDOW = 16
 MAX_FRAME = 2048
 MAX_INFLATED = 4096

@@ -29,9 +29,10 @@ from dataclasses import dataclass
 
 import orjson
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 from support_fuzz import (
+    FUZZ,
     SINK_MODES,
     LogWatch,
     ScriptedSink,
@@ -51,11 +52,6 @@ from twisted_logstash.native.http11 import MAX_CHUNK_LINE
 from twisted_logstash.native.response import ResponseParser
 from twisted_logstash.native.server import LINGER, HttpInputFactory
 
-FUZZ = settings(
-    max_examples=100,
-    deadline=None,
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
-)
 MAX_HEAD = 1024
 """A small head limit, so that mutations reach it."""
 LIMIT = 4096
