@@ -4,7 +4,7 @@
 
 Rows:
 - ``deque``: the floor, a bare ``collections.deque`` doing the same put/get/ack bookkeeping.
-- ``memory``: ``MemoryQueue`` (when ``twisted_logstash.queue`` is present).
+- ``memory``: ``MemoryQueue`` (when ``twisted_logstash.pipeline.queue`` is present).
 - ``disk normal`` / ``disk full``: ``DiskQueue`` with ``synchronous=NORMAL`` / ``FULL``.
 - ``rows/event normal``: the layout not taken (one SQLite row per event, same transactions),
   kept here so that the choice of one row per put can be checked on any machine.
@@ -34,7 +34,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import workload
 
-from twisted_logstash.diskqueue import DiskQueue
+from twisted_logstash.pipeline.diskqueue import DiskQueue
 
 BATCH = 125
 PUT_SIZES = (1, 10, 125)
@@ -151,7 +151,7 @@ def make_queues(base):
     # in memory a measurement of 25,000 events lasts a few milliseconds: run ten times more
     queues = [("deque", DequeQueue, 10.0)]
     try:
-        from twisted_logstash.queue import MemoryQueue
+        from twisted_logstash.pipeline.queue import MemoryQueue
     except ImportError:
         pass
     else:

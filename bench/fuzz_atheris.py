@@ -66,7 +66,7 @@ def _steer(data: bytes):
 
 
 def target_http11(data: bytes) -> None:
-    from twisted_logstash.native.http11 import NEED_DATA, RequestError, RequestParser
+    from twisted_logstash.wires.native.http11 import NEED_DATA, RequestError, RequestParser
 
     _, points, _, flags, stream = _steer(data)
     parser = RequestParser(max_head=1024, max_body=4096 if flags & 1 else None)
@@ -97,8 +97,8 @@ def target_native(data: bytes) -> None:
 def target_lumberjack_decoder(data: bytes) -> None:
     from support_fuzz import split
 
-    from twisted_logstash.lumberjack.decoder import FrameDecoder
-    from twisted_logstash.lumberjack.frames import LumberjackProtocolError
+    from twisted_logstash.wires.lumberjack.decoder import FrameDecoder
+    from twisted_logstash.wires.lumberjack.frames import LumberjackProtocolError
 
     _, points, _, _, stream = _steer(data)
     decoder = FrameDecoder(max_window=16, max_frame=2048, max_inflated=4096)
@@ -130,8 +130,8 @@ HARNESSES = {
 
 def _seeds(target: str) -> list[bytes]:
     """Valid streams to start from, each behind 4 steering bytes."""
-    from twisted_logstash import compression, ndjson
-    from twisted_logstash.lumberjack.frames import encode_window
+    from twisted_logstash.codecs import compression, ndjson
+    from twisted_logstash.wires.lumberjack.frames import encode_window
 
     events = [{"message": "hello", "n": 1}, {"message": "wörld", "n": 2}]
     streams = []
@@ -175,10 +175,10 @@ def fuzz(target: str, argv: list[str]) -> None:
 
     sys.path.insert(0, str(ROOT / "tests"))
     with atheris.instrument_imports(include=["twisted_logstash"]):
-        import twisted_logstash.lumberjack.decoder
-        import twisted_logstash.lumberjack.server
-        import twisted_logstash.native.http11
-        import twisted_logstash.native.server  # noqa: F401
+        import twisted_logstash.wires.lumberjack.decoder
+        import twisted_logstash.wires.lumberjack.server
+        import twisted_logstash.wires.native.http11
+        import twisted_logstash.wires.native.server  # noqa: F401
     harness = HARNESSES[target]
     harness(b"")  # import the test modules outside the fuzzing loop
     atheris.Setup([sys.argv[0], *argv], harness)

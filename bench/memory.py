@@ -55,7 +55,7 @@ def serve_input(args) -> None:
     from zope.interface import implementer
 
     from twisted_logstash.interfaces import IEventSink
-    from twisted_logstash.native.server import HttpInputFactory
+    from twisted_logstash.wires.native.server import HttpInputFactory
 
     log_file = open(OUT / "input.log", "w")  # noqa: SIM115 - open for the process' life
     predicate = LogLevelFilterPredicate(defaultLogLevel=LogLevel.warn)
@@ -158,7 +158,7 @@ def run_input(args, results: dict) -> bool:
     from twisted.internet import defer, protocol, reactor, task
     from twisted.internet.endpoints import TCP4ClientEndpoint
 
-    from twisted_logstash.native.response import ResponseParser
+    from twisted_logstash.wires.native.response import ResponseParser
 
     child = subprocess.Popen(
         [PYTHON, __file__, "--serve-input", *child_args(args)],

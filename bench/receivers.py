@@ -97,13 +97,13 @@ def twisted_endpoint(reactor, tls: str | None) -> tuple:
     cert = os.path.join(tls, "server.crt")
     key = os.path.join(tls, "server.pkcs8.key")
     try:
-        from twisted_logstash.endpoints import server_endpoint_string
+        from twisted_logstash.security.endpoints import server_endpoint_string
     except ImportError:
         spec = f"ssl:0:interface=127.0.0.1:certKey={cert}:privateKey={key}"
         return serverFromString(reactor, spec), "twisted ssl:"
     settings = {"ssl_enabled": True, "ssl_certificate": cert, "ssl_key": key}
     spec = server_endpoint_string(settings, "127.0.0.1", 0)
-    return serverFromString(reactor, spec), "twisted_logstash.endpoints"
+    return serverFromString(reactor, spec), "twisted_logstash.security.endpoints"
 
 
 def serve_twisted(kind: str, reactor_name: str, tls: str | None) -> None:
@@ -112,7 +112,7 @@ def serve_twisted(kind: str, reactor_name: str, tls: str | None) -> None:
 
     twisted_setup.quiet_logs()
     if kind == "native":
-        from twisted_logstash.native.server import HttpInputFactory
+        from twisted_logstash.wires.native.server import HttpInputFactory
 
         sink = null_sink()
         factory = HttpInputFactory(sink, reactor)
@@ -140,7 +140,7 @@ def serve_twisted(kind: str, reactor_name: str, tls: str | None) -> None:
 def null_sink():
     """The project's NullSink; until it exists, the same thing: count, fire at once."""
     try:
-        from twisted_logstash.sinks import NullSink
+        from twisted_logstash.pipeline.sinks import NullSink
     except ImportError:
         from twisted.internet import defer
         from zope.interface import implementer
@@ -156,7 +156,7 @@ def null_sink():
                 self.count += len(events)
                 return defer.succeed(None)
 
-        sys.stderr.write("twisted_logstash.sinks missing: using a local NullSink\n")
+        sys.stderr.write("twisted_logstash.pipeline.sinks missing: using a local NullSink\n")
     return NullSink()
 
 

@@ -77,7 +77,7 @@ def measurements() -> list[Measurement]:
                 load,
                 ["native"],
                 tls,
-                ("twisted_logstash.native.server",),
+                ("twisted_logstash.wires.native.server",),
             ),
             Measurement(
                 "twistedweb" + suffix,
@@ -97,7 +97,7 @@ def measurements() -> list[Measurement]:
             load,
             ["native", "--reactor", "asyncio"],
             False,
-            ("twisted_logstash.native.server",),
+            ("twisted_logstash.wires.native.server",),
         ),
     )
     into = ["aiohttp"]
@@ -115,7 +115,7 @@ def measurements() -> list[Measurement]:
             "our HttpTransmitter, 4 in flight",
             ["senders.py", "transmitter"],
             into,
-            needs=("twisted_logstash.native.client",),
+            needs=("twisted_logstash.wires.native.client",),
         ),
         Measurement(
             "send-output",
@@ -123,7 +123,7 @@ def measurements() -> list[Measurement]:
             "our Output service end to end (send())",
             ["senders.py", "output"],
             into,
-            needs=("twisted_logstash.native.client", "twisted_logstash.output"),
+            needs=("twisted_logstash.wires.native.client", "twisted_logstash.pipeline.output"),
         ),
         Measurement(
             "e2e-native",
@@ -132,9 +132,9 @@ def measurements() -> list[Measurement]:
             ["senders.py", "output"],
             ["native"],
             needs=(
-                "twisted_logstash.native.client",
-                "twisted_logstash.output",
-                "twisted_logstash.native.server",
+                "twisted_logstash.wires.native.client",
+                "twisted_logstash.pipeline.output",
+                "twisted_logstash.wires.native.server",
             ),
         ),
         Measurement(

@@ -238,12 +238,12 @@ def _outstanding(args) -> int:
 
 
 def _setup_transmitter(reactor, endpoint_factory, args, batches, info):
-    from twisted_logstash.hosts import Host
-    from twisted_logstash.native.client import HttpTransmitter
+    from twisted_logstash.transport.hosts import Host
+    from twisted_logstash.wires.native.client import HttpTransmitter
 
     host = Host("127.0.0.1", args.port)
     transmitter = HttpTransmitter(reactor, endpoint_factory, compression="gzip")
-    info["client"] = "twisted_logstash.native.client.HttpTransmitter"
+    info["client"] = "twisted_logstash.wires.native.client.HttpTransmitter"
 
     def send(i: int):
         batch = batches[i % len(batches)]
@@ -257,9 +257,9 @@ def _setup_transmitter(reactor, endpoint_factory, args, batches, info):
 
 
 def _setup_output(reactor, endpoint_factory, args, batches, info):
-    from twisted_logstash.hosts import Host
-    from twisted_logstash.native.client import HttpTransmitter
-    from twisted_logstash.output import Output
+    from twisted_logstash.pipeline.output import Output
+    from twisted_logstash.transport.hosts import Host
+    from twisted_logstash.wires.native.client import HttpTransmitter
 
     transmitter = HttpTransmitter(reactor, endpoint_factory, compression="gzip")
     host = Host("127.0.0.1", args.port)
@@ -271,7 +271,7 @@ def _setup_output(reactor, endpoint_factory, args, batches, info):
         max_in_flight=args.in_flight,
     )
     output.startService()
-    info["client"] = "twisted_logstash.output.Output over HttpTransmitter"
+    info["client"] = "twisted_logstash.pipeline.output.Output over HttpTransmitter"
 
     def send(i: int):
         batch = batches[i % len(batches)]

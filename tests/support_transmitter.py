@@ -16,7 +16,7 @@ from collections import deque
 from twisted.internet import defer
 from zope.interface import implementer
 
-from twisted_logstash import ndjson
+from twisted_logstash.codecs import ndjson
 from twisted_logstash.errors import RetriableError, TerminalError
 from twisted_logstash.interfaces import ITransmitter
 

@@ -2,7 +2,7 @@
 
 import pytest
 
-from twisted_logstash.backoff import Backoff
+from twisted_logstash.pipeline.backoff import Backoff
 
 
 def test_default_schedule_doubles_from_a_tenth_and_caps_at_thirty():

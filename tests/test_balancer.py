@@ -3,8 +3,8 @@
 import pytest
 from twisted.internet.task import Clock
 
-from twisted_logstash.balancer import Balancer
-from twisted_logstash.hosts import Host
+from twisted_logstash.pipeline.balancer import Balancer
+from twisted_logstash.transport.hosts import Host
 
 A, B, C = Host("a", 1), Host("b", 1), Host("c", 1)
 

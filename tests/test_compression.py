@@ -14,8 +14,8 @@ import snappy
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from twisted_logstash import compression
-from twisted_logstash.compression import (
+from twisted_logstash.codecs import compression
+from twisted_logstash.codecs.compression import (
     ENCODINGS,
     Decompressor,
     available_backends,

@@ -5,8 +5,8 @@ import pytest
 from twisted.internet.task import Clock
 from twisted.logger import LogLevel, globalLogPublisher
 
-from twisted_logstash.deadletter import DeadLetterFile, iso_time, unwrap, wrap
-from twisted_logstash.hosts import Host
+from twisted_logstash.pipeline.deadletter import DeadLetterFile, iso_time, unwrap, wrap
+from twisted_logstash.transport.hosts import Host
 
 
 @pytest.fixture

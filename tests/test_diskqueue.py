@@ -15,16 +15,16 @@ from hypothesis import strategies as st
 from twisted.python.failure import Failure
 from zope.interface.verify import verifyObject
 
-from twisted_logstash.diskqueue import (
+from twisted_logstash.codecs.ndjson import NdjsonError
+from twisted_logstash.errors import ConfigurationError
+from twisted_logstash.interfaces import IEventQueue
+from twisted_logstash.pipeline.diskqueue import (
     DB_NAME,
     ROW_EVENTS,
     DiskQueue,
     DiskQueueError,
     QueueClosedError,
 )
-from twisted_logstash.errors import ConfigurationError
-from twisted_logstash.interfaces import IEventQueue
-from twisted_logstash.ndjson import NdjsonError
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -346,7 +346,7 @@ CHILD = textwrap.dedent(
     """
     import os, signal, sys
     sys.path.insert(0, {root!r})
-    from twisted_logstash.diskqueue import DiskQueue
+    from twisted_logstash.pipeline.diskqueue import DiskQueue
     q = DiskQueue({qdir!r}, sync={sync!r})
     n = 0
     for size in (1, 5, 125, 3, 60, 40):
@@ -388,7 +388,7 @@ FORKING_CHILD = textwrap.dedent(
     """
     import os, sys
     sys.path.insert(0, {root!r})
-    from twisted_logstash.diskqueue import DiskQueue
+    from twisted_logstash.pipeline.diskqueue import DiskQueue
     q = DiskQueue({qdir!r})
     q.put([{{"n": 0}}, {{"n": 1}}])  # the parent has used its connection
     if os.fork():
@@ -428,8 +428,8 @@ def test_output_resends_after_restart_what_was_not_acknowledged(qdir):
     from twisted.internet.task import Clock
     from twisted.logger import Logger
 
-    from twisted_logstash.hosts import Host
-    from twisted_logstash.output import Output
+    from twisted_logstash.pipeline.output import Output
+    from twisted_logstash.transport.hosts import Host
 
     host = Host("a.example", 9800)
     clock = Clock()
@@ -498,7 +498,7 @@ def test_second_open_of_the_same_directory_is_refused(queue, qdir):
 def test_another_process_is_refused_while_the_directory_is_open(queue, qdir):
     code = (
         f"import sys; sys.path.insert(0, {ROOT!r})\n"
-        "from twisted_logstash.diskqueue import DiskQueue, DiskQueueError\n"
+        "from twisted_logstash.pipeline.diskqueue import DiskQueue, DiskQueueError\n"
         f"try:\n    DiskQueue({qdir!r})\nexcept DiskQueueError as e:\n"
         "    print(e); sys.exit(3)\n"
     )

@@ -19,17 +19,17 @@ from twisted.internet import defer, reactor
 from twisted.internet.endpoints import TCP4ClientEndpoint, TCP4ServerEndpoint, serverFromString
 from zope.interface import implementer
 
-from twisted_logstash.endpoints import server_endpoint_string
 from twisted_logstash.errors import SinkUnavailable
-from twisted_logstash.hosts import Host
-from twisted_logstash.input import InputService
 from twisted_logstash.interfaces import IEventSink, ITransmitter
-from twisted_logstash.lumberjack.client import LumberjackTransmitter
-from twisted_logstash.lumberjack.server import LumberjackInputFactory
-from twisted_logstash.native.client import HttpTransmitter
-from twisted_logstash.native.server import HttpInputFactory
-from twisted_logstash.output import Output
+from twisted_logstash.pipeline.output import Output
+from twisted_logstash.security.endpoints import server_endpoint_string
 from twisted_logstash.tap import output as output_program
+from twisted_logstash.transport.hosts import Host
+from twisted_logstash.transport.inputservice import InputService
+from twisted_logstash.wires.lumberjack.client import LumberjackTransmitter
+from twisted_logstash.wires.lumberjack.server import LumberjackInputFactory
+from twisted_logstash.wires.native.client import HttpTransmitter
+from twisted_logstash.wires.native.server import HttpInputFactory
 
 RUN_TIMEOUT = 120.0
 """Seconds a whole run may take before the test fails (it normally takes a few)."""

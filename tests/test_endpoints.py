@@ -24,9 +24,9 @@ from twisted.plugin import getPlugins
 
 from tests import support_tls
 from tests.support_tls import AckServerFactory, ping
-from twisted_logstash import endpoints, tls
 from twisted_logstash.errors import ConfigurationError
-from twisted_logstash.hosts import Host
+from twisted_logstash.security import endpoints, tls
+from twisted_logstash.transport.hosts import Host
 
 certs = support_tls.certs  # the session fixture, under its name
 

@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from twisted.internet.task import Clock
 
-from twisted_logstash.events import Decorations, field_path, prepare, sprintf, timestamp_now
+from twisted_logstash.codecs.events import Decorations, field_path, prepare, sprintf, timestamp_now
 
 NOW = "2026-11-23T10:00:00.123Z"
 

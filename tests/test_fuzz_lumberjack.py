@@ -46,8 +46,8 @@ from twisted.internet.error import ConnectionDone
 from twisted.internet.task import Clock
 from twisted.python.failure import Failure
 
-from twisted_logstash.lumberjack.frames import encode_json_frames, encode_window_size
-from twisted_logstash.lumberjack.server import LumberjackInputFactory
+from twisted_logstash.wires.lumberjack.frames import encode_json_frames, encode_window_size
+from twisted_logstash.wires.lumberjack.server import LumberjackInputFactory
 
 MAX_WINDOW = 16
 MAX_FRAME = 2048

@@ -47,10 +47,10 @@ from twisted.internet.error import ConnectionDone
 from twisted.internet.task import Clock
 from twisted.python.failure import Failure
 
-from twisted_logstash import compression, ndjson
-from twisted_logstash.native.http11 import MAX_CHUNK_LINE
-from twisted_logstash.native.response import ResponseParser
-from twisted_logstash.native.server import LINGER, HttpInputFactory
+from twisted_logstash.codecs import compression, ndjson
+from twisted_logstash.wires.native.http11 import MAX_CHUNK_LINE
+from twisted_logstash.wires.native.response import ResponseParser
+from twisted_logstash.wires.native.server import LINGER, HttpInputFactory
 
 MAX_HEAD = 1024
 """A small head limit, so that mutations reach it."""

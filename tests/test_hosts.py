@@ -3,7 +3,7 @@
 import pytest
 
 from twisted_logstash.errors import ConfigurationError
-from twisted_logstash.hosts import Host, parse_hosts
+from twisted_logstash.transport.hosts import Host, parse_hosts
 
 
 @pytest.mark.parametrize(

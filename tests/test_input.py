@@ -8,9 +8,9 @@ from twisted.internet import defer, protocol, reactor
 from twisted.internet.endpoints import TCP4ServerEndpoint
 from twisted.internet.task import Clock
 
-from twisted_logstash.input import InputService
-from twisted_logstash.native.server import HttpInputFactory
-from twisted_logstash.sinks import CallableSink
+from twisted_logstash.pipeline.sinks import CallableSink
+from twisted_logstash.transport.inputservice import InputService
+from twisted_logstash.wires.native.server import HttpInputFactory
 
 
 def endpoint():

@@ -13,11 +13,11 @@ from zope.interface import implementer
 from zope.interface.verify import verifyObject
 
 from twisted_logstash.errors import RetriableError
-from twisted_logstash.hosts import Host
 from twisted_logstash.interfaces import ITransmitter
-from twisted_logstash.lumberjack.client import LumberjackTransmitter
-from twisted_logstash.lumberjack.decoder import FrameDecoder
-from twisted_logstash.lumberjack.frames import JsonDataFrame, WindowSizeFrame
+from twisted_logstash.transport.hosts import Host
+from twisted_logstash.wires.lumberjack.client import LumberjackTransmitter
+from twisted_logstash.wires.lumberjack.decoder import FrameDecoder
+from twisted_logstash.wires.lumberjack.frames import JsonDataFrame, WindowSizeFrame
 
 HOST = Host("127.0.0.1", 5044)
 OTHER = Host("127.0.0.1", 5045)

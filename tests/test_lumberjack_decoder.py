@@ -9,8 +9,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from twisted_logstash.lumberjack.decoder import FrameDecoder
-from twisted_logstash.lumberjack.frames import (
+from twisted_logstash.wires.lumberjack.decoder import FrameDecoder
+from twisted_logstash.wires.lumberjack.frames import (
     AckFrame,
     CompressedFrameError,
     FrameTooLargeError,

@@ -11,11 +11,11 @@ from twisted.internet.interfaces import IStreamClientEndpoint
 from zope.interface import implementer
 
 from twisted_logstash.errors import RetriableError
-from twisted_logstash.hosts import Host
-from twisted_logstash.lumberjack.client import LumberjackTransmitter
-from twisted_logstash.lumberjack.decoder import FrameDecoder
-from twisted_logstash.lumberjack.frames import WindowSizeFrame
-from twisted_logstash.lumberjack.server import LumberjackInputFactory
+from twisted_logstash.transport.hosts import Host
+from twisted_logstash.wires.lumberjack.client import LumberjackTransmitter
+from twisted_logstash.wires.lumberjack.decoder import FrameDecoder
+from twisted_logstash.wires.lumberjack.frames import WindowSizeFrame
+from twisted_logstash.wires.lumberjack.server import LumberjackInputFactory
 
 TIMEOUT = 10.0
 

@@ -9,10 +9,10 @@ from twisted.internet.testing import StringTransport
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from twisted_logstash.events import Decorations
-from twisted_logstash.lumberjack import server as server_module
-from twisted_logstash.lumberjack.frames import encode_window
-from twisted_logstash.lumberjack.server import LumberjackInputFactory
+from twisted_logstash.codecs.events import Decorations
+from twisted_logstash.wires.lumberjack import server as server_module
+from twisted_logstash.wires.lumberjack.frames import encode_window
+from twisted_logstash.wires.lumberjack.server import LumberjackInputFactory
 
 
 class Connection:

@@ -9,12 +9,12 @@ from twisted.internet import defer, reactor
 from twisted.internet.endpoints import TCP4ServerEndpoint
 
 from tests import support_tls
-from twisted_logstash import tls
-from twisted_logstash.endpoints import TLSServerEndpoint, client_endpoint_factory
 from twisted_logstash.errors import RetriableError
-from twisted_logstash.hosts import Host
-from twisted_logstash.lumberjack.client import LumberjackTransmitter
-from twisted_logstash.lumberjack.server import LumberjackInputFactory
+from twisted_logstash.security import tls
+from twisted_logstash.security.endpoints import TLSServerEndpoint, client_endpoint_factory
+from twisted_logstash.transport.hosts import Host
+from twisted_logstash.wires.lumberjack.client import LumberjackTransmitter
+from twisted_logstash.wires.lumberjack.server import LumberjackInputFactory
 
 certs = support_tls.certs  # the session fixture, under its name
 TIMEOUT = 10.0

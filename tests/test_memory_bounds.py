@@ -18,15 +18,15 @@ from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
 from zope.interface import implementer
 
-from twisted_logstash.backoff import Backoff
 from twisted_logstash.errors import RetriableError
-from twisted_logstash.hosts import Host
 from twisted_logstash.interfaces import IEventSink, ITransmitter
-from twisted_logstash.native.response import ResponseParser
-from twisted_logstash.native.server import HttpInputFactory
-from twisted_logstash.output import Output
-from twisted_logstash.queue import MemoryQueue
-from twisted_logstash.sources import GeneratorSource
+from twisted_logstash.pipeline.backoff import Backoff
+from twisted_logstash.pipeline.output import Output
+from twisted_logstash.pipeline.queue import MemoryQueue
+from twisted_logstash.pipeline.sources import GeneratorSource
+from twisted_logstash.transport.hosts import Host
+from twisted_logstash.wires.native.response import ResponseParser
+from twisted_logstash.wires.native.server import HttpInputFactory
 
 BATCH = [{"message": f"event {n}", "n": n} for n in range(125)]
 BODY = gzip.compress(json.dumps(BATCH).encode(), 1)

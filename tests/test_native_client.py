@@ -26,13 +26,13 @@ from twisted.python.failure import Failure
 from twisted.web import resource, server
 from zope.interface.verify import verifyObject
 
-from twisted_logstash import compression, ndjson
+from twisted_logstash.codecs import compression, ndjson
 from twisted_logstash.errors import ConfigurationError, RetriableError, TerminalError
-from twisted_logstash.hosts import Host
 from twisted_logstash.interfaces import ITransmitter
-from twisted_logstash.native.client import HttpTransmitter, verdict
-from twisted_logstash.native.request import RequestEncoder, basic_authorization
-from twisted_logstash.native.response import Response
+from twisted_logstash.transport.hosts import Host
+from twisted_logstash.wires.native.client import HttpTransmitter, verdict
+from twisted_logstash.wires.native.request import RequestEncoder, basic_authorization
+from twisted_logstash.wires.native.response import Response
 
 HOST = Host("127.0.0.1", 9800)
 EVENTS = [

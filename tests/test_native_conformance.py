@@ -13,8 +13,8 @@ import pytest_twisted
 from support_http import TIMEOUT, connect, listen, logstash_body, manticore_request
 from twisted.internet import defer, reactor
 
-from twisted_logstash.native.server import HttpInputFactory
-from twisted_logstash.sinks import CallableSink
+from twisted_logstash.pipeline.sinks import CallableSink
+from twisted_logstash.wires.native.server import HttpInputFactory
 
 OK = (
     b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nAccept: application/x-ndjson\r\n"

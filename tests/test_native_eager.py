@@ -13,7 +13,7 @@ from twisted.internet import defer
 from twisted.internet.protocol import Factory, Protocol
 from twisted.internet.testing import StringTransport
 
-from twisted_logstash.native.eager import send_now
+from twisted_logstash.transport.eager import send_now
 
 
 class _Held(Protocol):

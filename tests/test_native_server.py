@@ -17,13 +17,13 @@ from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
 from zope.interface import implementer
 
-from twisted_logstash import compression
+from twisted_logstash.codecs import compression
+from twisted_logstash.codecs.events import Decorations
 from twisted_logstash.errors import SinkUnavailable
-from twisted_logstash.events import Decorations
 from twisted_logstash.interfaces import IEventSink
-from twisted_logstash.native.response import ResponseParser
-from twisted_logstash.native.server import HttpInputFactory
-from twisted_logstash.output import OutputStopped
+from twisted_logstash.pipeline.output import OutputStopped
+from twisted_logstash.wires.native.response import ResponseParser
+from twisted_logstash.wires.native.server import HttpInputFactory
 
 OK = (
     b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nAccept: application/x-ndjson\r\n"
@@ -673,7 +673,7 @@ def test_tls_handshake_on_the_plain_port_is_answered_400_at_once(pieces):
     """No wait for the header timeout: a plain-text 400 naming the likely mistake, then close."""
     from twisted.logger import capturedLogs
 
-    from twisted_logstash.native.server import TLS_ON_PLAIN_PORT
+    from twisted_logstash.wires.native.server import TLS_ON_PLAIN_PORT
 
     hello = client_hello()
     h = Harness()
@@ -708,7 +708,7 @@ def test_only_a_tls_handshake_record_is_taken_for_tls(start):
     """Other binary starts are what they were: an HTTP parse error."""
     from twisted.logger import capturedLogs
 
-    from twisted_logstash.native.server import TLS_ON_PLAIN_PORT
+    from twisted_logstash.wires.native.server import TLS_ON_PLAIN_PORT
 
     h = Harness()
     with capturedLogs() as events:

@@ -24,16 +24,17 @@ from twisted.internet.endpoints import serverFromString
 from twisted.logger import LogLevel, formatEvent, globalLogPublisher
 
 from tests import support_tls
-from twisted_logstash import config, tls
-from twisted_logstash.deadletter import DeadLetterFile
-from twisted_logstash.endpoints import client_endpoint_factory, server_endpoint_string
+from twisted_logstash import config
 from twisted_logstash.errors import ConfigurationError, DeadLettered, RetriableError, TerminalError
-from twisted_logstash.hosts import Host
-from twisted_logstash.input import InputService
-from twisted_logstash.native.client import HttpTransmitter
-from twisted_logstash.native.server import HttpInputFactory, HttpInputProtocol
-from twisted_logstash.output import Output
-from twisted_logstash.sinks import CallableSink
+from twisted_logstash.pipeline.deadletter import DeadLetterFile
+from twisted_logstash.pipeline.output import Output
+from twisted_logstash.pipeline.sinks import CallableSink
+from twisted_logstash.security import tls
+from twisted_logstash.security.endpoints import client_endpoint_factory, server_endpoint_string
+from twisted_logstash.transport.hosts import Host
+from twisted_logstash.transport.inputservice import InputService
+from twisted_logstash.wires.native.client import HttpTransmitter
+from twisted_logstash.wires.native.server import HttpInputFactory, HttpInputProtocol
 
 certs = support_tls.certs  # the session fixture, under its name
 TIMEOUT = 10.0

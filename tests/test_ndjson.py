@@ -4,7 +4,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from twisted_logstash import ndjson
+from twisted_logstash.codecs import ndjson
 from twisted_logstash.errors import CodecError, TooLargeError
 
 FAIL = ["_jsonparsefailure"]

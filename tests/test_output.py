@@ -10,14 +10,14 @@ from twisted.internet.task import Clock
 from twisted.logger import Logger
 from zope.interface import implementer
 
-from twisted_logstash.deadletter import DeadLetterFile, unwrap
+from twisted_logstash.codecs.ndjson import NdjsonError
 from twisted_logstash.errors import ConfigurationError, DeadLettered
-from twisted_logstash.hosts import Host
 from twisted_logstash.interfaces import ISource
-from twisted_logstash.ndjson import NdjsonError
-from twisted_logstash.output import Dropped, Output, OutputStopped
-from twisted_logstash.queue import MemoryQueue
-from twisted_logstash.sources import FileSource, GeneratorSource
+from twisted_logstash.pipeline.deadletter import DeadLetterFile, unwrap
+from twisted_logstash.pipeline.output import Dropped, Output, OutputStopped
+from twisted_logstash.pipeline.queue import MemoryQueue
+from twisted_logstash.pipeline.sources import FileSource, GeneratorSource
+from twisted_logstash.transport.hosts import Host
 
 A = Host("a.example", 9800)
 B = Host("b.example", 9800)

@@ -522,8 +522,8 @@ class Collecting:
 def test_output_with_an_endless_tcp_source_stops_cleanly_on_sigterm(programs):
     from support_http import listen
 
-    from twisted_logstash.native.server import HttpInputFactory
-    from twisted_logstash.sinks import CallableSink
+    from twisted_logstash.pipeline.sinks import CallableSink
+    from twisted_logstash.wires.native.server import HttpInputFactory
 
     collecting = Collecting()
     listening = yield listen(HttpInputFactory(CallableSink(collecting), reactor))

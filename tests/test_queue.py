@@ -4,7 +4,7 @@ import pytest
 from zope.interface.verify import verifyObject
 
 from twisted_logstash.interfaces import IEventQueue
-from twisted_logstash.queue import MemoryQueue
+from twisted_logstash.pipeline.queue import MemoryQueue
 
 
 def events(start, stop):

@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from twisted_logstash.errors import CodecError
-from twisted_logstash.native.response import (
+from twisted_logstash.wires.native.response import (
     IncompleteResponse,
     Response,
     ResponseError,

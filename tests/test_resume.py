@@ -6,10 +6,10 @@ import json
 
 from twisted.internet.task import Clock
 
-from twisted_logstash.diskqueue import DiskQueue
-from twisted_logstash.queue import MemoryQueue
-from twisted_logstash.resume import CursorQueue, cursor_key, resumable
-from twisted_logstash.sources import FileSource, GeneratorSource
+from twisted_logstash.pipeline.diskqueue import DiskQueue
+from twisted_logstash.pipeline.queue import MemoryQueue
+from twisted_logstash.pipeline.resume import CursorQueue, cursor_key, resumable
+from twisted_logstash.pipeline.sources import FileSource, GeneratorSource
 
 
 def write_lines(path, ids) -> None:

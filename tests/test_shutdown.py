@@ -130,8 +130,8 @@ def test_lumberjack_input_acks_a_window_whose_sink_is_slow_then_exits(programs):
     from twisted.internet import reactor
     from twisted.internet.endpoints import TCP4ClientEndpoint
 
-    from twisted_logstash.hosts import Host
-    from twisted_logstash.lumberjack.client import LumberjackTransmitter
+    from twisted_logstash.transport.hosts import Host
+    from twisted_logstash.wires.lumberjack.client import LumberjackTransmitter
 
     receiver = programs.spawn(
         "logstash-input",

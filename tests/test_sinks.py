@@ -10,10 +10,11 @@ from twisted.internet import defer
 from twisted.python.failure import Failure
 from zope.interface.verify import verifyObject
 
-from twisted_logstash import ndjson, sinks
+from twisted_logstash.codecs import ndjson
 from twisted_logstash.errors import ConfigurationError
 from twisted_logstash.interfaces import IEventSink
-from twisted_logstash.sinks import (
+from twisted_logstash.pipeline import sinks
+from twisted_logstash.pipeline.sinks import (
     CallableSink,
     FileSink,
     NullSink,

@@ -12,10 +12,10 @@ from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
 from zope.interface.verify import verifyObject
 
-from twisted_logstash.deadletter import DeadLetterFile
 from twisted_logstash.errors import ConfigurationError, TooLargeError
 from twisted_logstash.interfaces import ISource
-from twisted_logstash.sources import (
+from twisted_logstash.pipeline.deadletter import DeadLetterFile
+from twisted_logstash.pipeline.sources import (
     FileSource,
     GeneratorSource,
     LineEvents,

@@ -5,12 +5,12 @@ import pytest
 from support_transmitter import RETRY, FakeTransmitter
 from twisted.internet.task import Clock
 
-from twisted_logstash.diskqueue import DiskQueue
 from twisted_logstash.errors import ConfigurationError
-from twisted_logstash.hosts import Host
-from twisted_logstash.output import Output
-from twisted_logstash.sources import GeneratorSource
+from twisted_logstash.pipeline.diskqueue import DiskQueue
+from twisted_logstash.pipeline.output import Output
+from twisted_logstash.pipeline.sources import GeneratorSource
 from twisted_logstash.tap.output import OutputProgram
+from twisted_logstash.transport.hosts import Host
 
 HOST = Host("127.0.0.1", 9800)
 

@@ -18,9 +18,9 @@ from zope.interface import implementer
 
 from tests import support_tls
 from tests.support_tls import AckServerFactory, ping
-from twisted_logstash import tls
-from twisted_logstash.endpoints import TLSServerEndpoint
 from twisted_logstash.errors import ConfigurationError
+from twisted_logstash.security import tls
+from twisted_logstash.security.endpoints import TLSServerEndpoint
 
 certs = support_tls.certs  # the session fixture, under its name
 
@@ -624,7 +624,7 @@ def _lines(events):
     return [
         (event["log_level"].name, formatEvent(event))
         for event in events
-        if event.get("log_namespace") == "twisted_logstash.tls"
+        if event.get("log_namespace") == "twisted_logstash.security.tls"
     ]
 
 

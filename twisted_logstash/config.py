@@ -18,7 +18,7 @@ import os
 from collections.abc import Mapping
 
 from twisted_logstash.errors import ConfigurationError
-from twisted_logstash.tls import PROTOCOLS, translate_cipher_suites
+from twisted_logstash.security.tls import PROTOCOLS, translate_cipher_suites
 
 CLIENT_AUTHENTICATION = ("none", "optional", "required")
 VERIFICATION_MODES = ("full", "none")

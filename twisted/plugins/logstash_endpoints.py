@@ -5,7 +5,7 @@ With this dropin, ``serverFromString(reactor, "logstash-tls:...")`` and
 import the TLS machinery only when a string is parsed, so that scanning plugins stays cheap.
 """
 
-from twisted_logstash.endpoints import LogstashTLSClientParser, LogstashTLSServerParser
+from twisted_logstash.security.endpoints import LogstashTLSClientParser, LogstashTLSServerParser
 
 logstashTLSServer = LogstashTLSServerParser()
 logstashTLSClient = LogstashTLSClientParser()

@@ -20,7 +20,7 @@ from twisted.python import usage
 
 from twisted_logstash import config
 from twisted_logstash.errors import ConfigurationError
-from twisted_logstash.hosts import Host
+from twisted_logstash.transport.hosts import Host
 
 #: what each wire defaults to where INTERFACE.md says "(`lumberjack`: ...)"
 WIRE_DEFAULTS = {

@@ -17,11 +17,9 @@ from twisted.internet.error import CannotListenError
 from twisted.logger import Logger
 
 from twisted_logstash import config
+from twisted_logstash.codecs.events import Decorations
 from twisted_logstash.errors import ConfigurationError
-from twisted_logstash.events import Decorations
-from twisted_logstash.hosts import Host
-from twisted_logstash.input import InputService
-from twisted_logstash.sinks import sink_from_string
+from twisted_logstash.pipeline.sinks import sink_from_string
 from twisted_logstash.tap.common import (
     LogstashOptions,
     appender,
@@ -35,9 +33,11 @@ from twisted_logstash.tap.common import (
     tls_and_auth_settings,
     wire_of,
 )
+from twisted_logstash.transport.hosts import Host
+from twisted_logstash.transport.inputservice import InputService
 
 PROGRAM = "logstash-input"
-log = Logger(namespace="twisted_logstash.input")
+log = Logger(namespace="twisted_logstash.transport.inputservice")
 
 #: flags that mean something on one wire only; given for the other, they are an error rather
 #: than silently ignored (a username on the framed wire would protect nothing)
@@ -170,7 +170,7 @@ def build(settings: dict, explicit: set[str], reactor=None):
         add_field=tuple(settings["add_field"]),
     )
     if settings["protocol"] == "lumberjack":
-        from twisted_logstash.lumberjack.server import LumberjackInputFactory
+        from twisted_logstash.wires.lumberjack.server import LumberjackInputFactory
 
         factory = LumberjackInputFactory(
             sink,
@@ -179,7 +179,7 @@ def build(settings: dict, explicit: set[str], reactor=None):
             decorations=decorations,
         )
     else:
-        from twisted_logstash.native.server import HttpInputFactory
+        from twisted_logstash.wires.native.server import HttpInputFactory
 
         factory = HttpInputFactory(
             sink,
@@ -197,7 +197,7 @@ def build(settings: dict, explicit: set[str], reactor=None):
     if settings["endpoint"] is not None:
         description = settings["endpoint"]
     else:
-        from twisted_logstash.endpoints import server_endpoint_string
+        from twisted_logstash.security.endpoints import server_endpoint_string
 
         description = server_endpoint_string(settings, settings["host"], settings["port"])
     try:

@@ -18,10 +18,9 @@ from twisted.internet.error import CannotListenError
 from twisted.logger import Logger
 
 from twisted_logstash import config
-from twisted_logstash.deadletter import DeadLetterFile
 from twisted_logstash.errors import ConfigurationError
-from twisted_logstash.hosts import parse_hosts
-from twisted_logstash.output import OutputStopped
+from twisted_logstash.pipeline.deadletter import DeadLetterFile
+from twisted_logstash.pipeline.output import OutputStopped
 from twisted_logstash.tap.common import (
     LogstashOptions,
     appender,
@@ -35,9 +34,10 @@ from twisted_logstash.tap.common import (
     tls_and_auth_settings,
     wire_of,
 )
+from twisted_logstash.transport.hosts import parse_hosts
 
 PROGRAM = "logstash-output"
-log = Logger(namespace="twisted_logstash.output")
+log = Logger(namespace="twisted_logstash.pipeline.output")
 
 #: flags that mean something on one wire only (see ``check_protocol_flags``)
 ONLY = {"http": ("username", "password")}
@@ -132,11 +132,11 @@ def settings_from(options: Options, environ=os.environ) -> tuple[dict, set[str],
 
 def make_transmitter(settings: dict, reactor):
     """The wire's transmitter, connecting through TLS or plain TCP endpoints."""
-    from twisted_logstash.endpoints import client_endpoint_factory
+    from twisted_logstash.security.endpoints import client_endpoint_factory
 
     endpoints = client_endpoint_factory(reactor, settings)
     if settings["protocol"] == "lumberjack":
-        from twisted_logstash.lumberjack.client import LumberjackTransmitter
+        from twisted_logstash.wires.lumberjack.client import LumberjackTransmitter
 
         if settings["compression"] not in ("zlib", "gzip", "deflate", "none"):
             raise ConfigurationError(
@@ -151,8 +151,8 @@ def make_transmitter(settings: dict, reactor):
         return LumberjackTransmitter(
             reactor, endpoints, compression_level=level, timeout=settings["timeout"]
         )
-    from twisted_logstash.compression import normalize
-    from twisted_logstash.native.client import HttpTransmitter
+    from twisted_logstash.codecs.compression import normalize
+    from twisted_logstash.wires.native.client import HttpTransmitter
 
     return HttpTransmitter(
         reactor,
@@ -174,11 +174,11 @@ def make_queue(settings: dict, reactor):
     if spec == "memory":
         if sync != "normal":
             raise ConfigurationError("--queue-sync applies to --queue disk:DIR only")
-        from twisted_logstash.queue import MemoryQueue
+        from twisted_logstash.pipeline.queue import MemoryQueue
 
         return MemoryQueue(capacity)
     if spec.startswith("disk:") and spec[5:]:
-        from twisted_logstash.diskqueue import DiskQueue
+        from twisted_logstash.pipeline.diskqueue import DiskQueue
 
         return DiskQueue(spec[5:], capacity=capacity, reactor=reactor, sync=sync)
     raise ConfigurationError(f"--queue takes memory or disk:DIR, not {spec!r}")
@@ -188,7 +188,7 @@ class OutputProgram(service.MultiService):
     """The output plus its source: stops the reactor once a finite source was fully delivered,
     and chooses the exit status."""
 
-    log = Logger(namespace="twisted_logstash.output")
+    log = Logger(namespace="twisted_logstash.pipeline.output")
 
     def __init__(self, output, source, reactor, exit=exit_with, stop_timeout: float = 10.0):
         super().__init__()
@@ -297,9 +297,9 @@ def _seconds(value: float) -> str:
 def build(settings: dict, explicit: set[str], reactor=None):
     if reactor is None:
         from twisted.internet import reactor
-    from twisted_logstash.output import Output
-    from twisted_logstash.resume import resumable
-    from twisted_logstash.sources import source_from_string
+    from twisted_logstash.pipeline.output import Output
+    from twisted_logstash.pipeline.resume import resumable
+    from twisted_logstash.pipeline.sources import source_from_string
 
     warnings = config.check_output(settings, explicit)
     dead_letter = DeadLetterFile(settings["dead_letter"], reactor)

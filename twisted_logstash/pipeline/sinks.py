@@ -21,7 +21,7 @@ from twisted.internet import defer
 from twisted.logger import Logger
 from zope.interface import implementer
 
-from twisted_logstash import ndjson
+from twisted_logstash.codecs import ndjson
 from twisted_logstash.errors import ConfigurationError
 from twisted_logstash.interfaces import IEventSink
 

@@ -23,7 +23,7 @@ from typing import Any
 
 import orjson
 
-from twisted_logstash.lumberjack.frames import (
+from twisted_logstash.wires.lumberjack.frames import (
     CODE_ACK,
     CODE_COMPRESSED,
     CODE_DATA,

@@ -37,7 +37,7 @@ from __future__ import annotations
 import base64
 
 from twisted_logstash.errors import ConfigurationError
-from twisted_logstash.hosts import Host
+from twisted_logstash.transport.hosts import Host
 
 CONTENT_TYPE = b"application/x-ndjson"
 

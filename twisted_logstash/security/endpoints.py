@@ -32,7 +32,7 @@ from twisted.plugin import IPlugin
 from zope.interface import implementer
 
 from twisted_logstash.errors import ConfigurationError
-from twisted_logstash.hosts import Host
+from twisted_logstash.transport.hosts import Host
 
 PREFIX = "logstash-tls"
 DEFAULT_CONNECT_TIMEOUT = 30.0
@@ -142,7 +142,7 @@ def client_endpoint_factory(
 
         return plain
 
-    from twisted_logstash import tls
+    from twisted_logstash.security import tls
 
     context = tls.client_context(settings)
     verify = (settings.get("ssl_verification_mode") or "full") == "full"
@@ -169,7 +169,7 @@ class TLSServerEndpoint:
     def listen(self, protocolFactory):
         from twisted.protocols.tls import TLSMemoryBIOFactory
 
-        from twisted_logstash.tls import HandshakeTimeoutFactory
+        from twisted_logstash.security.tls import HandshakeTimeoutFactory
 
         timed = HandshakeTimeoutFactory(protocolFactory, self._reactor, self._handshake_timeout)
         return self._endpoint.listen(TLSMemoryBIOFactory(self._creator, False, timed))
@@ -208,7 +208,8 @@ class LogstashTLSServerParser:
     def parseStreamServer(self, reactor, *args, **kwargs) -> IStreamServerEndpoint:
         from twisted.internet.endpoints import TCP4ServerEndpoint, TCP6ServerEndpoint
 
-        from twisted_logstash import config, tls
+        from twisted_logstash import config
+        from twisted_logstash.security import tls
 
         if args:
             kwargs.setdefault("port", args[0])
@@ -236,7 +237,8 @@ class LogstashTLSClientParser:
     def parseStreamClient(self, reactor, *args, **kwargs) -> IStreamClientEndpoint:
         from twisted.internet.endpoints import HostnameEndpoint, wrapClientTLS
 
-        from twisted_logstash import config, tls
+        from twisted_logstash import config
+        from twisted_logstash.security import tls
 
         if args:
             kwargs.setdefault("host", args[0])

@@ -51,7 +51,7 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from twisted_logstash.errors import ConfigurationError
-from twisted_logstash.hosts import Host
+from twisted_logstash.transport.hosts import Host
 
 log = Logger()
 

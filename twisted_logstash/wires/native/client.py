@@ -2,7 +2,7 @@
 
 A lean client instead of twisted.web's `Agent`: per request it writes prebuilt header bytes plus
 the body with one ``writeSequence`` and feeds the answer to the sans-IO `ResponseParser`; nothing
-else runs per request but the verdict. The request bytes (built in `native/request.py`, which
+else runs per request but the verdict. The request bytes (built in `wires/native/request.py`, which
 says why each header is there or not) are, for a batch of N compressed bytes, every line ending
 in CRLF::
 
@@ -50,20 +50,20 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from twisted_logstash import compression as codecs
-from twisted_logstash import ndjson
+from twisted_logstash.codecs import compression as codecs
+from twisted_logstash.codecs import ndjson
 from twisted_logstash.errors import ConfigurationError, RetriableError, TerminalError
-from twisted_logstash.hosts import Host
 from twisted_logstash.interfaces import ITransmitter
-from twisted_logstash.native.eager import send_now
-from twisted_logstash.native.request import RequestEncoder
-from twisted_logstash.native.response import (
+from twisted_logstash.security.tls import describe_tls_failure
+from twisted_logstash.transport.eager import send_now
+from twisted_logstash.transport.hosts import Host
+from twisted_logstash.wires.native.request import RequestEncoder
+from twisted_logstash.wires.native.response import (
     IncompleteResponse,
     Response,
     ResponseError,
     ResponseParser,
 )
-from twisted_logstash.tls import describe_tls_failure
 
 __all__ = [
     "DEFAULT_MAX_CONNECTIONS_PER_HOST",
@@ -126,7 +126,7 @@ def _describe(failure: Failure) -> str:
     return f"{type(exc).__name__}: {message}" if message else type(exc).__name__
 
 
-_TLS_MODULES = ("OpenSSL", "service_identity", "ssl", "twisted_logstash.tls")
+_TLS_MODULES = ("OpenSSL", "service_identity", "ssl", "twisted_logstash.security.tls")
 
 
 def _is_tls(exc: BaseException) -> bool:

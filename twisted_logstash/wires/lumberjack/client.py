@@ -29,10 +29,10 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from twisted_logstash.errors import RetriableError
-from twisted_logstash.hosts import Host
 from twisted_logstash.interfaces import ITransmitter
-from twisted_logstash.lumberjack.decoder import FrameDecoder
-from twisted_logstash.lumberjack.frames import (
+from twisted_logstash.transport.hosts import Host
+from twisted_logstash.wires.lumberjack.decoder import FrameDecoder
+from twisted_logstash.wires.lumberjack.frames import (
     DEFAULT_COMPRESSION_LEVEL,
     AckFrame,
     LumberjackProtocolError,
@@ -52,7 +52,7 @@ __all__ = [
 DEFAULT_ACK_TIMEOUT = 30.0  # the Beats' `timeout`
 DEFAULT_CONNECT_TIMEOUT = 30.0
 
-log = Logger(namespace="twisted_logstash.lumberjack.client")
+log = Logger(namespace="twisted_logstash.wires.lumberjack.client")
 
 
 class LumberjackPayload:
@@ -300,6 +300,6 @@ def _describe(failure: Failure) -> str:
     """One line saying why: refused, timed out, closed by the peer, or the TLS reason."""
     if failure.check(defer.TimeoutError, defer.CancelledError):
         return "timed out"
-    from twisted_logstash.tls import describe_tls_failure
+    from twisted_logstash.security.tls import describe_tls_failure
 
     return describe_tls_failure(failure, client=True)

@@ -28,21 +28,21 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from twisted_logstash.events import Decorations, prepare, timestamp_now
+from twisted_logstash.codecs.events import Decorations, prepare, timestamp_now
 from twisted_logstash.interfaces import IEventSink
-from twisted_logstash.lumberjack.decoder import (
+from twisted_logstash.security.tls import describe_peer
+from twisted_logstash.wires.lumberjack.decoder import (
     DEFAULT_MAX_FRAME,
     DEFAULT_MAX_INFLATED,
     DEFAULT_MAX_WINDOW,
     FrameDecoder,
 )
-from twisted_logstash.lumberjack.frames import (
+from twisted_logstash.wires.lumberjack.frames import (
     AckFrame,
     LumberjackProtocolError,
     WindowSizeFrame,
     encode_ack,
 )
-from twisted_logstash.tls import describe_peer
 
 __all__ = [
     "DEFAULT_CLIENT_INACTIVITY_TIMEOUT",
@@ -54,7 +54,7 @@ __all__ = [
 DEFAULT_CLIENT_INACTIVITY_TIMEOUT = 60.0  # the beats input's client_inactivity_timeout
 DEFAULT_KEEPALIVE_INTERVAL = 5.0  # the beats input's writer-idle keep-alive
 
-log = Logger(namespace="twisted_logstash.lumberjack.server")
+log = Logger(namespace="twisted_logstash.wires.lumberjack.server")
 
 
 class _Window:

@@ -14,7 +14,7 @@ from collections.abc import Iterable
 
 from twisted.internet.interfaces import IReactorTime
 
-from twisted_logstash.hosts import Host
+from twisted_logstash.transport.hosts import Host
 
 
 class _HostState:

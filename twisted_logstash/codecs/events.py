@@ -33,7 +33,7 @@ from typing import Any
 import orjson
 from twisted.internet.interfaces import IReactorTime
 
-from twisted_logstash.deadletter import iso_time
+from twisted_logstash.pipeline.deadletter import iso_time
 
 __all__ = ["Decorations", "field_path", "prepare", "sprintf", "timestamp_now"]
 

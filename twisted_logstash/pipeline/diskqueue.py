@@ -44,9 +44,9 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 from zope.interface import implementer
 
+from twisted_logstash.codecs.ndjson import NdjsonError
 from twisted_logstash.errors import ConfigurationError
 from twisted_logstash.interfaces import IEventQueue
-from twisted_logstash.ndjson import NdjsonError
 
 __all__ = [
     "DB_NAME",

@@ -23,7 +23,7 @@ from twisted.logger import Logger
 from zope.interface import implementer
 
 from twisted_logstash.interfaces import IEventQueue
-from twisted_logstash.sources import FileSource
+from twisted_logstash.pipeline.sources import FileSource
 
 __all__ = ["CursorQueue", "cursor_key", "resumable"]
 

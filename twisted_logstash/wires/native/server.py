@@ -21,18 +21,24 @@ from twisted.internet import defer, protocol, task
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from twisted_logstash import ndjson
-from twisted_logstash.compression import Decompressor, normalize
+from twisted_logstash.codecs import ndjson
+from twisted_logstash.codecs.compression import Decompressor, normalize
+from twisted_logstash.codecs.events import Decorations, prepare, timestamp_now
 from twisted_logstash.errors import (
     CodecError,
     ConfigurationError,
     SinkUnavailable,
     TooLargeError,
 )
-from twisted_logstash.events import Decorations, prepare, timestamp_now
-from twisted_logstash.native.eager import send_now
-from twisted_logstash.native.http11 import END, MAX_HEAD, NEED_DATA, RequestError, RequestParser
-from twisted_logstash.tls import describe_peer
+from twisted_logstash.security.tls import describe_peer
+from twisted_logstash.transport.eager import send_now
+from twisted_logstash.wires.native.http11 import (
+    END,
+    MAX_HEAD,
+    NEED_DATA,
+    RequestError,
+    RequestParser,
+)
 
 __all__ = ["HttpInputFactory", "HttpInputProtocol"]
 

@@ -22,10 +22,10 @@ from twisted.internet.interfaces import IHalfCloseableProtocol, IPushProducer
 from twisted.logger import Logger
 from zope.interface import implementer
 
-from twisted_logstash.deadletter import unwrap
+from twisted_logstash.codecs.ndjson import DEFAULT_MAX_LINE_LENGTH, LineSplitter
 from twisted_logstash.errors import ConfigurationError, TooLargeError
 from twisted_logstash.interfaces import ISource
-from twisted_logstash.ndjson import DEFAULT_MAX_LINE_LENGTH, LineSplitter
+from twisted_logstash.pipeline.deadletter import unwrap
 
 __all__ = [
     "FileSource",

@@ -25,9 +25,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from twisted_logstash.backoff import Backoff
-from twisted_logstash.balancer import Balancer
-from twisted_logstash.deadletter import DeadLetterFile
+from twisted_logstash.codecs.events import prepare, timestamp_now
 from twisted_logstash.errors import (
     ConfigurationError,
     DeadLettered,
@@ -35,10 +33,12 @@ from twisted_logstash.errors import (
     SinkUnavailable,
     TerminalError,
 )
-from twisted_logstash.events import prepare, timestamp_now
-from twisted_logstash.hosts import Host
 from twisted_logstash.interfaces import IEventQueue, IEventSink, ISource, ITransmitter
-from twisted_logstash.queue import DEFAULT_CAPACITY, MemoryQueue
+from twisted_logstash.pipeline.backoff import Backoff
+from twisted_logstash.pipeline.balancer import Balancer
+from twisted_logstash.pipeline.deadletter import DeadLetterFile
+from twisted_logstash.pipeline.queue import DEFAULT_CAPACITY, MemoryQueue
+from twisted_logstash.transport.hosts import Host
 
 # A batch whose delay elapsed within this many seconds of now is due (float time arithmetic).
 _EPSILON = 1e-9
