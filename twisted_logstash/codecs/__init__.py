@@ -1,1 +1,1 @@
-"""codecs"""
+"""Sans-IO codecs every wire and writer shares: ndjson, compression, the JSON policy, Logstash event rules."""

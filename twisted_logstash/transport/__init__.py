@@ -1,1 +1,1 @@
-"""transport"""
+"""The wire-neutral transport: input skeleton, per-host pool and attempt, eager writes, hosts."""

@@ -1,1 +1,1 @@
-"""wires"""
+"""The two wires: native (HTTP/1.1 batches) and lumberjack (Lumberjack v2 / Beats), each as codecs plus exchanges."""
