@@ -1,1 +1,3 @@
-"""Sans-IO codecs every wire and writer shares: ndjson, compression, the JSON policy, Logstash event rules."""
+"""Sans-IO codecs every wire and writer shares: ndjson, compression, the JSON policy,
+Logstash's event rules.
+"""

@@ -1,1 +1,3 @@
-"""TLS settings, contexts, handshake deadline, failure text, and the logstash-tls endpoint strings."""
+"""TLS settings, contexts, handshake deadline, failure text, and the logstash-tls endpoint
+strings.
+"""

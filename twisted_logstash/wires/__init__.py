@@ -1,1 +1,3 @@
-"""The two wires: native (HTTP/1.1 batches) and lumberjack (Lumberjack v2 / Beats), each as codecs plus exchanges."""
+"""The two wires, native (HTTP/1.1 batches) and lumberjack (Lumberjack v2, Beats): each
+its codecs plus the exchanges the transport plugs in.
+"""
