@@ -17,7 +17,7 @@ from zope.interface.verify import verifyObject
 
 from twisted_logstash.codecs.ndjson import NdjsonError
 from twisted_logstash.errors import ConfigurationError
-from twisted_logstash.interfaces import IEventQueue
+from twisted_logstash.interfaces import ICursorQueue, IEventQueue
 from twisted_logstash.pipeline.diskqueue import (
     DB_NAME,
     ROW_EVENTS,
@@ -76,8 +76,9 @@ def queue(qdir):
 # -- the interface ------------------------------------------------------------------------
 
 
-def test_provides_ieventqueue(queue):
+def test_provides_ieventqueue_and_icursorqueue(queue):
     assert verifyObject(IEventQueue, queue)
+    assert verifyObject(ICursorQueue, queue)
     assert queue.durable is True
 
 

@@ -3,7 +3,7 @@
 import pytest
 from zope.interface.verify import verifyObject
 
-from twisted_logstash.interfaces import IEventQueue
+from twisted_logstash.interfaces import ICursorQueue, IEventQueue
 from twisted_logstash.pipeline.queue import MemoryQueue
 
 
@@ -18,8 +18,17 @@ def fired(d):
     return results[0]
 
 
-def test_provides_the_interface():
-    assert verifyObject(IEventQueue, MemoryQueue(10))
+def test_provides_the_queue_interface_and_keeps_no_cursors():
+    queue = MemoryQueue(10)
+    assert verifyObject(IEventQueue, queue)
+    # nothing it holds outlives the process, so neither would a read position
+    assert not ICursorQueue.providedBy(queue)
+
+
+def test_close_fires_at_once():
+    queue = MemoryQueue(10)
+    queue.put(events(0, 2))
+    assert fired(queue.close()) is None
 
 
 def test_put_fires_once_held_and_get_hands_out_oldest_first():

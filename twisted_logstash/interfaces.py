@@ -38,22 +38,74 @@ class ITransmitter(Interface):
 
 
 class IEventQueue(Interface):
-    """What an output holds between its source and its transmitter."""
+    """What an output holds between its sources and its transmitter.
+
+    Events are held from C{put} until C{ack}: a batch handed out by C{get}
+    stays held (and counted) while it is sent and retried. C{capacity} is
+    advice, not a wall: C{put} never refuses for lack of room; the output
+    reads C{room()} and pauses its sources instead, because refusing would
+    only drop events a source already read.
+    """
+
+    capacity = Attribute(
+        "How many held events make the queue full: the bound on how far the "
+        "sources may run ahead of the receivers."
+    )
+    durable = Attribute(
+        "True if what the queue holds outlives the process (a disk queue): "
+        "events left unacknowledged at a stop are then kept for the next run, "
+        "not lost, and the output says so."
+    )
+    full = Attribute("True while C{pending()} is at or over C{capacity}.")
 
     def put(events):
-        """Append events; return a Deferred firing once they are held (for a
-        disk queue: on disk)."""
+        """Append events, in order after every earlier put; return a Deferred
+        that fires once they are held (for a disk queue: committed), or fails
+        with nothing of them held."""
 
     def get(limit):
         """Return C{(ticket, events)} for up to C{limit} events not handed
-        out yet, or None when there are none."""
+        out yet, oldest first, or None when there are none. They stay held
+        until C{ticket} is acknowledged."""
 
     def ack(ticket):
         """The events of C{ticket} were acknowledged (or dead-lettered):
-        forget them for good."""
+        forget them for good. Each ticket is acknowledged once; an unknown
+        or repeated ticket raises KeyError."""
 
     def pending():
         """How many events are held, handed out or not."""
+
+    def available():
+        """How many events C{get} would hand out now (held, not handed out)."""
+
+    def room():
+        """How many more events fit before the queue is full; never below 0."""
+
+    def close():
+        """Release what the queue holds open (a database, a lock); return a
+        Deferred that fires when done. Events not acknowledged are lost with
+        a memory queue and kept by a durable one; the queue is not used
+        afterwards."""
+
+
+class ICursorQueue(IEventQueue):
+    """A queue that also keeps its sources' read positions ("cursors").
+
+    A cursor is stored in the same transaction as the events read before it,
+    so the stored position is always just after the last event the queue
+    holds from that source: a source restarted there neither skips nor
+    re-reads an event. Only a queue whose puts are atomic can offer this.
+    """
+
+    def put(events, cursor=None):
+        """As L{IEventQueue.put}; C{cursor}, a C{(source_key, position)}
+        pair, is stored with the events, both or neither. A put of no
+        events may move a cursor alone."""
+
+    def cursor(source_key):
+        """The position last stored for C{source_key} (an int), or None if
+        none was ever stored."""
 
 
 class ISource(Interface):

@@ -46,7 +46,7 @@ from zope.interface import implementer
 
 from twisted_logstash.codecs.ndjson import NdjsonError
 from twisted_logstash.errors import ConfigurationError
-from twisted_logstash.interfaces import IEventQueue
+from twisted_logstash.interfaces import ICursorQueue
 
 __all__ = [
     "DB_NAME",
@@ -129,7 +129,7 @@ def _subtract(span: tuple[int, int], taken: list[tuple[int, int]]) -> list[tuple
     return free
 
 
-@implementer(IEventQueue)
+@implementer(ICursorQueue)
 class DiskQueue:
     """A FIFO of events on disk; see the module docstring for what is durable when.
 
@@ -262,7 +262,7 @@ class DiskQueue:
         self._pending = total - done
         self._next_id = (last or 0) + 1
 
-    # -- IEventQueue ------------------------------------------------------------------------
+    # -- IEventQueue and ICursorQueue -------------------------------------------------------
 
     def put(
         self, events: Iterable[dict], cursor: tuple[str, int] | None = None

@@ -588,7 +588,7 @@ class Output(service.Service):
             d.errback(error)
         self.log.info("output stopped: {stats}", stats=self.stats)
         if left:
-            if getattr(self.queue, "durable", False):
+            if self.queue.durable:
                 self.log.warn(
                     "stopped with {count} events not acknowledged; they stay in the queue",
                     count=left,

@@ -3,10 +3,8 @@
 Events are held from ``put`` until ``ack``: a batch handed out by ``get`` stays counted in
 ``pending()`` while it is being sent and retried, so a full queue means "this many events are not
 acknowledged yet", which is what bounds memory while every receiver is down. Nothing here
-survives the process; ``diskqueue.DiskQueue`` has the same interface for that.
-
-Beyond ``IEventQueue``, a queue tells the output how much it may still take (``room()``,
-``full``, ``capacity``) and whether what it holds outlives the process (``durable``).
+survives the process (``durable`` is False), so there is no read position worth keeping either:
+this queue is an ``IEventQueue`` only; ``diskqueue.DiskQueue`` is the ``ICursorQueue``.
 """
 
 from __future__ import annotations
@@ -78,3 +76,7 @@ class MemoryQueue:
     @property
     def full(self) -> bool:
         return self.pending() >= self.capacity
+
+    def close(self) -> defer.Deferred:
+        """Nothing to release; what is still held is lost with the process."""
+        return defer.succeed(None)

@@ -245,10 +245,8 @@ class OutputProgram(service.MultiService):
             if timer.active():
                 timer.cancel()
         left = self.output.undelivered() if hasattr(self.output, "undelivered") else 0
-        close = getattr(self.output.queue, "close", None)
-        if close is not None:
-            # A disk queue folds its write-ahead log back and releases its directory lock.
-            yield close()
+        # A disk queue folds its write-ahead log back and releases its directory lock.
+        yield self.output.queue.close()
         if left:
             self.log.error(
                 "stopped with {count} events not acknowledged by any receiver", count=left
