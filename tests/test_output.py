@@ -8,13 +8,14 @@ from support_transmitter import CRASH, HANG, OK, RETRY, TERMINAL, FakeTransmitte
 from twisted.internet.interfaces import IPushProducer
 from twisted.internet.task import Clock
 from twisted.logger import Logger
-from zope.interface import implementer
+from zope.interface import alsoProvides, implementer
 
 from twisted_logstash.codecs.ndjson import NdjsonError
 from twisted_logstash.errors import ConfigurationError, DeadLettered
-from twisted_logstash.interfaces import ISource
+from twisted_logstash.interfaces import ICursorQueue, IEventQueue, ISource
 from twisted_logstash.pipeline.deadletter import DeadLetterFile, unwrap
 from twisted_logstash.pipeline.output import Dropped, Output, OutputStopped
+from twisted_logstash.pipeline.position import ReadPosition
 from twisted_logstash.pipeline.queue import MemoryQueue
 from twisted_logstash.pipeline.sources import FileSource, GeneratorSource
 from twisted_logstash.transport.hosts import Host
@@ -430,6 +431,95 @@ def test_sources_attached_before_start_start_with_the_service(clock):
     assert source.calls == []
     output.startService()
     assert source.calls == ["start"]
+
+
+# -- what the output asks of its queue ------------------------------------------------------
+
+
+class Declared:
+    """A queue that lets the output reach nothing but what ``interface`` declares."""
+
+    def __init__(self, queue, interface):
+        self._queue = queue
+        self._names = set(interface.names(all=True))
+        self.puts = []  # the keyword arguments of every put
+        alsoProvides(self, interface)
+
+    def put(self, events, **kw):
+        self.puts.append(kw)
+        return self._queue.put(events, **kw)
+
+    def __getattr__(self, name):
+        if name not in self._names:
+            raise AttributeError(f"{name} is not declared by the queue interface")
+        return getattr(self._queue, name)
+
+
+class CursorMemoryQueue(MemoryQueue):
+    """A memory queue that remembers cursors, as a disk queue stores them with a put."""
+
+    def __init__(self, capacity):
+        super().__init__(capacity)
+        self.cursors = {}
+
+    def put(self, events, cursor=None):
+        if cursor is not None:
+            self.cursors[cursor[0]] = cursor[1]
+        return super().put(events)
+
+    def cursor(self, source_key):
+        return self.cursors.get(source_key)
+
+
+def test_the_output_uses_only_what_the_queue_interface_declares(clock):
+    fake = FakeTransmitter(clock, default=HANG)
+    queue = Declared(MemoryQueue(4), IEventQueue)
+    output = make(clock, fake, queue=queue, batch_size=2, max_in_flight=1)
+    source = ListSource()
+    output.attach(source)
+    source.consumer(events(0, 3), ReadPosition("file:/x", [10, 20, 30]))
+    sent = Outcome(output.send(events(3, 6)))
+    for _ in range(3):
+        fake.hung()[0].succeed()
+        clock.advance(0.05)
+    assert sent.value is None and fake.delivered == events(0, 6)
+    assert queue.puts == [{}, {}, {}]  # a plain queue is never handed a cursor
+    assert Outcome(output.stopService()).value == 0
+
+
+def test_a_cursor_queue_gets_the_position_after_each_put_s_last_event(clock):
+    fake = FakeTransmitter(clock, default=HANG)
+    queue = Declared(CursorMemoryQueue(2), ICursorQueue)
+    output = make(clock, fake, queue=queue, batch_size=1, max_in_flight=1)
+    source = ListSource()
+    output.attach(source)
+    output.send(events(0, 1))  # a caller's event: no cursor
+    source.consumer(events(1, 4), ReadPosition("file:/x", [10, 20, 30]))
+    assert queue.puts == [{}, {"cursor": ("file:/x", 10)}]  # room for one of the three
+    for _ in range(3):
+        fake.hung()[0].succeed()
+        clock.advance(0.05)
+    assert queue.puts[2:] == [{"cursor": ("file:/x", 20)}, {"cursor": ("file:/x", 30)}]
+    assert queue.cursor("file:/x") == 30
+
+
+def test_a_position_that_does_not_match_its_events_is_a_bug_of_the_source(clock):
+    output = make(clock, FakeTransmitter(clock))
+    source = ListSource()
+    output.attach(source)
+    with pytest.raises(ValueError):
+        source.consumer(events(0, 3), ReadPosition("file:/x", [10, 20]))
+    assert output.pending() == 0
+
+
+def test_a_read_position_splits_with_its_events():
+    position = ReadPosition("file:/x", [10, 20, 30])
+    head, tail = position.split(1)
+    assert head == ReadPosition("file:/x", [10]) and tail == ReadPosition("file:/x", [20, 30])
+    assert head.cursor() == ("file:/x", 10) and tail.offset == 30
+    for count in (0, 3):
+        with pytest.raises(ValueError):
+            position.split(count)
 
 
 # -- drain and stop -----------------------------------------------------------------------

@@ -13,7 +13,7 @@ from twisted.internet.testing import StringTransport
 from zope.interface.verify import verifyObject
 
 from twisted_logstash.errors import ConfigurationError, TooLargeError
-from twisted_logstash.interfaces import ISource
+from twisted_logstash.interfaces import IResumableSource, ISource
 from twisted_logstash.pipeline.deadletter import DeadLetterFile
 from twisted_logstash.pipeline.sources import (
     FileSource,
@@ -48,17 +48,24 @@ MIXED_EVENTS = [
 
 
 class Collect:
-    """A consumer that keeps every list it was handed."""
+    """A consumer that keeps every list it was handed, and the position that came with it."""
 
     def __init__(self):
         self.batches = []
+        self.positions = []
 
-    def __call__(self, events):
+    def __call__(self, events, position):
         self.batches.append(events)
+        self.positions.append(position)
 
     @property
     def events(self):
         return [e for batch in self.batches for e in batch]
+
+    @property
+    def ends(self):
+        """The offset after each event's line, over every list handed."""
+        return [end for position in self.positions for end in position.ends]
 
 
 def run(clock, source, steps=1000):
@@ -137,6 +144,45 @@ def test_a_file_without_a_trailing_newline(tmp_path):
     source, got = read_file(tmp_path, b'{"a": 1}\n{"b": 2}')
     assert got.events == [{"a": 1}, {"b": 2}]
     assert source.offset == len(b'{"a": 1}\n{"b": 2}')
+    assert got.ends == [9, 17]
+
+
+def line_ends(data: bytes) -> list[int]:
+    """The offset just after each line of ``data`` that holds an event (not blank)."""
+    ends, position = [], 0
+    for line in data.split(b"\n")[:-1]:
+        position += len(line) + 1
+        if line.strip():
+            ends.append(position)
+    return ends
+
+
+@pytest.mark.parametrize("chunk_size", [1, 5, 13, 65536])
+def test_each_event_comes_with_the_offset_just_after_its_line(tmp_path, chunk_size):
+    source, got = read_file(tmp_path, MIXED, chunk_size=chunk_size)
+    assert got.ends == line_ends(MIXED)  # blank lines are stepped over, \r\n counted whole
+    assert len(got.ends) == len(got.events)
+    for events, position in zip(got.batches, got.positions, strict=True):
+        assert position.key == source.key == "file:" + str(tmp_path / "in.ndjson")
+        assert len(position.ends) == len(events)
+        assert position.offset == position.ends[-1]
+    assert got.positions[-1].offset == source.offset == len(MIXED)
+
+
+def test_a_resumed_file_reads_on_from_a_position_it_handed_out(tmp_path):
+    data = b"".join(b'{"n": %d}\n' % n for n in range(20))
+    first, got = read_file(tmp_path, data, chunk_size=40)
+    middle = got.ends[6]  # as if the queue held events 0..6 when the process died
+    clock = Clock()
+    again = FileSource(first.path, clock)
+    again.resume_at(middle)
+    rest = Collect()
+    again.start(rest)
+    run(clock, again)
+    assert [e["n"] for e in rest.events] == list(range(7, 20))
+    assert rest.ends == got.ends[7:]
+    with pytest.raises(RuntimeError):
+        again.resume_at(0)  # only before start
 
 
 def test_the_offset_marks_the_end_of_the_last_line_handed_out(tmp_path):
@@ -145,7 +191,7 @@ def test_the_offset_marks_the_end_of_the_last_line_handed_out(tmp_path):
     clock = Clock()
     source = FileSource(str(path), clock, chunk_size=12)
     seen = []
-    source.start(lambda events: seen.append((events, source.offset)))
+    source.start(lambda events, position: seen.append((events, source.offset)))
     run(clock, source)
     assert seen == [([{"a": 1}], 9), ([{"b": 2}], 18), ([{"c": 3}], 27)]
     # A new source started at a remembered offset reads the rest only.
@@ -177,8 +223,8 @@ def test_a_paused_file_source_reads_nothing_until_resumed(tmp_path):
     source = FileSource(str(path), clock, chunk_size=50)
     got = Collect()
 
-    def consume(events):
-        got(events)
+    def consume(events, position):
+        got(events, position)
         source.pauseProducing()  # as the output does when its queue fills
 
     source.start(consume)
@@ -226,8 +272,8 @@ def test_an_endless_generator_runs_until_stopped():
     source = GeneratorSource(0, clock, slice_size=10)
     got = Collect()
 
-    def consume(events):
-        got(events)
+    def consume(events, position):
+        got(events, position)
         if len(got.batches) == 50:
             source.stopProducing()
 
@@ -245,6 +291,18 @@ def test_sources_provide_the_interfaces(tmp_path):
     for source in (GeneratorSource(1), FileSource(str(path)), TcpSource(0), StdinSource()):
         assert verifyObject(ISource, source)
         assert verifyObject(IPushProducer, source)
+    assert verifyObject(IResumableSource, FileSource(str(path)))
+    for source in (GeneratorSource(1), TcpSource(0), StdinSource()):
+        assert not IResumableSource.providedBy(source)
+
+
+def test_sources_without_a_position_hand_none():
+    clock = Clock()
+    source = GeneratorSource(3, clock)
+    got = Collect()
+    source.start(got)
+    run(clock, source)
+    assert got.positions == [None]
 
 
 # -- tcp --------------------------------------------------------------------------------------
@@ -258,7 +316,8 @@ class Waiter:
         self.events = []
         self.reached = defer.Deferred()
 
-    def __call__(self, events):
+    def __call__(self, events, position):
+        assert position is None  # a tcp stream cannot be read again from a position
         self.events.extend(events)
         if len(self.events) >= self.count and not self.reached.called:
             self.reached.callback(self.events)
@@ -342,6 +401,7 @@ def test_stdin_from_a_pipe_until_eof():
     os.close(write_end)
     yield source.done
     assert got.events == [{"a": 1}, {"message": "hello"}, {"b": 2}]
+    assert set(got.positions) == {None}  # a stream has no position to read on from
 
 
 @pytest_twisted.inlineCallbacks

@@ -112,8 +112,36 @@ class ISource(Interface):
     """A producer of events for an output (stdin, a file, tcp, a generator)."""
 
     done = Attribute("A Deferred that fires when a finite source ended.")
+    finite = Attribute(
+        "False for a source that never ends by itself (tcp, an endless "
+        "generator): stopping it is then a clean stop, not an early one."
+    )
 
     def start(consumer):
-        """Begin producing into C{consumer}, a callable taking a list of
-        event dicts. The source is also an IPushProducer: the output pauses
-        it when its queue is full."""
+        """Begin producing into C{consumer}, called as C{consumer(events,
+        position)} with each list of event dicts read, in order.
+
+        C{position} is None unless the source is an L{IResumableSource}; then
+        it is a L{twisted_logstash.pipeline.position.ReadPosition} with one
+        offset per event, which an output with an L{ICursorQueue} stores
+        with those events. The source is also an IPushProducer: the output
+        pauses it when its queue is full."""
+
+
+class IResumableSource(ISource):
+    """A source that can read on where a previous run stopped (a file).
+
+    It hands a position along with its events (see L{ISource.start}), so
+    that nobody has to work out afterwards how far it had read.
+    """
+
+    key = Attribute(
+        "The name its position is stored under in a cursor queue (for a file: "
+        "'file:' and its absolute path), the key of every position it hands out."
+    )
+
+    def resume_at(offset):
+        """Before C{start}: read on from C{offset}, a position it handed out
+        in an earlier run, instead of from the beginning. Return the offset
+        it will read from: C{offset}, or 0 if it cannot go there (a file now
+        shorter than C{offset} was replaced: it is read from its start)."""

@@ -9,7 +9,9 @@ a receiver acknowledged it.
 
 Events that do not fit in the queue wait in order in the output itself, and sources are paused
 until there is room again; ``send()`` callers see their Deferred fire later, which is their
-back-pressure.
+back-pressure. A resumable source's events travel with their ``ReadPosition``; with a queue that
+keeps cursors (``ICursorQueue``) each put stores the position just after its last event, split
+with the events when only part of them fits.
 """
 
 from __future__ import annotations
@@ -33,10 +35,17 @@ from twisted_logstash.errors import (
     SinkUnavailable,
     TerminalError,
 )
-from twisted_logstash.interfaces import IEventQueue, IEventSink, ISource, ITransmitter
+from twisted_logstash.interfaces import (
+    ICursorQueue,
+    IEventQueue,
+    IEventSink,
+    ISource,
+    ITransmitter,
+)
 from twisted_logstash.pipeline.backoff import Backoff
 from twisted_logstash.pipeline.balancer import Balancer
 from twisted_logstash.pipeline.deadletter import DeadLetterFile
+from twisted_logstash.pipeline.position import ReadPosition
 from twisted_logstash.pipeline.queue import DEFAULT_CAPACITY, MemoryQueue
 from twisted_logstash.transport.hosts import Host
 
@@ -153,6 +162,7 @@ class Output(service.Service):
         self.max_in_flight = max_in_flight
         self.stamp = stamp
         self.queue = queue if queue is not None else MemoryQueue(DEFAULT_CAPACITY)
+        self._keeps_cursors = ICursorQueue.providedBy(self.queue)
         self.dead_letter = dead_letter
         self.balancer = Balancer(hosts, reactor, cooloff)
         self._new_backoff = backoff
@@ -162,7 +172,8 @@ class Output(service.Service):
         self._started: set[int] = set()  # id() of sources started (a source starts only once)
         self._sources_paused = False
         self._stopped = False
-        # Events not yet put in the queue (it was full): [events, waiter], in arrival order.
+        # Events not yet put in the queue (it was full): [events, waiter, position], in arrival
+        # order; position is the ReadPosition of a resumable source's events, else None.
         self._overflow: deque[list] = deque()
         self._overflow_count = 0
         # The events in the queue not handed out yet, as [waiter or None, count] in queue order,
@@ -193,7 +204,7 @@ class Output(service.Service):
         waiter = _Waiter(len(events))
         self._waiters.add(waiter)
         waiter.deferred.addBoth(self._forget_waiter, waiter)
-        self._accept(events, waiter)
+        self._accept(events, waiter, None)
         return waiter.deferred
 
     def deliver(self, events: list[dict]) -> defer.Deferred:
@@ -283,18 +294,25 @@ class Output(service.Service):
         if self._sources_paused:
             source.pauseProducing()
 
-    def _consume(self, events: list[dict]) -> None:
-        """The consumer handed to sources."""
-        if events:
-            self._accept(events, None)
+    def _consume(self, events: list[dict], position: ReadPosition | None = None) -> None:
+        """The consumer handed to sources (see ``ISource.start``)."""
+        if not events:
+            return
+        if position is not None and len(position.ends) != len(events):
+            raise ValueError(
+                f"a source handed {len(events)} events with a position for {len(position.ends)}"
+            )
+        self._accept(events, None, position)
 
-    def _accept(self, events: list[dict], waiter: _Waiter | None) -> None:
+    def _accept(
+        self, events: list[dict], waiter: _Waiter | None, position: ReadPosition | None
+    ) -> None:
         if self.stamp:
             # As a Logstash event does, every event on the wire then carries @timestamp and
             # @version: events that lack them get the time they were accepted and "1".
             prepare(events, timestamp_now(self.reactor))
         self.stats.queued += len(events)
-        self._overflow.append([events, waiter])
+        self._overflow.append([events, waiter, position])
         self._overflow_count += len(events)
         self._feed()
         self._flow()
@@ -307,16 +325,20 @@ class Output(service.Service):
             if room <= 0:
                 return
             entry = overflow[0]
-            events, waiter = entry
+            events, waiter, position = entry
             if len(events) <= room:
                 overflow.popleft()
                 part = events
             else:
                 part, entry[0] = events[:room], events[room:]
+                if position is not None:
+                    position, entry[2] = position.split(room)
             self._overflow_count -= len(part)
-            self._put(part, waiter)
+            self._put(part, waiter, position)
 
-    def _put(self, events: list[dict], waiter: _Waiter | None) -> None:
+    def _put(
+        self, events: list[dict], waiter: _Waiter | None, position: ReadPosition | None
+    ) -> None:
         count = len(events)
         segments = self._segments
         if waiter is None and segments and segments[-1][0] is None:
@@ -327,7 +349,11 @@ class Output(service.Service):
             segments.append(segment)
         self._putting += count
         try:
-            d = self.queue.put(events)
+            if position is not None and self._keeps_cursors:
+                # the source's position after these events, committed with them
+                d = self.queue.put(events, cursor=position.cursor())
+            else:
+                d = self.queue.put(events)
         except Exception:
             d = defer.fail()
         d.addCallbacks(self._held, self._put_failed, (count,), None, (segment, waiter, count))

@@ -2,7 +2,9 @@
 
 Every source is an ``ISource`` and an ``IPushProducer``: it hands lists of events to the consumer
 given to ``start`` and stops handing them while paused (the output pauses it when its queue is
-full), so memory stays bounded however fast the source could go.
+full), so memory stays bounded however fast the source could go. The file source is also an
+``IResumableSource``: with each list it hands the ``ReadPosition`` just after each event's line,
+so that a disk queue stores exactly how far the events it holds reach (``resume.py``).
 
 Lines (stdin, file, tcp) are ndjson as users write it: a line holding a JSON object is that
 event; any other non-blank line (not JSON, a scalar, an array) becomes ``{"message": LINE}`` with
@@ -24,8 +26,9 @@ from zope.interface import implementer
 
 from twisted_logstash.codecs.ndjson import DEFAULT_MAX_LINE_LENGTH, LineSplitter
 from twisted_logstash.errors import ConfigurationError, TooLargeError
-from twisted_logstash.interfaces import ISource
+from twisted_logstash.interfaces import IResumableSource, ISource
 from twisted_logstash.pipeline.deadletter import unwrap
+from twisted_logstash.pipeline.position import ReadPosition
 
 __all__ = [
     "FileSource",
@@ -34,6 +37,7 @@ __all__ = [
     "StdinSource",
     "TcpSource",
     "decode_line",
+    "file_key",
     "source_from_string",
 ]
 
@@ -41,6 +45,11 @@ SPECS = "stdin, file:PATH, tcp:PORT, generator:COUNT"
 
 _loads = orjson.loads
 _JSONDecodeError = orjson.JSONDecodeError
+
+
+def file_key(path: str) -> str:
+    """The name a file's read position is stored under: ``file:`` and its absolute path."""
+    return "file:" + os.path.abspath(path)
 
 
 def decode_line(line: bytes) -> dict | None:
@@ -73,10 +82,30 @@ class LineEvents(LineSplitter):
                 append(event)
         return out
 
+    def feed_from(self, data: bytes, start: int) -> tuple[list[dict], list[int]]:
+        """As ``feed``, with the offset just after the line of each event, counting from
+        ``start``, the offset where the first line ``data`` completes began (a line holds one
+        event at most)."""
+        out = []
+        ends = []
+        append, end = out.append, ends.append
+        position = start
+        for line in self.lines(data):
+            position += len(line) + 1
+            event = decode_line(line)
+            if event is not None:
+                append(event)
+                end(position)
+        return out, ends
+
     def finish(self) -> list[dict]:
         """The event of a last line that had no ``\\n``."""
         event = decode_line(self.rest())  # None for no line, as for a blank one
         return [] if event is None else [event]
+
+
+Consumer = Callable[[list[dict], ReadPosition | None], None]
+"""What ``ISource.start`` takes: called with each list of events read and its position."""
 
 
 @implementer(ISource, IPushProducer)
@@ -98,9 +127,9 @@ class _Source:
         self.events = 0  # events handed to the consumer so far
         self.paused = False
         self.stopped = False
-        self._consumer: Callable[[list[dict]], None] | None = None
+        self._consumer: Consumer | None = None
 
-    def start(self, consumer: Callable[[list[dict]], None]) -> None:
+    def start(self, consumer: Consumer) -> None:
         if self._consumer is not None:
             raise RuntimeError(f"{self!r} was already started")
         self._consumer = consumer
@@ -126,10 +155,10 @@ class _Source:
     def ended(self) -> bool:
         return self.done.called
 
-    def _emit(self, events: list[dict]) -> None:
+    def _emit(self, events: list[dict], position: ReadPosition | None = None) -> None:
         if events:
             self.events += len(events)
-            self._consumer(events)
+            self._consumer(events, position)
 
     def _end(self) -> None:
         if not self.done.called:
@@ -186,11 +215,14 @@ class _Ticking(_Source):
         raise NotImplementedError
 
 
+@implementer(IResumableSource)
 class FileSource(_Ticking):
     """An ndjson file, read in chunks of ``chunk_size`` bytes from ``offset`` to its end.
 
-    ``offset`` is always the position just after the last line handed to the consumer, so a
-    program that remembers it (with the events' acknowledgement) can resume there.
+    ``offset`` is always the position just after the last line handed to the consumer. Each
+    list of events goes with the ``ReadPosition`` after each of its lines, so that a queue
+    that takes only part of a list still stores where exactly its part ends; a program that
+    keeps those positions with the events resumes there (``resume_at``).
     """
 
     def __init__(
@@ -206,6 +238,7 @@ class FileSource(_Ticking):
         if chunk_size < 1:
             raise ValueError("chunk_size must be at least 1")
         self.path = path
+        self.key = file_key(path)
         self.chunk_size = chunk_size
         self.offset = offset
         self._decoder = LineEvents(max_line_length)
@@ -213,6 +246,35 @@ class FileSource(_Ticking):
         self._file = None
         with open(path, "rb"):
             pass  # fail now, at configuration, if the file cannot be read
+
+    def resume_at(self, offset: int) -> int:
+        """Read on from ``offset`` (a position this file's events were stored with) instead of
+        from where the source was built to start; only before ``start``. A file now shorter
+        than ``offset`` was replaced or truncated: it is read from its start. Returns the
+        offset the source will read from."""
+        if self._consumer is not None:
+            raise RuntimeError(f"{self!r} was already started")
+        try:
+            size = os.path.getsize(self.path)
+        except OSError:
+            size = 0
+        if offset > size:
+            self.log.warn(
+                "{path} is shorter ({size} bytes) than the position stored for it ({offset}); "
+                "it was replaced or truncated, reading it from the start",
+                path=self.path,
+                size=size,
+                offset=offset,
+            )
+            offset = 0
+        elif offset:
+            self.log.info(
+                "resuming {path} at byte {offset} (stored with the queued events)",
+                path=self.path,
+                offset=offset,
+            )
+        self.offset = self._read = offset
+        return offset
 
     def _begin(self) -> None:
         try:
@@ -231,16 +293,18 @@ class FileSource(_Ticking):
             data = self._file.read(self.chunk_size)
             if data:
                 self._read += len(data)
-                events = self._decoder.feed(data)
+                events, ends = self._decoder.feed_from(data, self.offset)
                 self.offset = self._read - self._decoder.buffered
             else:
                 events = self._decoder.finish()
+                ends = [self._read]  # the last line had no newline: it ends with the file
                 self.offset = self._read
         except (OSError, TooLargeError) as e:
             self._close()
             self._fail(e)
             return
-        self._emit(events)
+        if events:
+            self._emit(events, ReadPosition(self.key, ends))
         if not data:
             self._close()
             self._end()

@@ -214,10 +214,9 @@ class OutputProgram(service.MultiService):
             self._set_exit(1)
             stop_when_running(self._reactor)
             return
-        done = getattr(self.source, "done", None)
-        if done is not None:
-            done.addCallback(lambda _: self.output.drain())
-            done.addCallbacks(self._delivered, self._source_failed)
+        done = self.source.done  # ISource: fires when a finite source ended
+        done.addCallback(lambda _: self.output.drain())
+        done.addCallbacks(self._delivered, self._source_failed)
 
     def _delivered(self, _):
         self.finished = True
@@ -278,9 +277,7 @@ class OutputProgram(service.MultiService):
     def _finite(self) -> bool:
         """A source with an end (a file, stdin, a counted generator): stopping before it is
         a failure. An endless one (tcp, generator:0) is stopped by a signal as a rule."""
-        return getattr(self.source, "done", None) is not None and getattr(
-            self.source, "finite", True
-        )
+        return self.source.finite
 
     def _set_exit(self, code: int) -> None:
         self.exit_code = self.exit_code or code
@@ -296,16 +293,16 @@ def build(settings: dict, explicit: set[str], reactor=None):
     if reactor is None:
         from twisted.internet import reactor
     from twisted_logstash.pipeline.output import Output
-    from twisted_logstash.pipeline.resume import resumable
+    from twisted_logstash.pipeline.resume import resume
     from twisted_logstash.pipeline.sources import source_from_string
 
     warnings = config.check_output(settings, explicit)
     dead_letter = DeadLetterFile(settings["dead_letter"], reactor)
     dead_letter.check()
+    source = source_from_string(settings["source"], reactor)
+    queue = make_queue(settings, reactor)
     # a file source on a disk queue reads on from the position stored with the queued events
-    source, queue = resumable(
-        source_from_string(settings["source"], reactor), make_queue(settings, reactor), reactor
-    )
+    resume(source, queue)
     output = Output(
         make_transmitter(settings, reactor),
         settings["hosts"],
