@@ -387,6 +387,7 @@ class ListSource:
         self.calls = []
         self.consumer = None
         self.done = None
+        self.finite = False
 
     def start(self, consumer):
         self.calls.append("start")
