@@ -268,3 +268,34 @@ def test_a_refused_batch_with_an_odd_value_is_dead_lettered_whole(wire, value, e
     assert sorted(event["caller"] for event in events) == list(range(CALLERS))
     (odd,) = [event for event in events if event["caller"] == ODD]
     assert odd["value"] == expected
+
+
+@pytest.mark.parametrize("wire", WIRES)
+@pytest.mark.parametrize("not_an_object", [42, "text", None, [1, 2], decimal.Decimal(1)])
+@pytest_twisted.inlineCallbacks
+def test_an_event_that_is_not_an_object_is_refused_alone_at_send(wire, not_an_object):
+    """A Logstash event is a JSON object: a framed receiver drops the connection over a ``J``
+    frame holding anything else, so such an event would hold its batch in retries forever.
+    It is refused at send(), before it can share a batch."""
+    make_input, make_transmitter = WIRES[wire]
+    sends = _odd_batch("fine")
+    sends[ODD] = [{"caller": ODD}, not_an_object]
+    sink = HeldSink(auto=True)
+    service, host = yield _start_input(make_input(sink))
+    output = _output(make_transmitter(), host)
+    try:
+        deferreds = [output.send(events) for events in sends]
+        output.send([{"caller": CALLERS}])  # makes the batch full without the refused caller
+        outcomes = yield _settle_all(deferreds)
+    finally:
+        yield output.stopService()
+        yield service.stopService()
+    refused = outcomes.pop(ODD)
+    assert outcomes == [(True, None)] * (CALLERS - 1)
+    assert not refused[0]
+    assert isinstance(refused[1], TypeError)
+    assert str(refused[1]) == (
+        f"an event must be a dict (a JSON object), not {type(not_an_object).__name__}"
+    )
+    assert sorted(e["caller"] for e in sink.events) == [n for n in range(CALLERS + 1) if n != ODD]
+    assert output.stats.queued == CALLERS
