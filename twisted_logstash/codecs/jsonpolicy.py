@@ -7,11 +7,13 @@ the same way wherever it goes, and no writer can fail on an event another writer
 The policy is *total*: :func:`dumps` writes any Python object and never raises, so a batch
 never fails to encode and a refused batch can always be dead-lettered. An event holding a value
 JSON has no type for is not refused: that value becomes its string form, the same everywhere.
+(Refusing instead would mean encoding every event once more at ``send()``, or splitting batches
+that fail; a string form costs nothing on the common path and loses no other event.)
 
 The rule, value by value:
 
 - What orjson writes natively is written as orjson writes it: ``str``, ``int``, ``float``,
-  ``bool``, ``None``, ``dict``, ``list``, ``tuple`` and their subclasses, ``datetime``/``date``/
+  ``dict``, ``list`` and their subclasses, ``bool``, ``None``, ``tuple``, ``datetime``/``date``/
   ``time`` (ISO 8601, ``2026-12-03T06:30:00.123000+00:00``; a naive one without an offset),
   ``uuid.UUID`` (its text), an ``enum.Enum`` (its value), a dataclass (an object).
 - NaN and ±Infinity (floats) become ``null``: JSON has no such numbers (orjson's rule).
@@ -30,9 +32,10 @@ The rule, value by value:
 
 What JSON cannot hold as it is:
 
-- Nesting: written as it is up to :data:`MAX_DEPTH` levels (deeper than orjson's own 254), the
-  depth Logstash's JSON parser accepts, so that a relay passes on whatever its input took. A
-  container nested deeper becomes a string holding its JSON text.
+- Nesting: written as it is up to :data:`MAX_DEPTH` levels (orjson alone stops at 254), the
+  depth Logstash's JSON parser accepts by default. A container nested deeper becomes a string
+  holding its JSON text, so that no receiver, nor our own disk queue, meets a document too deep
+  to read.
 - A circular reference (a container that holds itself): the inner occurrence becomes the string
   ``"<circular reference>"``.
 
