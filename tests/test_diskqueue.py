@@ -2,6 +2,8 @@
 source cursor stored with the events, and the errors a user meets (locked, damaged, unwritable
 directory)."""
 
+import datetime
+import decimal
 import os
 import signal
 import sqlite3
@@ -15,7 +17,6 @@ from hypothesis import strategies as st
 from twisted.python.failure import Failure
 from zope.interface.verify import verifyObject
 
-from twisted_logstash.codecs.ndjson import NdjsonError
 from twisted_logstash.errors import ConfigurationError
 from twisted_logstash.interfaces import ICursorQueue, IEventQueue
 from twisted_logstash.pipeline.diskqueue import (
@@ -164,14 +165,57 @@ def test_empty_put_stores_nothing(queue):
     assert queue.get(1) is None
 
 
-def test_unencodable_event_fails_the_put_and_stores_nothing(queue):
-    put(queue, events(0, 1))
-    result = fired(queue.put([{"ok": 1}, {"bad": object()}], cursor=("f", 9)))
-    assert isinstance(result, Failure)
-    assert result.check(NdjsonError)
-    assert queue.pending() == 1
-    assert queue.cursor("f") is None
-    assert numbers(drain(queue)) == [0]
+class _Thing:
+    def __str__(self):
+        return "thing"
+
+
+def _deep(levels):
+    value = []
+    for _ in range(levels - 1):
+        value = [value]
+    return value
+
+
+def test_an_event_json_lacks_a_type_for_round_trips_in_its_string_form(qdir):
+    """Issue 10 item 4: the disk queue writes by the one JSON policy, as the wires do, and
+    reads back what it wrote, across a close."""
+    loop = {"name": "loop"}
+    loop["self"] = loop
+    odd = {
+        "n": 1,
+        "decimal": decimal.Decimal("1.10"),
+        "when": datetime.datetime(2026, 12, 3, 6, 30, tzinfo=datetime.UTC),
+        "set": {3, 1, 2},
+        "bytes": b"caf\xc3\xa9 \xff",
+        "nan": float("nan"),
+        "object": _Thing(),
+        "keys": {7: "seven", None: "none"},
+        "loop": loop,
+        "deep": _deep(300),
+    }
+    q = DiskQueue(qdir, capacity=100)
+    put(q, [*events(0, 1), odd, *events(2, 1)], cursor=("f", 9))
+    q.close()
+    q = DiskQueue(qdir, capacity=100)
+    try:
+        got = drain(q)
+        assert q.cursor("f") == 9
+    finally:
+        q.close()
+    assert numbers(got) == [0, 1, 2]
+    assert got[1] == {
+        "n": 1,
+        "decimal": "1.10",
+        "when": "2026-12-03T06:30:00+00:00",
+        "set": [1, 2, 3],
+        "bytes": "café \ufffd",
+        "nan": None,
+        "object": "thing",
+        "keys": {"7": "seven", "null": "none"},
+        "loop": {"name": "loop", "self": "<circular reference>"},
+        "deep": _deep(300),
+    }
 
 
 # -- capacity -----------------------------------------------------------------------------

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import decimal
 import io
 import os
 
@@ -96,9 +97,25 @@ def test_stdout_sink_failure_is_a_failed_deferred():
     assert result.check(BrokenPipeError)
 
 
-def test_an_event_that_cannot_be_encoded_is_a_failed_deferred():
-    result = outcome(StdoutSink(io.BytesIO()).deliver([{"bad": object()}]))
-    assert result.check(ndjson.NdjsonError)
+ODD = [{"n": 1}, {"d": decimal.Decimal("1.10"), "b": b"\xff", "s": {2, 1}, "f": float("nan")}]
+ODD_NDJSON = '{"n":1}\n{"d":"1.10","b":"\ufffd","s":[1,2],"f":null}\n'.encode()
+
+
+def test_stdout_sink_writes_what_json_lacks_in_its_string_form():
+    """Issue 10 item 4: the one JSON policy, not a failed batch."""
+    stream = io.BytesIO()
+    assert outcome(StdoutSink(stream).deliver(ODD)) is None
+    assert stream.getvalue() == ODD_NDJSON
+
+
+def test_file_sink_writes_what_json_lacks_in_its_string_form(tmp_path):
+    path = tmp_path / "events.ndjson"
+    sink = FileSink(str(path))
+    try:
+        assert outcome(sink.deliver(ODD)) is None
+    finally:
+        sink.close()
+    assert path.read_bytes() == ODD_NDJSON
 
 
 # -- file ------------------------------------------------------------------------------------

@@ -30,9 +30,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-import orjson
 from twisted.internet.interfaces import IReactorTime
 
+from twisted_logstash.codecs import jsonpolicy
 from twisted_logstash.pipeline.deadletter import iso_time
 
 __all__ = ["Decorations", "field_path", "prepare", "sprintf", "timestamp_now"]
@@ -180,7 +180,7 @@ def _text(value: Any) -> str:
     if value is None:
         return ""
     if isinstance(value, dict | list):
-        return orjson.dumps(value).decode()
+        return jsonpolicy.dumps(value).decode()
     return str(value)
 
 

@@ -27,6 +27,7 @@ from collections.abc import Iterable
 
 import orjson
 
+from twisted_logstash.codecs.jsonpolicy import dumps_lines
 from twisted_logstash.errors import CodecError, TooLargeError
 
 __all__ = [
@@ -44,28 +45,21 @@ PARSE_FAILURE_TAG = "_jsonparsefailure"
 DEFAULT_MAX_LINE_LENGTH = 100 * 1024 * 1024
 
 _loads = orjson.loads
-_dumps = orjson.dumps
 _JSONDecodeError = orjson.JSONDecodeError
 
 
 class NdjsonError(CodecError):
-    """Events that cannot be written as ndjson (a value JSON cannot hold, a non-str key)."""
+    """Kept for callers that catch it: :func:`encode` no longer raises it (the JSON policy
+    writes every event)."""
 
 
 def encode(events: Iterable[dict]) -> bytes:
     """One compact JSON object per event, each followed by ``\\n``; ``b""`` for none.
 
-    Raises :class:`NdjsonError` for an event orjson cannot serialize.
+    Written by the one JSON policy (:mod:`jsonpolicy`): never raises, a value JSON has no
+    type for becomes its string form.
     """
-    try:
-        body = b"\n".join(map(_dumps, events))
-    except TypeError as e:  # orjson.JSONEncodeError is a TypeError
-        raise NdjsonError(f"event cannot be encoded as JSON: {e}") from None
-    if not body:
-        # An empty join means no events, or exactly one that serialized to b"", which
-        # orjson never produces.
-        return b""
-    return body + b"\n"
+    return dumps_lines(events)
 
 
 def decode(data: bytes) -> list[dict]:

@@ -17,18 +17,30 @@ import os
 from collections.abc import Sequence
 from typing import Any
 
-import orjson
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
+
+from twisted_logstash.codecs import jsonpolicy
 
 _KEYS = frozenset(("event", "dead_letter"))
 
 
 def wrap(event: dict, reason: str, host: Any = None, status: int | None = None, time: str = ""):
     """One dead-letter record for one event."""
+    return {"event": event, "dead_letter": _info(reason, host, status, time)}
+
+
+def _info(reason: str, host: Any, status: int | None, time: str) -> dict:
     where = None if host is None else str(host)
-    info = {"reason": reason, "host": where, "status": status, "time": time}
-    return {"event": event, "dead_letter": info}
+    return {"reason": reason, "host": where, "status": status, "time": time}
+
+
+def _records(events: Sequence[dict], info: dict) -> bytes:
+    """The records of ``events``, as ``dumps(wrap(...))`` would write them, but with each
+    event written by the JSON policy on its own, exactly as it would have gone on the wire
+    (its nesting counted from the event, not from the record)."""
+    head, tail = b'{"event":', b',"dead_letter":' + jsonpolicy.dumps(info) + b"}\n"
+    return b"".join([head + jsonpolicy.dumps(event) + tail for event in events])
 
 
 def unwrap(obj: Any) -> Any:
@@ -80,9 +92,7 @@ class DeadLetterFile:
         if not events:
             return
         time = iso_time(self._reactor.seconds())
-        data = b"".join(
-            orjson.dumps(wrap(event, reason, host, status, time)) + b"\n" for event in events
-        )
+        data = _records(events, _info(reason, host, status, time))
         handle = self._open()
         handle.write(data)
         handle.flush()

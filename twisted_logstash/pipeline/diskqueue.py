@@ -44,7 +44,7 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 from zope.interface import implementer
 
-from twisted_logstash.codecs.ndjson import NdjsonError
+from twisted_logstash.codecs import jsonpolicy
 from twisted_logstash.errors import ConfigurationError
 from twisted_logstash.interfaces import ICursorQueue
 
@@ -66,7 +66,7 @@ ROW_EVENTS = 1000
 """A put of more events is stored as several rows, so that a get never decodes a huge row."""
 
 _FORMAT = 1
-_dumps = orjson.dumps
+_dumps = jsonpolicy.dumps_array  # the one JSON policy: never raises
 _SYNC = {"normal": "NORMAL", "full": "FULL"}
 _SCHEMA = (
     "CREATE TABLE IF NOT EXISTS batches (id INTEGER PRIMARY KEY, n INTEGER NOT NULL,"
@@ -269,8 +269,8 @@ class DiskQueue:
     ) -> defer.Deferred[None]:
         """Store ``events`` (and the source's ``cursor``, ``(source_key, offset)``, in the same
         transaction); the Deferred fires once committed, or fails with nothing stored
-        (:class:`NdjsonError` for an event JSON cannot hold, ``sqlite3.Error`` for a disk
-        problem such as a full disk)."""
+        (``sqlite3.Error`` for a disk problem such as a full disk). Events are written by the
+        one JSON policy (:mod:`jsonpolicy`), which takes any event."""
         try:
             self._connection()
             rows = self._encode(events)
@@ -401,15 +401,12 @@ class DiskQueue:
         if not isinstance(events, list | tuple):
             events = list(events)
         count = len(events)
-        try:
-            if count <= ROW_EVENTS:
-                return [(count, _dumps(list(events)))] if count else []
-            rows = []
-            for start in range(0, count, ROW_EVENTS):
-                chunk = list(events[start : start + ROW_EVENTS])
-                rows.append((len(chunk), _dumps(chunk)))
-        except TypeError as e:  # orjson.JSONEncodeError is a TypeError
-            raise NdjsonError(f"event cannot be encoded as JSON: {e}") from None
+        if count <= ROW_EVENTS:
+            return [(count, _dumps(list(events)))] if count else []
+        rows = []
+        for start in range(0, count, ROW_EVENTS):
+            chunk = list(events[start : start + ROW_EVENTS])
+            rows.append((len(chunk), _dumps(chunk)))
         return rows
 
     def _commit_put(self, rows: list[tuple[int, bytes]], cursor: tuple[str, int] | None) -> None:

@@ -195,12 +195,19 @@ class Output(service.Service):
     def send(self, events: Iterable[dict]) -> defer.Deferred:
         """Queue ``events``; the Deferred fires with None once a receiver acknowledged every one
         of them, or fails with DeadLettered (or Dropped) if any was refused for good, or with
-        OutputStopped if the service stopped first."""
+        OutputStopped if the service stopped first; it fails at once with TypeError, nothing
+        queued, if an event is not a dict."""
         if self._stopped:
             return defer.fail(OutputStopped("the output is stopped"))
         events = list(events)
         if not events:
             return defer.succeed(None)
+        for event in events:
+            if not isinstance(event, dict):
+                # Refused alone, before it can share a batch: a framed receiver drops the
+                # connection over a J frame that is not an object (the batch would retry forever).
+                kind = type(event).__name__
+                return defer.fail(TypeError(f"an event must be a dict (a JSON object), not {kind}"))
         waiter = _Waiter(len(events))
         self._waiters.add(waiter)
         waiter.deferred.addBoth(self._forget_waiter, waiter)

@@ -13,8 +13,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-import orjson
-
+from twisted_logstash.codecs import jsonpolicy
 from twisted_logstash.errors import CodecError, DecompressionError, TooLargeError
 
 VERSION_1 = 0x31  # b"1"
@@ -120,12 +119,9 @@ def encode_compressed_frame(inner: bytes, level: int = DEFAULT_COMPRESSION_LEVEL
     return _HEADER_U32.pack(VERSION_2, CODE_COMPRESSED, _u32(len(body), "C length")) + body
 
 
-def serialize_event(event: Any) -> bytes:
-    """Serialise one event; types JSON lacks become their str(), as Logstash would."""
-    try:
-        return orjson.dumps(event, default=str)
-    except (TypeError, orjson.JSONEncodeError) as exc:
-        raise CodecError(f"event is not JSON-serialisable: {exc}") from exc
+serialize_event = jsonpolicy.dumps
+"""Serialise one event by the one JSON policy (:mod:`jsonpolicy`): never raises, a value JSON
+has no type for becomes its string form as on every other writer."""
 
 
 def encode_json_documents(documents: Iterable[bytes], first_seq: int = 1) -> bytes:

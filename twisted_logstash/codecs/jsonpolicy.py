@@ -1,0 +1,221 @@
+"""The one JSON serialization policy: how every writer turns an event into bytes.
+
+Every writer of events uses it: the native body (:mod:`codecs.ndjson`), the framed wire's ``J``
+frames, the disk queue, the dead-letter file and the stdout/file sinks. So an event is written
+the same way wherever it goes, and no writer can fail on an event another writer takes.
+
+The policy is *total*: :func:`dumps` writes any Python object and never raises, so a batch
+never fails to encode and a refused batch can always be dead-lettered. An event holding a value
+JSON has no type for is not refused: that value becomes its string form, the same everywhere.
+(Refusing instead would mean encoding every event once more at ``send()``, or splitting batches
+that fail; a string form costs nothing on the common path and loses no other event.)
+
+The rule, value by value:
+
+- What orjson writes natively is written as orjson writes it: ``str``, ``int``, ``float``,
+  ``dict``, ``list`` and their subclasses, ``bool``, ``None``, ``tuple``, ``datetime``/``date``/
+  ``time`` (ISO 8601, ``2026-12-03T06:30:00.123000+00:00``; a naive one without an offset),
+  ``uuid.UUID`` (its text), an ``enum.Enum`` (its value), a dataclass (an object).
+- NaN and ±Infinity (floats) become ``null``: JSON has no such numbers (orjson's rule).
+- ``decimal.Decimal``: its decimal text, as a string (``"1.10"``, ``"NaN"``), so that no digit
+  is lost to a float on the reading side.
+- An integer beyond 64 bits (orjson cannot write it; our readers would turn it into a float):
+  its decimal text, as a string.
+- ``set``/``frozenset``: a list, sorted when its items can be ordered.
+- A mapping that is not a dict: an object; a tuple subclass (a namedtuple), a deque: a list.
+- ``bytes``/``bytearray``/``memoryview``: UTF-8 text, each invalid byte replaced by U+FFFD.
+- A ``str`` holding a lone surrogate (not UTF-8): each surrogate replaced by U+FFFD.
+- A dict key that is not a ``str``: an ``int``, ``float``, ``bool``, ``None``, date/time,
+  ``UUID`` or enum key is written as orjson's ``OPT_NON_STR_KEYS`` writes it (``1`` -> ``"1"``,
+  ``None`` -> ``"null"``); any other key becomes its string form by the rules above.
+- Anything else: ``str(value)`` (``"<unprintable T>"`` if even that raises).
+
+What JSON cannot hold as it is:
+
+- Nesting: written as it is up to :data:`MAX_DEPTH` levels (orjson alone stops at 254), the
+  depth Logstash's JSON parser accepts by default. A container nested deeper becomes a string
+  holding its JSON text, so that no receiver, nor our own disk queue, meets a document too deep
+  to read.
+- A circular reference (a container that holds itself): the inner occurrence becomes the string
+  ``"<circular reference>"``.
+
+Cost: the common case is orjson alone. An event orjson writes without help is written without
+any hook; only an event it refuses is written again through the hook, and only one the hook
+cannot save (a non-str key, deep nesting, a cycle, a huge integer, a surrogate) is written by
+the slow pure-Python writer below.
+"""
+
+from __future__ import annotations
+
+import datetime
+import enum
+import uuid
+from collections import deque
+from collections.abc import Iterable, Mapping
+from collections.abc import Set as AbstractSet
+from typing import Any
+
+import orjson
+
+__all__ = ["CIRCULAR", "MAX_DEPTH", "dumps", "dumps_array", "dumps_lines", "string_form"]
+
+MAX_DEPTH = 1000
+"""Levels of nesting written as they are (an event itself is level 1): Logstash's (Jackson's)
+default limit, and under orjson's reading limit (1024) with room for the one level the disk
+queue and the dead-letter file wrap around an event."""
+
+CIRCULAR = "<circular reference>"
+
+_dumps = orjson.dumps
+_EncodeError = orjson.JSONEncodeError
+_INT_MIN = -(2**63)
+_INT_MAX = 2**64 - 1
+_HOOKED = (AbstractSet, Mapping, deque)  # what the hook turns into a container
+_KEY_TYPES = (int, float, type(None), datetime.date, datetime.time, enum.Enum, uuid.UUID)
+
+
+def dumps(obj: Any) -> bytes:
+    """One value (an event) as compact JSON, by the policy; never raises."""
+    try:
+        return _dumps(obj)
+    except _EncodeError:
+        pass
+    try:
+        return _dumps(obj, default=_default)
+    except _EncodeError:
+        return _write(obj, MAX_DEPTH)
+
+
+def dumps_lines(events: Iterable[Any]) -> bytes:
+    """ndjson: each event as :func:`dumps` writes it, followed by ``\\n``; ``b""`` for none."""
+    if not isinstance(events, list | tuple):
+        events = list(events)
+    try:
+        body = b"\n".join(map(_dumps, events))
+    except _EncodeError:
+        return b"".join([dumps(event) + b"\n" for event in events])
+    return body + b"\n" if body else b""
+
+
+def dumps_array(events: Iterable[Any]) -> bytes:
+    """A JSON array of events, each as :func:`dumps` writes it (its depth counted from the
+    event, not from the array)."""
+    if not isinstance(events, list):
+        events = list(events)
+    try:
+        return _dumps(events)
+    except _EncodeError:
+        return b"[" + b",".join([dumps(event) for event in events]) + b"]"
+
+
+def string_form(value: Any) -> str:
+    """The string a value JSON has no type for becomes (see the module docstring)."""
+    if isinstance(value, bytes | bytearray | memoryview):
+        return bytes(value).decode("utf-8", "replace")
+    try:
+        return str(value)  # Decimal: its decimal text
+    except Exception:
+        return f"<unprintable {type(value).__qualname__}>"
+
+
+def _default(value: Any) -> Any:
+    """orjson's hook: called only for a value orjson has no type for; never raises."""
+    if isinstance(value, AbstractSet):
+        try:
+            return sorted(value)
+        except Exception:
+            return list(value)
+    if isinstance(value, Mapping):
+        return dict(value)
+    if isinstance(value, tuple | deque):
+        return list(value)
+    return string_form(value)
+
+
+def _clean(text: str) -> str:
+    """``text`` with each lone surrogate replaced by U+FFFD (a pair becomes its character)."""
+    return text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+
+
+def _leaf(value: Any) -> bytes:
+    """A value that is not a dict, list or tuple (nor becomes one through the hook)."""
+    if isinstance(value, str):
+        return _dumps(_clean(value))
+    if isinstance(value, int) and not _INT_MIN <= value <= _INT_MAX:
+        return _dumps(str(int(value)))
+    try:
+        return _dumps(value, default=_default)
+    except _EncodeError:
+        return _dumps(_clean(string_form(value)))
+
+
+def _key(key: Any) -> bytes:
+    """A dict key, as JSON text (a string), by the policy."""
+    if isinstance(key, str):
+        try:
+            return _dumps(key)
+        except _EncodeError:
+            return _dumps(_clean(key))
+    if isinstance(key, _KEY_TYPES):
+        try:
+            # b'{"KEY":null}': orjson's own text for this key
+            return _dumps({key: None}, option=orjson.OPT_NON_STR_KEYS)[1:-6]
+        except _EncodeError:
+            pass
+    return _dumps(_clean(string_form(key)))
+
+
+class _Raw(bytes):
+    """Text already written, on the work stack of :func:`_write`."""
+
+
+class _Leave(int):
+    """Marks where the container with this id() is finished, on the work stack."""
+
+
+def _write(obj: Any, limit: int | None) -> bytes:
+    """The slow writer, for what orjson refuses even with the hook: no recursion (any depth),
+    a container deeper than ``limit`` written as a string of its JSON text, cycles cut."""
+    out: list[bytes] = []
+    path: set[int] = set()  # id() of the containers being written (a cycle comes back to one)
+    work: list[Any] = [(obj, 1)]
+    while work:
+        item = work.pop()
+        kind = type(item)
+        if kind is _Raw:
+            out.append(item)
+            continue
+        if kind is _Leave:
+            path.discard(item)
+            continue
+        value, depth = item
+        if not isinstance(value, dict | list | tuple):
+            converted = _default(value) if isinstance(value, _HOOKED) else value
+            if not isinstance(converted, dict | list):
+                out.append(_leaf(converted))
+                continue
+            value = converted
+        if id(value) in path:
+            out.append(_dumps(CIRCULAR))
+            continue
+        if limit is not None and depth > limit:
+            out.append(_dumps(_write(value, None).decode()))
+            continue
+        path.add(id(value))
+        todo: list[Any] = []
+        if isinstance(value, dict):
+            todo.append(_Raw(b"{"))
+            for n, (key, member) in enumerate(value.items()):
+                todo.append(_Raw((b"," if n else b"") + _key(key) + b":"))
+                todo.append((member, depth + 1))
+            todo.append(_Raw(b"}"))
+        else:
+            todo.append(_Raw(b"["))
+            for n, member in enumerate(value):
+                if n:
+                    todo.append(_Raw(b","))
+                todo.append((member, depth + 1))
+            todo.append(_Raw(b"]"))
+        todo.append(_Leave(id(value)))
+        work.extend(reversed(todo))
+    return b"".join(out)
