@@ -13,6 +13,7 @@ from tests import support_tls
 from twisted_logstash import config
 from twisted_logstash.errors import ConfigurationError
 from twisted_logstash.security import endpoints
+from twisted_logstash.security.auth import Credentials
 from twisted_logstash.security.settings import ClientTLSSettings, ServerTLSSettings
 
 certs = support_tls.certs  # the session fixture, under its name
@@ -240,10 +241,27 @@ def test_library_settings_go_the_same_way(certs):
     listener = input_listener({**identity(certs), "port": 9801, "username": "u", "password": "p"})
     assert (listener.address.host, listener.address.port) == ("0.0.0.0", 9801)
     assert listener.tls == ServerTLSSettings.from_settings(identity(certs))
-    assert (listener.username, listener.password, listener.warnings) == ("u", "p", ())
+    assert listener.credentials == Credentials("u", "p")
+    assert listener.warnings == ()
     framed = input_listener({}, protocol="lumberjack")
     assert framed.address.port == 5044 and not framed.tls.ssl_enabled
     connector = output_connector({"ssl_enabled": False, "username": "u", "password": "p"})
     assert connector.warnings == (config.WARN_OUTPUT_CREDENTIALS,)
     with pytest.raises(ConfigurationError, match="`password` is REQUIRED"):
         output_connector({"username": "u"})
+
+
+def test_secrets_stay_out_of_reprs(certs):
+    """A record may end up in a log line or a traceback: no passphrase or password in it."""
+    from twisted_logstash.tap.common import input_listener
+
+    server = ServerTLSSettings.from_settings(
+        {
+            "ssl_keystore_path": str(certs / "server.p12"),
+            "ssl_keystore_password": "changeit-secret",
+        }
+    )
+    client = ClientTLSSettings(ssl_key_passphrase="pass-secret", ssl_truststore_password="t-secret")
+    listener = input_listener({**identity(certs), "username": "u", "password": "pw-secret"})
+    for record in (server, client, listener, Credentials("u", "pw-secret")):
+        assert "secret" not in repr(record)

@@ -6,6 +6,7 @@ endpoint string, a library call) to a record: it applies every default, here and
 (the field defaults), and runs Logstash's rules (``config.check_input_tls`` /
 ``check_output_tls``), raising ConfigurationError in Logstash's words. Contexts
 (``contexts.py``) and endpoints (``endpoints.py``) are then built from the record alone.
+Passphrases and passwords stay out of a record's repr.
 
 Files are checked to be readable here; what they hold (a key that does not match its
 certificate, a wrong passphrase) is found when the context is built.
@@ -54,7 +55,7 @@ class _FromSettings:
         settings (``username``, ``port``) are ignored.
         """
         if explicit is None:
-            explicit = {name for name, value in settings.items() if value is not None}
+            explicit = {name for name in settings if config.is_given(settings, name)}
         values = {
             spec.name: _value(spec, settings.get(spec.name))
             for spec in dataclasses.fields(cls)
@@ -104,9 +105,9 @@ class ServerTLSSettings(_FromSettings):
     ssl_enabled: bool = config.SSL_ENABLED
     ssl_certificate: str | None = None
     ssl_key: str | None = None
-    ssl_key_passphrase: str | None = None
+    ssl_key_passphrase: str | None = field(default=None, repr=False)
     ssl_keystore_path: str | None = None
-    ssl_keystore_password: str | None = None
+    ssl_keystore_password: str | None = field(default=None, repr=False)
     ssl_client_authentication: str = "none"
     ssl_certificate_authorities: tuple[str, ...] = ()
     #: milliseconds, as Logstash counts them
@@ -132,12 +133,12 @@ class ClientTLSSettings(_FromSettings):
     ssl_enabled: bool = config.SSL_ENABLED
     ssl_certificate: str | None = None
     ssl_key: str | None = None
-    ssl_key_passphrase: str | None = None
+    ssl_key_passphrase: str | None = field(default=None, repr=False)
     ssl_keystore_path: str | None = None
-    ssl_keystore_password: str | None = None
+    ssl_keystore_password: str | None = field(default=None, repr=False)
     ssl_certificate_authorities: tuple[str, ...] = ()
     ssl_truststore_path: str | None = None
-    ssl_truststore_password: str | None = None
+    ssl_truststore_password: str | None = field(default=None, repr=False)
     ssl_verification_mode: str = "full"
     ssl_supported_protocols: tuple[str, ...] = DEFAULT_PROTOCOLS
     ssl_cipher_suites: tuple[str, ...] = ()

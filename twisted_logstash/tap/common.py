@@ -29,6 +29,7 @@ from twisted.python import usage
 
 from twisted_logstash import config
 from twisted_logstash.errors import ConfigurationError
+from twisted_logstash.security.auth import Credentials
 from twisted_logstash.security.endpoints import (
     DEFAULT_CONNECT_TIMEOUT,
     ClientEndpoints,
@@ -136,7 +137,7 @@ def check_protocol_flags(
 
 
 def tls_and_auth_settings(
-    options: usage.Options, defaults: dict, environ: Mapping[str, str]
+    options: usage.Options, environ: Mapping[str, str]
 ) -> tuple[dict, list[str]]:
     """The settings both programs share (TLS identity and tuning, basic auth) as given, and
     warnings about how the password was given. Defaults are not applied here: see
@@ -195,8 +196,7 @@ class Listener:
 
     address: Host
     tls: ServerTLSSettings
-    username: str | None
-    password: str | None
+    credentials: Credentials
     #: settings that work but are unsafe, in Logstash's words
     warnings: tuple[str, ...]
 
@@ -211,8 +211,7 @@ class Connector:
     transmitter are built from."""
 
     tls: ClientTLSSettings
-    username: str | None
-    password: str | None
+    credentials: Credentials
     #: settings that work but are unsafe, in Logstash's words
     warnings: tuple[str, ...]
 
@@ -234,14 +233,13 @@ def input_listener(
     """
     explicit = _explicit(settings, explicit)
     values = {**settings, "ssl_enabled": config.ssl_on(settings, _wire(protocol)["ssl_enabled"])}
-    warnings = config.check_credentials(values, config.WARN_INPUT_CREDENTIALS)
+    credentials = Credentials.for_input(values)
     tls = ServerTLSSettings.from_settings(values, explicit)
     return Listener(
         address=listen_address_of(settings, protocol),
         tls=tls,
-        username=settings.get("username"),
-        password=settings.get("password"),
-        warnings=(*warnings, *tls.warnings),
+        credentials=credentials,
+        warnings=(*credentials.warnings, *tls.warnings),
     )
 
 
@@ -252,19 +250,18 @@ def output_connector(
     and messages, ConfigurationError for the first broken one). See ``input_listener``."""
     explicit = _explicit(settings, explicit)
     values = {**settings, "ssl_enabled": config.ssl_on(settings, _wire(protocol)["ssl_enabled"])}
-    warnings = config.check_credentials(values, config.WARN_OUTPUT_CREDENTIALS)
+    credentials = Credentials.for_output(values)
     tls = ClientTLSSettings.from_settings(values, explicit)
     return Connector(
         tls=tls,
-        username=settings.get("username"),
-        password=settings.get("password"),
-        warnings=(*warnings, *tls.warnings),
+        credentials=credentials,
+        warnings=(*credentials.warnings, *tls.warnings),
     )
 
 
 def listen_address(error: CannotListenError) -> str:
     """Where a listen failed, as ``host:port`` or ``[v6]:port`` (no interface: every address)."""
-    return str(Host(error.interface or "0.0.0.0", error.port))
+    return str(Host(error.interface or DEFAULT_HOST, error.port))
 
 
 def stop_when_running(reactor) -> None:

@@ -19,6 +19,7 @@ from twisted.logger import Logger
 from twisted_logstash.codecs.events import Decorations
 from twisted_logstash.errors import ConfigurationError
 from twisted_logstash.pipeline.sinks import sink_from_string
+from twisted_logstash.security.auth import Credentials
 from twisted_logstash.tap.common import (
     LogstashOptions,
     appender,
@@ -111,11 +112,11 @@ def settings_from(options: Options, environ=os.environ) -> tuple[dict, set[str],
     their defaults when ``build`` checks them.
     """
     explicit = options.explicit()
-    protocol, defaults = wire_of(options)
+    protocol, _ = wire_of(options)
     if "password_file" in explicit:
         explicit.add("password")
     check_protocol_flags(protocol, explicit, ONLY, WHY)
-    shared, warnings = tls_and_auth_settings(options, defaults, environ)
+    shared, warnings = tls_and_auth_settings(options, environ)
     settings = {
         **shared,
         "protocol": protocol,
@@ -169,9 +170,12 @@ def build(settings: dict, explicit: set[str], reactor=None):
         from twisted.internet import reactor
     listener = None
     warnings = []
+    # with --endpoint the user's string says everything about TLS; it is not checked here
+    credentials = Credentials(settings["username"], settings["password"])
     if settings["endpoint"] is None:
         listener = input_listener(settings, explicit, protocol=settings["protocol"])
         warnings = list(listener.warnings)
+        credentials = listener.credentials
     sink = sink_from_string(settings["sink"])
     decorations = Decorations(
         type=settings["type"],
@@ -193,8 +197,8 @@ def build(settings: dict, explicit: set[str], reactor=None):
         factory = HttpInputFactory(
             sink,
             reactor,
-            username=settings["username"],
-            password=settings["password"],
+            username=credentials.username,
+            password=credentials.password,
             decorations=decorations,
             max_pending_requests=settings["max_pending_requests"],
             max_content_length=settings["max_content_length"],

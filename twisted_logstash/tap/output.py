@@ -106,7 +106,7 @@ def settings_from(options: Options, environ=os.environ) -> tuple[dict, set[str],
     if "password_file" in explicit:
         explicit.add("password")
     check_protocol_flags(protocol, explicit, ONLY, WHY)
-    shared, warnings = tls_and_auth_settings(options, defaults, environ)
+    shared, warnings = tls_and_auth_settings(options, environ)
     compression = (options["compression"] or ("gzip" if protocol == "http" else "zlib")).lower()
     settings = {
         **shared,
@@ -169,8 +169,8 @@ def make_transmitter(settings: dict, reactor, connector: Connector | None = None
         endpoints,
         compression=normalize(settings["compression"]),
         level=settings["compression_level"],
-        username=connector.username,
-        password=connector.password,
+        username=connector.credentials.username,
+        password=connector.credentials.password,
         timeout=settings["timeout"],
     )
 
