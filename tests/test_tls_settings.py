@@ -265,3 +265,27 @@ def test_secrets_stay_out_of_reprs(certs):
     listener = input_listener({**identity(certs), "username": "u", "password": "pw-secret"})
     for record in (server, client, listener, Credentials("u", "pw-secret")):
         assert "secret" not in repr(record)
+
+
+def test_endpoint_flag_gives_the_object_the_flags_give(certs):
+    """``--endpoint logstash-tls:...`` still works, and means what the same flags mean."""
+    from twisted_logstash.tap.input import Options, build, settings_from
+
+    def endpoint_of(*argv):
+        options = Options()
+        options.parseOptions(["--sink=null", *argv])
+        settings, explicit, _ = settings_from(options, environ={})
+        service, _ = build(settings, explicit, MemoryReactorClock())
+        return service.endpoint
+
+    given = identity(certs)
+    text = endpoints.server_endpoint_string(given, "127.0.0.1", 0)
+    from_string = endpoint_of(f"--endpoint={text}")
+    from_flags = endpoint_of(
+        "--host=127.0.0.1",
+        "--port=0",
+        f"--ssl-certificate={given['ssl_certificate']}",
+        f"--ssl-key={given['ssl_key']}",
+    )
+    assert from_string.settings == from_flags.settings
+    assert from_string.endpoint._interface == from_flags.endpoint._interface == "127.0.0.1"
