@@ -33,7 +33,11 @@ _Settings = TypeVar("_Settings", bound="_FromSettings")
 
 
 class _FromSettings:
-    """``from_settings`` and ``to_settings``, shared by both sides."""
+    """``from_settings`` and ``to_settings``, shared by both sides.
+
+    Building a record directly (``ServerTLSSettings(ssl_certificate=...)``) checks nothing;
+    that is for tests of what the contexts themselves refuse.
+    """
 
     @staticmethod
     def _rules(values: Mapping[str, Any], explicit: Set[str]) -> list[str]:
