@@ -25,7 +25,8 @@ from twisted.plugin import getPlugins
 from tests import support_tls
 from tests.support_tls import AckServerFactory, ping
 from twisted_logstash.errors import ConfigurationError
-from twisted_logstash.security import endpoints, tls
+from twisted_logstash.security import endpoints, failures
+from twisted_logstash.security.settings import ClientTLSSettings, ServerTLSSettings
 from twisted_logstash.transport.hosts import Host
 
 certs = support_tls.certs  # the session fixture, under its name
@@ -138,7 +139,7 @@ def test_mutual_tls_with_strings_alone(odd_certs):
         bare = endpoints.client_endpoint_string(anonymous, Host("127.0.0.1", port.getHost().port))
         with pytest.raises(Exception) as raised:
             yield ping(reactor, clientFromString(reactor, bare))
-        assert tls.describe_tls_failure(raised.value) == (
+        assert failures.describe_tls_failure(raised.value) == (
             "the server requires a client certificate; none was presented"
         )
     finally:
@@ -154,7 +155,9 @@ def test_client_endpoint_factory_tls(certs):
     server_string = endpoints.server_endpoint_string(server, "127.0.0.1", 0)
     port = yield serverFromString(reactor, server_string).listen(AckServerFactory())
     try:
-        factory = endpoints.client_endpoint_factory(reactor, client_settings(certs))
+        factory = endpoints.client_endpoint_factory(
+            reactor, ClientTLSSettings.from_settings(client_settings(certs))
+        )
         host = Host("127.0.0.1", port.getHost().port)
         assert (yield ping(reactor, factory(host))) == b"ack:ping"
         assert (yield ping(reactor, factory(host))) == b"ack:ping"
@@ -170,7 +173,9 @@ def test_client_endpoint_factory_plain():
     server_string = endpoints.server_endpoint_string(settings, "127.0.0.1", 0)
     port = yield serverFromString(reactor, server_string).listen(AckServerFactory())
     try:
-        factory = endpoints.client_endpoint_factory(reactor, settings)
+        factory = endpoints.client_endpoint_factory(
+            reactor, ClientTLSSettings.from_settings(settings)
+        )
         answer = yield ping(reactor, factory(Host("127.0.0.1", port.getHost().port)))
         assert answer == b"ack:ping"
     finally:
@@ -182,7 +187,7 @@ def test_client_endpoint_factory_checks_settings_once(certs):
 
     broken = {"ssl_certificate_authorities": [str(certs / "ca.pkcs8.key")]}
     with pytest.raises(ConfigurationError, match="holds no PEM certificate"):
-        endpoints.client_endpoint_factory(reactor, broken)
+        endpoints.client_endpoint_factory(reactor, ClientTLSSettings.from_settings(broken))
 
 
 @pytest_twisted.inlineCallbacks
@@ -254,3 +259,58 @@ def test_client_string_errors(text, message):
     with pytest.raises(ConfigurationError) as raised:
         clientFromString(reactor, text)
     assert str(raised.value) == message
+
+
+def test_a_string_parses_into_the_settings_object_flags_make(certs):
+    """One set of defaults: the object behind a ``logstash-tls`` string equals the one
+    ``from_settings`` makes from the same settings, and both carry the documented defaults."""
+    from twisted.internet import reactor
+
+    given = {
+        "ssl_certificate": str(certs / "server.crt"),
+        "ssl_key": str(certs / "server.pkcs8.key"),
+    }
+    parsed = serverFromString(reactor, endpoints.server_endpoint_string(given, "127.0.0.1", 0))
+    assert parsed.settings == ServerTLSSettings.from_settings(given)
+    assert parsed.settings.ssl_client_authentication == "none"
+    assert parsed.settings.ssl_handshake_timeout == 10000
+    assert parsed.settings.ssl_supported_protocols == ("TLSv1.2", "TLSv1.3")
+    # and back: an object written as a string parses into an equal object
+    again = serverFromString(
+        reactor, endpoints.server_endpoint_string(parsed.settings, "127.0.0.1", 0)
+    )
+    assert again.settings == parsed.settings
+
+
+def test_a_client_string_parses_into_the_settings_object(certs, monkeypatch):
+    """The client parser hands the object ``from_settings`` makes to the same builder."""
+    from twisted.internet import reactor
+
+    built = []
+    real = endpoints.client_endpoint_factory
+
+    def recording(reactor, settings, timeout):
+        built.append((settings, timeout))
+        return real(reactor, settings, timeout)
+
+    monkeypatch.setattr(endpoints, "client_endpoint_factory", recording)
+    given = client_settings(certs)
+    clientFromString(reactor, endpoints.client_endpoint_string(given, Host("127.0.0.1", 9800)))
+    assert built == [(ClientTLSSettings.from_settings(given), endpoints.DEFAULT_CONNECT_TIMEOUT)]
+    assert built[0][0].ssl_verification_mode == "full"
+
+
+def test_server_endpoint_from_a_settings_object(certs):
+    from twisted.internet import reactor
+
+    plain = endpoints.server_endpoint(
+        reactor, "::1", 0, ServerTLSSettings.from_settings({"ssl_enabled": False})
+    )
+    assert plain._interface == "::1"
+    assert not isinstance(plain, endpoints.TLSServerEndpoint)
+    settings = ServerTLSSettings.from_settings(
+        {"ssl_certificate": str(certs / "server.crt"), "ssl_key": str(certs / "server.pkcs8.key")}
+    )
+    secure = endpoints.server_endpoint(reactor, "127.0.0.1", 0, settings)
+    assert isinstance(secure, endpoints.TLSServerEndpoint)
+    assert secure.settings is settings

@@ -10,8 +10,8 @@ from twisted.internet.endpoints import TCP4ServerEndpoint
 
 from tests import support_tls
 from twisted_logstash.errors import RetriableError
-from twisted_logstash.security import tls
 from twisted_logstash.security.endpoints import TLSServerEndpoint, client_endpoint_factory
+from twisted_logstash.security.settings import ClientTLSSettings, ServerTLSSettings
 from twisted_logstash.transport.hosts import Host
 from twisted_logstash.wires.lumberjack.client import LumberjackTransmitter
 from twisted_logstash.wires.lumberjack.server import LumberjackInputFactory
@@ -23,6 +23,7 @@ TIMEOUT = 10.0
 @defer.inlineCallbacks
 def serving_mtls(certs, sink):
     settings = {
+        "ssl_handshake_timeout": 5000,
         "ssl_certificate": str(certs / "server.crt"),
         "ssl_key": str(certs / "server.pkcs8.key"),
         "ssl_client_authentication": "required",
@@ -31,8 +32,7 @@ def serving_mtls(certs, sink):
     endpoint = TLSServerEndpoint(
         reactor,
         TCP4ServerEndpoint(reactor, 0, interface="127.0.0.1"),
-        tls.server_options(settings),
-        5.0,
+        ServerTLSSettings.from_settings(settings),
     )
     port = yield endpoint.listen(LumberjackInputFactory(sink, reactor))
     return port, Host("127.0.0.1", port.getHost().port)
@@ -50,7 +50,9 @@ def client_settings(certs, identity: bool):
 def test_windows_over_mutual_tls(certs):
     sink = HeldSink(auto=True)
     port, host = yield serving_mtls(certs, sink)
-    factory = client_endpoint_factory(reactor, client_settings(certs, identity=True))
+    factory = client_endpoint_factory(
+        reactor, ClientTLSSettings.from_settings(client_settings(certs, identity=True))
+    )
     transmitter = LumberjackTransmitter(reactor, factory, ack_timeout=TIMEOUT)
     try:
         for w in range(2):
@@ -68,7 +70,9 @@ def test_windows_over_mutual_tls(certs):
 def test_client_without_certificate_is_refused_and_retriable(certs):
     sink = HeldSink(auto=True)
     port, host = yield serving_mtls(certs, sink)
-    factory = client_endpoint_factory(reactor, client_settings(certs, identity=False))
+    factory = client_endpoint_factory(
+        reactor, ClientTLSSettings.from_settings(client_settings(certs, identity=False))
+    )
     transmitter = LumberjackTransmitter(reactor, factory, ack_timeout=TIMEOUT)
     try:
         with pytest.raises(RetriableError, match="requires a client certificate"):

@@ -5,7 +5,7 @@ The server is our input (``HttpInputFactory`` in an ``InputService``) behind
 ``HttpTransmitter`` with ``client_endpoint_factory(reactor, settings)``: what the programs build
 from their flags. Each entry of ``CASES`` says what a user configures on each side and what the
 output then reads: the batch delivered, or a ``RetriableError`` / ``TerminalError`` whose reason
-names the cause; the cause is compared in ``tls.describe_tls_failure``'s words. docs/security.md
+names the cause; the cause is compared in ``describe_tls_failure``'s words. docs/security.md
 lists the same cases under "Tested combinations".
 
 Contexts are built once per case (by the endpoint parser and ``client_endpoint_factory``), from
@@ -29,8 +29,10 @@ from twisted_logstash.errors import ConfigurationError, DeadLettered, RetriableE
 from twisted_logstash.pipeline.deadletter import DeadLetterFile
 from twisted_logstash.pipeline.output import Output
 from twisted_logstash.pipeline.sinks import CallableSink
-from twisted_logstash.security import tls
-from twisted_logstash.security.endpoints import client_endpoint_factory, server_endpoint_string
+from twisted_logstash.security import failures
+from twisted_logstash.security.endpoints import client_endpoint_factory as _client_endpoints
+from twisted_logstash.security.endpoints import server_endpoint_string
+from twisted_logstash.security.settings import ClientTLSSettings
 from twisted_logstash.transport.hosts import Host
 from twisted_logstash.transport.inputservice import InputService
 from twisted_logstash.wires.native.client import HttpTransmitter
@@ -188,7 +190,7 @@ CASES: dict[str, Case] = {
     "tls-output-to-plain-input": Case(
         {"ssl_enabled": False},
         TRUST_CA,
-        tls.SERVER_NOT_TLS,
+        failures.SERVER_NOT_TLS,
         "TLS handshake failed: the server does not speak TLS on this port "
         "(ssl_enabled false there?)",
         input_log=(
@@ -225,6 +227,11 @@ CASES: dict[str, Case] = {
         input_log=("answered 401", "from 127.0.0.1:", ": missing or wrong credentials"),
     ),
 }
+
+
+def client_endpoint_factory(reactor, settings: dict):
+    """The output's endpoints for Logstash-named settings, checked as the program checks them."""
+    return _client_endpoints(reactor, ClientTLSSettings.from_settings(settings))
 
 
 def _paths(settings: dict, folder) -> dict:
@@ -361,9 +368,9 @@ INPUT_SIDE = {
     "client-auth-optional-client-cert-other-ca": REFUSED_OTHER_CLIENT,
     "client-auth-required-client-cert-none": "peer did not present a certificate",
     "client-auth-required-client-cert-other-ca": REFUSED_OTHER_CLIENT,
-    "wrong-name-verification-full": tls.CLOSED_DURING_HANDSHAKE,
-    "expired-verification-full": tls.CLOSED_DURING_HANDSHAKE,
-    "server-from-other-ca": tls.CLOSED_DURING_HANDSHAKE,
+    "wrong-name-verification-full": failures.CLOSED_DURING_HANDSHAKE,
+    "expired-verification-full": failures.CLOSED_DURING_HANDSHAKE,
+    "server-from-other-ca": failures.CLOSED_DURING_HANDSHAKE,
     "tls12-client-tls13-server": NO_COMMON_PROTOCOL,
     "tls13-client-tls12-server": NO_COMMON_PROTOCOL,
     "plain-output-to-tls-input": "the peer sent plain HTTP to a TLS port",
@@ -528,7 +535,7 @@ def test_tls_output_to_plain_input_fails_at_once(certs, logged):
     finally:
         yield transmitter.close()
         yield service.stopService()
-    assert raised.value.reason == "TLS handshake failed: " + tls.SERVER_NOT_TLS
+    assert raised.value.reason == "TLS handshake failed: " + failures.SERVER_NOT_TLS
     assert clock.seconds() == 0
     assert received == []
     warnings = [text for level, text in logged if level == LogLevel.warn]

@@ -19,8 +19,13 @@ from zope.interface import implementer
 from tests import support_tls
 from tests.support_tls import AckServerFactory, ping
 from twisted_logstash.errors import ConfigurationError
-from twisted_logstash.security import tls
+from twisted_logstash.security import contexts, failures, handshake
 from twisted_logstash.security.endpoints import TLSServerEndpoint
+from twisted_logstash.security.settings import (
+    DEFAULT_PROTOCOLS,
+    ClientTLSSettings,
+    ServerTLSSettings,
+)
 
 certs = support_tls.certs  # the session fixture, under its name
 
@@ -40,6 +45,20 @@ def client_settings(certs, **extra):
     return settings
 
 
+def _record(kind, settings, **extra):
+    """A settings object as given, unchecked: the errors under test are the contexts' own."""
+    values = {**settings, **extra}
+    return kind(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items()})
+
+
+def server_record(settings, **extra) -> ServerTLSSettings:
+    return _record(ServerTLSSettings, settings, **extra)
+
+
+def client_record(settings, **extra) -> ClientTLSSettings:
+    return _record(ClientTLSSettings, settings, **extra)
+
+
 CLIENT_IDENTITIES = {
     "valid": {"ssl_certificate": "client.crt", "ssl_key": "client.pkcs8.key"},
     "none": {},
@@ -55,8 +74,7 @@ def serving(settings, handshake_timeout=5.0):
     endpoint = TLSServerEndpoint(
         reactor,
         TCP4ServerEndpoint(reactor, 0, interface="127.0.0.1"),
-        tls.server_options(settings),
-        handshake_timeout,
+        server_record(settings, ssl_handshake_timeout=int(handshake_timeout * 1000)),
     )
     port = yield endpoint.listen(factory)
     return port, factory
@@ -66,7 +84,9 @@ def connect_to(port, settings, hostname="127.0.0.1"):
     from twisted.internet import reactor
 
     tcp = TCP4ClientEndpoint(reactor, "127.0.0.1", port.getHost().port)
-    return ping(reactor, wrapClientTLS(tls.client_options(settings, hostname), tcp))
+    return ping(
+        reactor, wrapClientTLS(contexts.client_options(client_record(settings), hostname), tcp)
+    )
 
 
 @defer.inlineCallbacks
@@ -75,7 +95,7 @@ def outcome(port, settings, hostname="127.0.0.1"):
     try:
         answer = yield connect_to(port, settings, hostname)
     except Exception as error:  # the reason the connection was lost
-        return tls.describe_tls_failure(error)
+        return failures.describe_tls_failure(error)
     assert answer == b"ack:ping"
     return "ok"
 
@@ -115,7 +135,7 @@ def test_client_authentication_matrix(certs, mode, identity):
         assert result == MATRIX[(mode, identity)]
         reason = yield server_lost
         if (mode, identity) in SERVER_SIDE:
-            assert tls.describe_tls_failure(reason) == SERVER_SIDE[(mode, identity)]
+            assert failures.describe_tls_failure(reason) == SERVER_SIDE[(mode, identity)]
     finally:
         yield port.stopListening()
 
@@ -187,7 +207,7 @@ def test_protocol_mismatch(certs):
         result = yield outcome(port, client_settings(certs, ssl_supported_protocols=["TLSv1.2"]))
         assert result == "no protocol version in common"
         reason = yield server_lost
-        assert tls.describe_tls_failure(reason) == "no protocol version in common"
+        assert failures.describe_tls_failure(reason) == "no protocol version in common"
     finally:
         yield port.stopListening()
 
@@ -234,7 +254,7 @@ def test_encrypted_key_and_cipher_suites(certs):
             port, client_settings(certs, ssl_cipher_suites=["TLS_CHACHA20_POLY1305_SHA256"])
         )
         assert other == "handshake failure (no cipher suite or protocol in common?)"
-        assert tls.describe_tls_failure((yield server_lost)) == "no cipher suite in common"
+        assert failures.describe_tls_failure((yield server_lost)) == "no cipher suite in common"
     finally:
         yield port.stopListening()
 
@@ -244,7 +264,7 @@ def test_wrong_passphrase_names_key_and_passphrase(certs):
         certs, ssl_key=str(certs / "server-encrypted.pkcs8.key"), ssl_key_passphrase="wrong"
     )
     with pytest.raises(ConfigurationError) as raised:
-        tls.server_options(settings)
+        contexts.server_options(server_record(settings))
     message = str(raised.value)
     assert str(certs / "server-encrypted.pkcs8.key") in message
     assert "ssl_key_passphrase" in message
@@ -254,30 +274,32 @@ def test_wrong_passphrase_names_key_and_passphrase(certs):
 def test_missing_passphrase_names_the_setting(certs):
     settings = server_settings(certs, ssl_key=str(certs / "server-encrypted.pkcs8.key"))
     with pytest.raises(ConfigurationError, match="is encrypted: set ssl_key_passphrase"):
-        tls.server_options(settings)
+        contexts.server_options(server_record(settings))
 
 
 def test_certificate_without_key(certs):
     with pytest.raises(ConfigurationError, match="`ssl_key` is required"):
-        tls.client_options({"ssl_certificate": str(certs / "client.crt")}, "localhost")
+        contexts.client_options(
+            client_record({"ssl_certificate": str(certs / "client.crt")}), "localhost"
+        )
 
 
 def test_certificate_given_as_key(certs):
     settings = server_settings(certs, ssl_key=str(certs / "server.crt"))
     with pytest.raises(ConfigurationError, match=r"not a PEM private key \(PKCS#8 expected\)"):
-        tls.server_options(settings)
+        contexts.server_options(server_record(settings))
 
 
 def test_key_that_does_not_match_its_certificate(certs):
     settings = server_settings(certs, ssl_key=str(certs / "client.pkcs8.key"))
     with pytest.raises(ConfigurationError, match="does not match ssl_certificate"):
-        tls.server_options(settings)
+        contexts.server_options(server_record(settings))
 
 
 def test_wrong_keystore_password(certs):
     settings = {"ssl_keystore_path": str(certs / "server.p12"), "ssl_keystore_password": "nope"}
     with pytest.raises(ConfigurationError, match="cannot be opened with the given ssl_keystore"):
-        tls.server_options(settings)
+        contexts.server_options(server_record(settings))
 
 
 def test_truststore_is_not_an_identity(certs):
@@ -286,13 +308,13 @@ def test_truststore_is_not_an_identity(certs):
         "ssl_keystore_password": "changeit",
     }
     with pytest.raises(ConfigurationError, match="holds no private key"):
-        tls.server_options(settings)
+        contexts.server_options(server_record(settings))
 
 
 def test_ca_file_without_certificate(certs):
     settings = client_settings(certs, ssl_certificate_authorities=[str(certs / "ca.pkcs8.key")])
     with pytest.raises(ConfigurationError, match="holds no PEM certificate"):
-        tls.client_options(settings, "localhost")
+        contexts.client_options(client_record(settings), "localhost")
 
 
 @pytest.mark.parametrize(
@@ -306,23 +328,23 @@ def test_ca_file_without_certificate(certs):
     ],
 )
 def test_protocol_range(protocols, expected):
-    assert tls.protocol_range(protocols) == expected
+    assert contexts.protocol_range(protocols or DEFAULT_PROTOCOLS) == expected
 
 
 def test_protocol_gap_and_unknown_are_refused():
     with pytest.raises(ConfigurationError, match="contiguous range"):
-        tls.protocol_range(["TLSv1.1", "TLSv1.3"])
+        contexts.protocol_range(["TLSv1.1", "TLSv1.3"])
     with pytest.raises(ConfigurationError, match="SSLv3 not supported"):
-        tls.protocol_range(["SSLv3"])
+        contexts.protocol_range(["SSLv3"])
 
 
 def test_cipher_suite_names():
-    assert tls.translate_cipher_suites([]) == (None, None)
-    assert tls.translate_cipher_suites(
+    assert contexts.translate_cipher_suites([]) == (None, None)
+    assert contexts.translate_cipher_suites(
         ["TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384", "TLS_AES_128_GCM_SHA256", "AES128-SHA"]
     ) == ("ECDHE-RSA-AES256-GCM-SHA384:AES128-SHA", "TLS_AES_128_GCM_SHA256")
     with pytest.raises(ConfigurationError, match="TLS_FANCY_NEW_SUITE"):
-        tls.translate_cipher_suites(["TLS_FANCY_NEW_SUITE"])
+        contexts.translate_cipher_suites(["TLS_FANCY_NEW_SUITE"])
 
 
 def test_only_tls13_suites_with_only_tls12_protocol_is_refused(certs):
@@ -330,7 +352,7 @@ def test_only_tls13_suites_with_only_tls12_protocol_is_refused(certs):
         certs, ssl_supported_protocols=["TLSv1.2"], ssl_cipher_suites=["TLS_AES_128_GCM_SHA256"]
     )
     with pytest.raises(ConfigurationError, match=r"only TLSv1\.3 suites"):
-        tls.server_options(settings)
+        contexts.server_options(server_record(settings))
 
 
 class Recorder:
@@ -367,7 +389,7 @@ class RecorderFactory:
 
 
 def _timed_connection(clock):
-    factory = tls.HandshakeTimeoutFactory(RecorderFactory(), clock, 10.0)
+    factory = handshake.HandshakeTimeoutFactory(RecorderFactory(), clock, 10.0)
     wrapper = factory.buildProtocol(None)
     transport = StringTransport()
     transport.abortConnection = lambda: setattr(transport, "aborted", True)
@@ -379,7 +401,7 @@ def _timed_connection(clock):
 def test_handshake_timeout_keeps_a_refusal():
     refusing = RecorderFactory()
     refusing.buildProtocol = lambda addr: None
-    assert tls.HandshakeTimeoutFactory(refusing, Clock(), 1.0).buildProtocol(None) is None
+    assert handshake.HandshakeTimeoutFactory(refusing, Clock(), 1.0).buildProtocol(None) is None
 
 
 def test_handshake_timeout_drops_a_silent_peer():
@@ -409,7 +431,7 @@ def test_handshake_completion_reaches_a_listening_application():
 
     inner = RecorderFactory()
     inner.buildProtocol = lambda addr: inner.built.append(Listening()) or inner.built[-1]
-    wrapper = tls.HandshakeTimeoutFactory(inner, Clock(), 1.0).buildProtocol(None)
+    wrapper = handshake.HandshakeTimeoutFactory(inner, Clock(), 1.0).buildProtocol(None)
     wrapper.makeConnection(StringTransport())
     assert IHandshakeListener.providedBy(wrapper)
     wrapper.handshakeCompleted()
@@ -451,15 +473,15 @@ def test_handshake_timeout_over_a_real_socket(certs):
 def test_describe_plain_errors():
     from twisted.internet.error import ConnectionRefusedError
 
-    assert tls.describe_tls_failure(ConnectionRefusedError()) == "connection refused"
+    assert failures.describe_tls_failure(ConnectionRefusedError()) == "connection refused"
     error = SSL.Error([("SSL routines", "", "wrong version number")])
-    assert tls.describe_tls_failure(error) == "the peer does not speak TLS (plain TCP?)"
+    assert failures.describe_tls_failure(error) == "the peer does not speak TLS (plain TCP?)"
     # a client knows the peer is the server it was sent to
-    assert tls.describe_tls_failure(error, client=True) == (
+    assert failures.describe_tls_failure(error, client=True) == (
         "the server does not speak TLS on this port (ssl_enabled false there?)"
     )
     odd = SSL.Error([("SSL routines", "", "something new")])
-    assert tls.describe_tls_failure(odd) == "TLS error: something new"
+    assert failures.describe_tls_failure(odd) == "TLS error: something new"
 
 
 class TwoPings(protocol.Protocol):
@@ -491,14 +513,13 @@ def test_handshake_timeout_is_cancelled_over_a_real_socket(certs):
     endpoint = TLSServerEndpoint(
         clock,
         TCP4ServerEndpoint(reactor, 0, interface="127.0.0.1"),
-        tls.server_options(server_settings(certs)),
-        1.0,
+        server_record(server_settings(certs), ssl_handshake_timeout=1000),
     )
     port = yield endpoint.listen(AckServerFactory())
     try:
         client = TwoPings()
         tcp = TCP4ClientEndpoint(reactor, "127.0.0.1", port.getHost().port)
-        creator = tls.client_options(client_settings(certs), "127.0.0.1")
+        creator = contexts.client_options(client_record(client_settings(certs)), "127.0.0.1")
         yield wrapClientTLS(creator, tcp).connect(protocol.Factory.forProtocol(lambda: client))
         first = client.next
         first.addTimeout(10, reactor)
@@ -523,8 +544,7 @@ def test_handshake_timeout_with_fake_time_drops_silent_peer(certs):
     endpoint = TLSServerEndpoint(
         clock,
         TCP4ServerEndpoint(reactor, 0, interface="127.0.0.1"),
-        tls.server_options(server_settings(certs)),
-        10.0,
+        server_record(server_settings(certs), ssl_handshake_timeout=10000),
     )
     factory = AckServerFactory()
     port = yield endpoint.listen(factory)
@@ -574,7 +594,7 @@ def test_plain_text_to_a_tls_port(certs, payload, expected):
         tcp = TCP4ClientEndpoint(reactor, "127.0.0.1", port.getHost().port)
         yield tcp.connect(protocol.Factory.forProtocol(sender))
         lost.addTimeout(10, reactor)
-        assert tls.describe_tls_failure((yield lost)) == expected
+        assert failures.describe_tls_failure((yield lost)) == expected
     finally:
         yield port.stopListening()
 
@@ -588,10 +608,10 @@ def test_tls_client_to_a_plain_port(certs):
         try:
             yield connect_to(port, client_settings(certs))
         except Exception as error:
-            result = tls.describe_tls_failure(error, client=True)
+            result = failures.describe_tls_failure(error, client=True)
         else:
             result = "connected"
-        assert result == tls.SERVER_NOT_TLS
+        assert result == failures.SERVER_NOT_TLS
     finally:
         yield port.stopListening()
 
@@ -624,7 +644,7 @@ def _lines(events):
     return [
         (event["log_level"].name, formatEvent(event))
         for event in events
-        if event.get("log_namespace") == "twisted_logstash.security.tls"
+        if event.get("log_namespace", "").startswith("twisted_logstash.security.")
     ]
 
 
@@ -677,7 +697,7 @@ def test_peer_leaving_during_the_handshake_is_logged_and_a_probe_is_not_a_warnin
     with capturedLogs() as events:
         wrapper.connectionLost(Failure(ConnectionLost()))
     assert _lines(events) == [
-        ("warn", f"TLS handshake with 192.168.1.1:54321 failed: {tls.CLOSED_DURING_HANDSHAKE}")
+        ("warn", f"TLS handshake with 192.168.1.1:54321 failed: {failures.CLOSED_DURING_HANDSHAKE}")
     ]
     probe, _, _ = _watched(hello=False)
     with capturedLogs() as events:
@@ -718,16 +738,16 @@ def test_refused_client_certificate_goes_into_the_one_line(certs):
     )
     wrapper, _, _ = _watched()
     tls_protocol = type("TLSProtocol", (), {"wrappedProtocol": wrapper})()
-    conn = SSL.Connection(tls.server_context(server_settings(certs)), None)
+    conn = SSL.Connection(contexts.server_context(server_record(server_settings(certs))), None)
     conn.set_app_data(tls_protocol)
     refused = "refused a client certificate (CN=other-client,O=twisted-logstash test): "
     with capturedLogs() as events:
-        assert tls._server_verify(conn, cert, 20, 0, 0) is False
+        assert contexts._server_verify(conn, cert, 20, 0, 0) is False
         assert _lines(events) == []
         wrapper.connectionLost(Failure(SSL.Error([("", "", "certificate verify failed")])))
         # without the wrapper (no app data), the callback logs the refusal itself
-        alone = SSL.Connection(tls.server_context(server_settings(certs)), None)
-        assert tls._server_verify(alone, cert, 20, 0, 0) is False
+        alone = SSL.Connection(contexts.server_context(server_record(server_settings(certs))), None)
+        assert contexts._server_verify(alone, cert, 20, 0, 0) is False
     assert _lines(events) == [
         (
             "warn",

@@ -5,9 +5,14 @@ raise, in Logstash's words (from logstash-integration-logstash and logstash-inpu
 a Logstash user recognises the message. Rules Logstash does not have (bad values, unreadable
 files, empty passwords) follow the same style and name the setting and the cause.
 
-``settings`` is a dict keyed by Logstash names (see the module docs of ``tap/common.py``); a
-missing key or None means "not given". ``explicit`` is the set of names the user typed, because
-one rule is about what was *given*: any ``ssl_*`` setting while ``ssl_enabled`` is false.
+``settings`` is a dict keyed by Logstash names; a missing key or None means "not given".
+``explicit`` is the set of names the user typed, because one rule is about what was *given*:
+any ``ssl_*`` setting while ``ssl_enabled`` is false.
+
+The TLS rules (``check_input_tls``, ``check_output_tls``) are run by the TLS settings objects
+(``security/settings.py``), on values whose defaults are already applied there, so that no rule
+re-applies a default. ``check_input`` and ``check_output`` check a whole settings dict: the
+basic-auth credentials, then TLS.
 
 The checks return warnings (strings) for settings that work but are unsafe.
 """
@@ -15,11 +20,12 @@ The checks return warnings (strings) for settings that work but are unsafe.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Set
 
 from twisted_logstash.errors import ConfigurationError
-from twisted_logstash.security.tls import PROTOCOLS, translate_cipher_suites
 
+#: Logstash's default for ``ssl_enabled`` (the framed wire's programs default it to false)
+SSL_ENABLED = True
 CLIENT_AUTHENTICATION = ("none", "optional", "required")
 VERIFICATION_MODES = ("full", "none")
 
@@ -39,30 +45,44 @@ WARN_PASSWORD_FLAG = (
 )
 
 
-def check_input(settings: Mapping, explicit: set[str]) -> list[str]:
+def check_input(settings: Mapping, explicit: Set[str]) -> list[str]:
     """Raise ConfigurationError for the first broken rule; return the warnings."""
-    warnings = _check_credentials(settings, WARN_INPUT_CREDENTIALS)
-    if not _ssl_enabled(settings, explicit):
-        return warnings
-    _check_input_identity(settings)
-    _check_input_trust(settings)
-    _check_tuning(settings)
-    _check_files(settings, INPUT_FILES)
-    return warnings
+    from twisted_logstash.security.settings import ServerTLSSettings
+
+    warnings = check_credentials(settings, WARN_INPUT_CREDENTIALS)
+    return warnings + list(ServerTLSSettings.from_settings(settings, explicit).warnings)
 
 
-def check_output(settings: Mapping, explicit: set[str]) -> list[str]:
+def check_output(settings: Mapping, explicit: Set[str]) -> list[str]:
     """Raise ConfigurationError for the first broken rule; return the warnings."""
-    warnings = _check_credentials(settings, WARN_OUTPUT_CREDENTIALS)
-    if not _ssl_enabled(settings, explicit):
-        return warnings
-    _check_output_identity(settings)
-    _check_output_trust(settings)
-    _check_tuning(settings)
-    _check_files(settings, OUTPUT_FILES)
-    if _mode(settings) == "none":
-        warnings.append(WARN_VERIFICATION_NONE)
-    return warnings
+    from twisted_logstash.security.settings import ClientTLSSettings
+
+    warnings = check_credentials(settings, WARN_OUTPUT_CREDENTIALS)
+    return warnings + list(ClientTLSSettings.from_settings(settings, explicit).warnings)
+
+
+def check_input_tls(values: Mapping, explicit: Set[str]) -> list[str]:
+    """The input's TLS rules, on values with every default applied."""
+    if not _ssl_enabled(values, explicit):
+        return []
+    _check_input_identity(values)
+    _check_input_trust(values)
+    _check_tuning(values)
+    _check_files(values, INPUT_FILES)
+    return []
+
+
+def check_output_tls(values: Mapping, explicit: Set[str]) -> list[str]:
+    """The output's TLS rules, on values with every default applied."""
+    if not _ssl_enabled(values, explicit):
+        return []
+    _check_output_identity(values)
+    _check_output_trust(values)
+    _check_tuning(values)
+    _check_files(values, OUTPUT_FILES)
+    if values["ssl_verification_mode"] == "none":
+        return [WARN_VERIFICATION_NONE]
+    return []
 
 
 def read_password(
@@ -103,15 +123,18 @@ def is_given(settings: Mapping, name: str) -> bool:
     return value is not None and value != [] and value != ()
 
 
-def ssl_on(settings: Mapping) -> bool:
-    """``ssl_enabled`` as a bool: absent or None is on; text is off only when it says false."""
-    enabled = settings.get("ssl_enabled", True)
+def ssl_on(settings: Mapping, default: bool = SSL_ENABLED) -> bool:
+    """``ssl_enabled`` as a bool: absent or None is ``default``; text is off only when it says
+    false."""
+    enabled = settings.get("ssl_enabled")
+    if enabled is None:
+        return default
     if isinstance(enabled, str):
         return enabled.strip().lower() != "false"
-    return enabled is None or bool(enabled)
+    return bool(enabled)
 
 
-def _ssl_enabled(settings: Mapping, explicit: set[str]) -> bool:
+def _ssl_enabled(settings: Mapping, explicit: Set[str]) -> bool:
     enabled = ssl_on(settings)
     if not enabled:
         rejected = sorted(name for name in explicit if name.startswith("ssl_"))
@@ -125,7 +148,9 @@ def _ssl_enabled(settings: Mapping, explicit: set[str]) -> bool:
     return enabled
 
 
-def _check_credentials(settings: Mapping, warning: str) -> list[str]:
+def check_credentials(settings: Mapping, warning: str) -> list[str]:
+    """The basic-auth rules; ``warning`` (the input's or the output's words) when credentials
+    would travel without TLS."""
     if is_given(settings, "username"):
         if not is_given(settings, "password"):
             raise ConfigurationError("`password` is REQUIRED when `username` is provided")
@@ -182,7 +207,7 @@ def _check_identity(settings: Mapping, *, required: bool, must: str, given: str)
 
 
 def _check_input_trust(settings: Mapping) -> None:
-    mode = settings.get("ssl_client_authentication") or "none"
+    mode = settings["ssl_client_authentication"]
     if mode not in CLIENT_AUTHENTICATION:
         raise ConfigurationError(
             f"`ssl_client_authentication` must be one of none, optional, required, not {mode!r}"
@@ -201,12 +226,8 @@ def _check_input_trust(settings: Mapping) -> None:
     _check_files(settings, (), ca_lists=("ssl_certificate_authorities",))
 
 
-def _mode(settings: Mapping) -> str:
-    return settings.get("ssl_verification_mode") or "full"
-
-
 def _check_output_trust(settings: Mapping) -> None:
-    mode = _mode(settings)
+    mode = settings["ssl_verification_mode"]
     if mode not in VERIFICATION_MODES:
         raise ConfigurationError(f"`ssl_verification_mode` must be full or none, not {mode!r}")
     has = lambda name: is_given(settings, name)  # noqa: E731
@@ -239,7 +260,10 @@ def _check_output_trust(settings: Mapping) -> None:
 
 
 def _check_tuning(settings: Mapping) -> None:
-    protocols = settings.get("ssl_supported_protocols") or []
+    # imported here: pyOpenSSL is not needed to read these rules (plugin scanning stays cheap)
+    from twisted_logstash.security.contexts import PROTOCOLS, translate_cipher_suites
+
+    protocols = settings["ssl_supported_protocols"]
     unknown = [name for name in protocols if name not in PROTOCOLS]
     if unknown:
         raise ConfigurationError(
@@ -247,8 +271,8 @@ def _check_tuning(settings: Mapping) -> None:
             f"use {', '.join(PROTOCOLS)}"
         )
     # the TLS module owns the cipher table; it raises ConfigurationError naming unknown suites
-    translate_cipher_suites(settings.get("ssl_cipher_suites") or [])
-    timeout = settings.get("ssl_handshake_timeout")
+    translate_cipher_suites(settings["ssl_cipher_suites"])
+    timeout = settings.get("ssl_handshake_timeout")  # the input's alone
     if timeout is not None:
         try:
             number = int(timeout)

@@ -1,4 +1,11 @@
-"""``logstash-tls`` endpoint strings: TLS configured once, usable by any Twisted program.
+"""Endpoints built from the TLS settings objects, and the ``logstash-tls`` endpoint strings.
+
+The programs build their endpoints directly from a ``ServerTLSSettings`` or
+``ClientTLSSettings``: ``server_endpoint(reactor, host, port, settings)`` for an input,
+``client_endpoint_factory(reactor, settings)`` for the hosts of an output (TLS when
+``ssl_enabled``, plain TCP otherwise).
+
+The ``logstash-tls`` strings are one more way in, for any Twisted program:
 
     serverFromString(reactor, "logstash-tls:port=9800:interface=127.0.0.1:"
                               "ssl_certificate=/etc/ls/server.crt:ssl_key=/etc/ls/server.pkcs8.key:"
@@ -7,20 +14,20 @@
     clientFromString(reactor, "logstash-tls:host=127.0.0.1:port=9800:"
                               "ssl_certificate_authorities=/etc/ls/ca.crt")
 
-Every key after the address is a Logstash TLS setting (see ``tls.py``); list settings
+Every key after the address is a Logstash TLS setting; list settings
 (``ssl_certificate_authorities``, ``ssl_supported_protocols``, ``ssl_cipher_suites``) are comma
 separated, a comma inside an item written ``\\\\,`` (``split_list``). Colons, equal signs
-and backslashes inside a value are escaped with a backslash (``escape``). The strings are
-checked with Logstash's rules (``config.py``) when parsed, so a broken string fails before
-anything listens or connects.
-
-The programs never assemble these strings by hand: ``server_endpoint_string`` builds one from
-the settings, and ``client_endpoint_factory`` builds client endpoints per output host.
+and backslashes inside a value are escaped with a backslash (``escape``). A string is parsed
+into the same settings object as flags are (``from_settings``: the same defaults, Logstash's
+rules), and that object goes to the same builders, so a broken string fails before anything
+listens or connects. ``server_endpoint_string`` and ``client_endpoint_string`` write such a
+string from settings, for handing to another program.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+import dataclasses
+from collections.abc import Mapping
 
 from twisted.internet.interfaces import (
     IStreamClientEndpoint,
@@ -32,38 +39,112 @@ from twisted.plugin import IPlugin
 from zope.interface import implementer
 
 from twisted_logstash.errors import ConfigurationError
+from twisted_logstash.security.settings import LISTS, ClientTLSSettings, ServerTLSSettings
 from twisted_logstash.transport.hosts import Host
 
 PREFIX = "logstash-tls"
 DEFAULT_CONNECT_TIMEOUT = 30.0
+DEFAULT_BACKLOG = 50
+
+
+def _names(kind: type) -> tuple[str, ...]:
+    return tuple(
+        spec.name
+        for spec in dataclasses.fields(kind)
+        if spec.name not in ("ssl_enabled", "warnings")
+    )
+
 
 #: TLS settings a ``logstash-tls`` string may carry, per side
-SERVER_SETTINGS = (
-    "ssl_certificate",
-    "ssl_key",
-    "ssl_key_passphrase",
-    "ssl_keystore_path",
-    "ssl_keystore_password",
-    "ssl_client_authentication",
-    "ssl_certificate_authorities",
-    "ssl_handshake_timeout",
-    "ssl_supported_protocols",
-    "ssl_cipher_suites",
-)
-CLIENT_SETTINGS = (
-    "ssl_certificate",
-    "ssl_key",
-    "ssl_key_passphrase",
-    "ssl_keystore_path",
-    "ssl_keystore_password",
-    "ssl_certificate_authorities",
-    "ssl_truststore_path",
-    "ssl_truststore_password",
-    "ssl_verification_mode",
-    "ssl_supported_protocols",
-    "ssl_cipher_suites",
-)
-LISTS = ("ssl_certificate_authorities", "ssl_supported_protocols", "ssl_cipher_suites")
+SERVER_SETTINGS = _names(ServerTLSSettings)
+CLIENT_SETTINGS = _names(ClientTLSSettings)
+
+
+# ---------------------------------------------------------------------------- builders
+
+
+@implementer(IStreamServerEndpoint)
+class TLSServerEndpoint:
+    """Listen on ``endpoint`` with the TLS of ``settings``, dropping peers that do not finish
+    the handshake within ``ssl_handshake_timeout``.
+
+    The context is built here, so that a file that does not hold what it should fails before
+    anything listens.
+    """
+
+    def __init__(self, reactor, endpoint: IStreamServerEndpoint, settings: ServerTLSSettings):
+        from twisted_logstash.security.contexts import server_options
+
+        self.settings = settings
+        self.endpoint = endpoint
+        self._reactor = reactor
+        self._creator = server_options(settings)
+
+    def listen(self, protocolFactory):
+        from twisted.protocols.tls import TLSMemoryBIOFactory
+
+        from twisted_logstash.security.handshake import HandshakeTimeoutFactory
+
+        timed = HandshakeTimeoutFactory(
+            protocolFactory, self._reactor, self.settings.handshake_timeout
+        )
+        return self.endpoint.listen(TLSMemoryBIOFactory(self._creator, False, timed))
+
+
+def server_endpoint(
+    reactor,
+    host: str,
+    port: int,
+    settings: ServerTLSSettings,
+    backlog: int = DEFAULT_BACKLOG,
+) -> IStreamServerEndpoint:
+    """Where an input listens: ``host`` (an IPv4 or IPv6 address, empty for every one) and
+    ``port``, with TLS when ``settings.ssl_enabled``."""
+    from twisted.internet.endpoints import TCP4ServerEndpoint, TCP6ServerEndpoint
+
+    kind = TCP6ServerEndpoint if ":" in host else TCP4ServerEndpoint
+    tcp = kind(reactor, port, backlog, host)
+    if not settings.ssl_enabled:
+        return tcp
+    return TLSServerEndpoint(reactor, tcp, settings)
+
+
+class ClientEndpoints:
+    """Gives each output host its endpoint: TLS verified for that host, or plain TCP.
+
+    The TLS context (trust, identity, protocols, ciphers) is built once, here, so that a
+    broken setting fails now; each host gets its own name check (DNS name or IP address).
+    """
+
+    def __init__(self, reactor, settings: ClientTLSSettings, timeout: float):
+        self.settings = settings
+        self.timeout = timeout
+        self._reactor = reactor
+        self._context = None
+        if settings.ssl_enabled:
+            from twisted_logstash.security.contexts import client_context
+
+            self._context = client_context(settings)
+
+    def __call__(self, host: Host) -> IStreamClientEndpoint:
+        from twisted.internet.endpoints import HostnameEndpoint, wrapClientTLS
+
+        tcp = HostnameEndpoint(self._reactor, host.host, host.port, timeout=self.timeout)
+        if self._context is None:
+            return tcp
+        from twisted_logstash.security.contexts import ClientTLS
+
+        return wrapClientTLS(ClientTLS(self._context, host.host, self.settings.verify), tcp)
+
+
+def client_endpoint_factory(
+    reactor, settings: ClientTLSSettings, timeout: float = DEFAULT_CONNECT_TIMEOUT
+) -> ClientEndpoints:
+    """A callable giving each output host (a ``Host``) its endpoint (see ``ClientEndpoints``)."""
+    return ClientEndpoints(reactor, settings, timeout)
+
+
+# ---------------------------------------------------------------------------- strings
 
 
 def escape(value: object) -> str:
@@ -72,27 +153,6 @@ def escape(value: object) -> str:
     for char in ("\\", ":", "="):
         text = text.replace(char, "\\" + char)
     return text
-
-
-def _endpoint_string(settings: Mapping, address: str, names: tuple[str, ...]) -> str:
-    """``tcp:ADDRESS`` when SSL is off, else ``logstash-tls:ADDRESS`` and the given settings
-    among ``names``."""
-    from twisted_logstash import config
-
-    if not config.ssl_on(settings):
-        return f"tcp:{address}"
-    parts = [
-        f"{name}={_escape_setting(name, settings[name])}"
-        for name in names
-        if config.is_given(settings, name)
-    ]
-    return ":".join([f"{PREFIX}:{address}", *parts])
-
-
-def _escape_setting(name: str, value) -> str:
-    if name not in LISTS:
-        return escape(value)
-    return ",".join(escape(str(item).replace(",", "\\,")) for item in value)
 
 
 def split_list(value: str) -> list[str]:
@@ -112,67 +172,44 @@ def split_list(value: str) -> list[str]:
     return [item.strip() for item in items if item.strip()]
 
 
-def server_endpoint_string(settings: Mapping, host: str, port: int) -> str:
-    """The server endpoint string for the input's settings (``tcp:`` when SSL is off)."""
+def _endpoint_string(
+    settings: Mapping | ServerTLSSettings | ClientTLSSettings,
+    address: str,
+    names: tuple[str, ...],
+) -> str:
+    """``tcp:ADDRESS`` when SSL is off, else ``logstash-tls:ADDRESS`` and the given settings
+    among ``names``."""
+    from twisted_logstash import config
+
+    if isinstance(settings, ServerTLSSettings | ClientTLSSettings):
+        settings = settings.to_settings()
+    if not config.ssl_on(settings):
+        return f"tcp:{address}"
+    parts = [
+        f"{name}={_escape_setting(name, settings[name])}"
+        for name in names
+        if config.is_given(settings, name)
+    ]
+    return ":".join([f"{PREFIX}:{address}", *parts])
+
+
+def _escape_setting(name: str, value) -> str:
+    if name not in LISTS:
+        return escape(value)
+    return ",".join(escape(str(item).replace(",", "\\,")) for item in value)
+
+
+def server_endpoint_string(settings: Mapping | ServerTLSSettings, host: str, port: int) -> str:
+    """A server endpoint string for an input's settings (``tcp:`` when SSL is off), for
+    another program: this one builds its endpoints with ``server_endpoint``."""
     return _endpoint_string(settings, f"port={int(port)}:interface={escape(host)}", SERVER_SETTINGS)
 
 
-def client_endpoint_string(settings: Mapping, host: Host) -> str:
-    """The client endpoint string for one output host (``tcp:`` when SSL is off)."""
+def client_endpoint_string(settings: Mapping | ClientTLSSettings, host: Host) -> str:
+    """A client endpoint string for one output host (``tcp:`` when SSL is off), for another
+    program: this one builds its endpoints with ``client_endpoint_factory``."""
     address = f"host={escape(host.host)}:port={int(host.port)}"
     return _endpoint_string(settings, address, CLIENT_SETTINGS)
-
-
-def client_endpoint_factory(
-    reactor, settings: Mapping, timeout: float = DEFAULT_CONNECT_TIMEOUT
-) -> Callable[[Host], IStreamClientEndpoint]:
-    """A callable giving each output host its endpoint: TLS verified for that host, or TCP.
-
-    The TLS context (trust, identity, protocols, ciphers) is built once, here, so that a
-    broken setting fails now; each host gets its own name check (DNS name or IP address).
-    """
-    from twisted.internet.endpoints import HostnameEndpoint, wrapClientTLS
-
-    from twisted_logstash import config
-
-    if not config.ssl_on(settings):
-
-        def plain(host: Host) -> IStreamClientEndpoint:
-            return HostnameEndpoint(reactor, host.host, host.port, timeout=timeout)
-
-        return plain
-
-    from twisted_logstash.security import tls
-
-    context = tls.client_context(settings)
-    verify = (settings.get("ssl_verification_mode") or "full") == "full"
-
-    def secure(host: Host) -> IStreamClientEndpoint:
-        creator = tls.ClientTLS(context, host.host, verify)
-        return wrapClientTLS(
-            creator, HostnameEndpoint(reactor, host.host, host.port, timeout=timeout)
-        )
-
-    return secure
-
-
-@implementer(IStreamServerEndpoint)
-class TLSServerEndpoint:
-    """Listen on ``endpoint`` with TLS, dropping peers that do not finish the handshake."""
-
-    def __init__(self, reactor, endpoint: IStreamServerEndpoint, creator, handshake_timeout: float):
-        self._reactor = reactor
-        self._endpoint = endpoint
-        self._creator = creator
-        self._handshake_timeout = handshake_timeout
-
-    def listen(self, protocolFactory):
-        from twisted.protocols.tls import TLSMemoryBIOFactory
-
-        from twisted_logstash.security.tls import HandshakeTimeoutFactory
-
-        timed = HandshakeTimeoutFactory(protocolFactory, self._reactor, self._handshake_timeout)
-        return self._endpoint.listen(TLSMemoryBIOFactory(self._creator, False, timed))
 
 
 def _settings(kwargs: dict, allowed: tuple[str, ...], side: str) -> dict:
@@ -181,13 +218,7 @@ def _settings(kwargs: dict, allowed: tuple[str, ...], side: str) -> dict:
         raise ConfigurationError(
             f"{PREFIX} {side} endpoint: unknown parameter(s) {', '.join(unknown)}"
         )
-    settings: dict = {}
-    for name, value in kwargs.items():
-        if name in LISTS:
-            settings[name] = split_list(value)
-        else:
-            settings[name] = value
-    return settings
+    return {name: split_list(value) if name in LISTS else value for name, value in kwargs.items()}
 
 
 def _number(side: str, name: str, value: str, kind=int):
@@ -206,26 +237,13 @@ class LogstashTLSServerParser:
     prefix = PREFIX
 
     def parseStreamServer(self, reactor, *args, **kwargs) -> IStreamServerEndpoint:
-        from twisted.internet.endpoints import TCP4ServerEndpoint, TCP6ServerEndpoint
-
-        from twisted_logstash import config
-        from twisted_logstash.security import tls
-
         if args:
             kwargs.setdefault("port", args[0])
         port = _number("server", "port", kwargs.pop("port", "9800"))
         interface = kwargs.pop("interface", "")
-        backlog = _number("server", "backlog", kwargs.pop("backlog", "50"))
-        settings = _settings(kwargs, SERVER_SETTINGS, "server")
-        config.check_input(settings, set(settings))
-        timeout_ms = _number(
-            "server",
-            "ssl_handshake_timeout",
-            settings.get("ssl_handshake_timeout", tls.DEFAULT_HANDSHAKE_TIMEOUT_MS),
-        )
-        kind = TCP6ServerEndpoint if ":" in interface else TCP4ServerEndpoint
-        tcp = kind(reactor, port, backlog, interface)
-        return TLSServerEndpoint(reactor, tcp, tls.server_options(settings), timeout_ms / 1000.0)
+        backlog = _number("server", "backlog", kwargs.pop("backlog", str(DEFAULT_BACKLOG)))
+        settings = ServerTLSSettings.from_settings(_settings(kwargs, SERVER_SETTINGS, "server"))
+        return server_endpoint(reactor, interface, port, settings, backlog)
 
 
 @implementer(IPlugin, IStreamClientEndpointStringParserWithReactor)
@@ -235,11 +253,6 @@ class LogstashTLSClientParser:
     prefix = PREFIX
 
     def parseStreamClient(self, reactor, *args, **kwargs) -> IStreamClientEndpoint:
-        from twisted.internet.endpoints import HostnameEndpoint, wrapClientTLS
-
-        from twisted_logstash import config
-        from twisted_logstash.security import tls
-
         if args:
             kwargs.setdefault("host", args[0])
         if len(args) > 1:
@@ -251,9 +264,5 @@ class LogstashTLSClientParser:
         timeout = _number(
             "client", "timeout", kwargs.pop("timeout", str(DEFAULT_CONNECT_TIMEOUT)), float
         )
-        settings = _settings(kwargs, CLIENT_SETTINGS, "client")
-        config.check_output(settings, set(settings))
-        return wrapClientTLS(
-            tls.client_options(settings, host),
-            HostnameEndpoint(reactor, host, port, timeout=timeout),
-        )
+        settings = ClientTLSSettings.from_settings(_settings(kwargs, CLIENT_SETTINGS, "client"))
+        return client_endpoint_factory(reactor, settings, timeout)(Host(host, port))

@@ -1,10 +1,17 @@
-"""Option plumbing shared by the two twistd programs.
+"""Option plumbing shared by the two twistd programs, and the way from Logstash-named
+settings to endpoints that does not depend on flags.
 
 Flags mirror Logstash's setting names (``--ssl-client-authentication`` is
 ``ssl_client_authentication``). Every setting is collected into a dict keyed by
 the Logstash name, together with the set of names the user gave explicitly,
 because some of Logstash's configuration errors are about what was *given*
-(any ``ssl_*`` setting while ``ssl_enabled`` is false), not about values.
+(any ``ssl_*`` setting while ``ssl_enabled`` is false), not about values. A
+setting not given is None (or an empty list) in that dict.
+
+``input_listener`` and ``output_connector`` take such a dict (from flags, or from a library
+call) and check it once, with Logstash's rules and messages, into a frozen ``Listener`` or
+``Connector``; these build the endpoints. Every TLS default is applied in the settings
+objects (``security/settings.py``), the wire's defaults in ``WIRE_DEFAULTS``.
 """
 
 from __future__ import annotations
@@ -12,14 +19,24 @@ from __future__ import annotations
 import atexit
 import os
 import sys
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Set
 from contextlib import contextmanager
+from dataclasses import dataclass
 
 from twisted.internet.error import CannotListenError
+from twisted.internet.interfaces import IStreamServerEndpoint
 from twisted.python import usage
 
 from twisted_logstash import config
 from twisted_logstash.errors import ConfigurationError
+from twisted_logstash.security.auth import Credentials
+from twisted_logstash.security.endpoints import (
+    DEFAULT_CONNECT_TIMEOUT,
+    ClientEndpoints,
+    client_endpoint_factory,
+    server_endpoint,
+)
+from twisted_logstash.security.settings import ClientTLSSettings, ServerTLSSettings
 from twisted_logstash.transport.hosts import Host
 
 #: what each wire defaults to where INTERFACE.md says "(`lumberjack`: ...)"
@@ -27,6 +44,8 @@ WIRE_DEFAULTS = {
     "http": {"port": 9800, "ssl_enabled": True},
     "lumberjack": {"port": 5044, "ssl_enabled": False},
 }
+#: where an input listens when no host is given: every IPv4 address
+DEFAULT_HOST = "0.0.0.0"
 
 BOOLEANS = {"true": True, "false": False}
 
@@ -93,9 +112,7 @@ class LogstashOptions(usage.Options):
 def wire_of(options: usage.Options) -> tuple[str, dict]:
     """The chosen ``--protocol`` and its wire defaults (``WIRE_DEFAULTS``)."""
     protocol = (options["protocol"] or "http").lower()
-    if protocol not in WIRE_DEFAULTS:
-        raise ConfigurationError(f"--protocol takes http or lumberjack, not {protocol!r}")
-    return protocol, WIRE_DEFAULTS[protocol]
+    return protocol, _wire(protocol)
 
 
 def check_protocol_flags(
@@ -120,10 +137,11 @@ def check_protocol_flags(
 
 
 def tls_and_auth_settings(
-    options: usage.Options, defaults: dict, environ: Mapping[str, str]
+    options: usage.Options, environ: Mapping[str, str]
 ) -> tuple[dict, list[str]]:
-    """The settings both programs share (TLS identity and tuning, basic auth), and warnings
-    about how the password was given."""
+    """The settings both programs share (TLS identity and tuning, basic auth) as given, and
+    warnings about how the password was given. Defaults are not applied here: see
+    ``input_listener`` and ``output_connector``."""
     # LOGSTASH_PASSWORD is the default of --password for a --username, nothing more: exported
     # for another program, it must not turn on (or break) authentication here
     password, warnings = config.read_password(
@@ -131,18 +149,14 @@ def tls_and_auth_settings(
     )
     ssl_enabled = options["ssl_enabled"]
     settings = {
-        "ssl_enabled": (
-            parse_bool("ssl-enabled", ssl_enabled) if ssl_enabled else defaults["ssl_enabled"]
-        ),
+        "ssl_enabled": parse_bool("ssl-enabled", ssl_enabled) if ssl_enabled else None,
         "ssl_certificate": options["ssl_certificate"],
         "ssl_key": options["ssl_key"],
         "ssl_key_passphrase": options["ssl_key_passphrase"],
         "ssl_keystore_path": options["ssl_keystore_path"],
         "ssl_keystore_password": options["ssl_keystore_password"],
         "ssl_certificate_authorities": list(options["ssl_certificate_authorities"]),
-        "ssl_supported_protocols": split_list(
-            [options["ssl_supported_protocols"] or "TLSv1.2,TLSv1.3"]
-        ),
+        "ssl_supported_protocols": split_list([options["ssl_supported_protocols"] or ""]),
         "ssl_cipher_suites": split_list([options["ssl_cipher_suites"] or ""]),
         "username": options["username"],
         "password": password,
@@ -150,9 +164,104 @@ def tls_and_auth_settings(
     return settings, warnings
 
 
+def lowered(value: str | None) -> str | None:
+    """A choice flag's value in lower case (flags are case-insensitive); None when not given."""
+    return value.lower() if value else None
+
+
+def _wire(protocol: str) -> dict:
+    if protocol not in WIRE_DEFAULTS:
+        raise ConfigurationError(f"--protocol takes http or lumberjack, not {protocol!r}")
+    return WIRE_DEFAULTS[protocol]
+
+
+def _explicit(settings: Mapping, explicit: Set[str] | None) -> Set[str]:
+    if explicit is not None:
+        return explicit
+    return {name for name in settings if config.is_given(settings, name)}
+
+
+def listen_address_of(settings: Mapping, protocol: str = "http") -> Host:
+    """Where an input listens: ``host`` (``DEFAULT_HOST``) and ``port`` (the wire's)."""
+    port = settings.get("port")
+    if port is None:
+        port = _wire(protocol)["port"]
+    return Host(settings.get("host") or DEFAULT_HOST, port)
+
+
+@dataclass(frozen=True)
+class Listener:
+    """An input's checked address, TLS and basic-auth credentials: what its endpoint and its
+    factory are built from."""
+
+    address: Host
+    tls: ServerTLSSettings
+    credentials: Credentials
+    #: settings that work but are unsafe, in Logstash's words
+    warnings: tuple[str, ...]
+
+    def endpoint(self, reactor) -> IStreamServerEndpoint:
+        """The server endpoint (TLS contexts are built, and their files read, here)."""
+        return server_endpoint(reactor, self.address.host, self.address.port, self.tls)
+
+
+@dataclass(frozen=True)
+class Connector:
+    """An output's checked TLS and basic-auth credentials: what its endpoints and its
+    transmitter are built from."""
+
+    tls: ClientTLSSettings
+    credentials: Credentials
+    #: settings that work but are unsafe, in Logstash's words
+    warnings: tuple[str, ...]
+
+    def endpoints(self, reactor, timeout: float = DEFAULT_CONNECT_TIMEOUT) -> ClientEndpoints:
+        """Each host's client endpoint (the TLS context is built, and its files read, here)."""
+        return client_endpoint_factory(reactor, self.tls, timeout)
+
+
+def input_listener(
+    settings: Mapping, explicit: Set[str] | None = None, *, protocol: str = "http"
+) -> Listener:
+    """An input's Logstash-named settings, checked: credentials, then TLS (Logstash's rules
+    and messages, ConfigurationError for the first broken one).
+
+    ``settings`` may hold any of the input's settings (``host``, ``port``, ``ssl_*``,
+    ``username``, ``password``; others are ignored); a missing or None one takes its default
+    (``ssl_enabled`` and ``port`` the wire's). ``explicit`` names the settings the user gave
+    (None: every one that holds a value).
+    """
+    explicit = _explicit(settings, explicit)
+    values = {**settings, "ssl_enabled": config.ssl_on(settings, _wire(protocol)["ssl_enabled"])}
+    credentials = Credentials.for_input(values)
+    tls = ServerTLSSettings.from_settings(values, explicit)
+    return Listener(
+        address=listen_address_of(settings, protocol),
+        tls=tls,
+        credentials=credentials,
+        warnings=(*credentials.warnings, *tls.warnings),
+    )
+
+
+def output_connector(
+    settings: Mapping, explicit: Set[str] | None = None, *, protocol: str = "http"
+) -> Connector:
+    """An output's Logstash-named settings, checked: credentials, then TLS (Logstash's rules
+    and messages, ConfigurationError for the first broken one). See ``input_listener``."""
+    explicit = _explicit(settings, explicit)
+    values = {**settings, "ssl_enabled": config.ssl_on(settings, _wire(protocol)["ssl_enabled"])}
+    credentials = Credentials.for_output(values)
+    tls = ClientTLSSettings.from_settings(values, explicit)
+    return Connector(
+        tls=tls,
+        credentials=credentials,
+        warnings=(*credentials.warnings, *tls.warnings),
+    )
+
+
 def listen_address(error: CannotListenError) -> str:
     """Where a listen failed, as ``host:port`` or ``[v6]:port`` (no interface: every address)."""
-    return str(Host(error.interface or "0.0.0.0", error.port))
+    return str(Host(error.interface or DEFAULT_HOST, error.port))
 
 
 def stop_when_running(reactor) -> None:

@@ -16,24 +16,26 @@ from twisted.internet.endpoints import serverFromString
 from twisted.internet.error import CannotListenError
 from twisted.logger import Logger
 
-from twisted_logstash import config
 from twisted_logstash.codecs.events import Decorations
 from twisted_logstash.errors import ConfigurationError
 from twisted_logstash.pipeline.sinks import sink_from_string
+from twisted_logstash.security.auth import Credentials
 from twisted_logstash.tap.common import (
     LogstashOptions,
     appender,
     check_protocol_flags,
     configuration_errors,
     exit_with,
+    input_listener,
     listen_address,
+    listen_address_of,
+    lowered,
     parse_int,
     split_list,
     stop_when_running,
     tls_and_auth_settings,
     wire_of,
 )
-from twisted_logstash.transport.hosts import Host
 from twisted_logstash.transport.inputservice import InputService
 
 PROGRAM = "logstash-input"
@@ -104,22 +106,28 @@ class Options(LogstashOptions):
 
 
 def settings_from(options: Options, environ=os.environ) -> tuple[dict, set[str], list[str]]:
-    """Logstash-named settings with defaults applied, the names the user gave, and warnings."""
+    """Logstash-named settings, the names the user gave, and warnings about the password.
+
+    The address and TLS settings are as given (None when not): ``input_listener`` applies
+    their defaults when ``build`` checks them.
+    """
     explicit = options.explicit()
-    protocol, defaults = wire_of(options)
+    protocol, _ = wire_of(options)
     if "password_file" in explicit:
         explicit.add("password")
     check_protocol_flags(protocol, explicit, ONLY, WHY)
-    shared, warnings = tls_and_auth_settings(options, defaults, environ)
+    shared, warnings = tls_and_auth_settings(options, environ)
     settings = {
         **shared,
         "protocol": protocol,
-        "host": options["host"] or "0.0.0.0",
-        "port": _port(options["port"]) if options["port"] else defaults["port"],
+        "host": options["host"],
+        "port": _port(options["port"]) if options["port"] else None,
         "endpoint": options["endpoint"],
-        "ssl_client_authentication": (options["ssl_client_authentication"] or "none").lower(),
-        "ssl_handshake_timeout": parse_int(
-            "ssl-handshake-timeout", options["ssl_handshake_timeout"] or "10000", 1
+        "ssl_client_authentication": lowered(options["ssl_client_authentication"]),
+        "ssl_handshake_timeout": (
+            parse_int("ssl-handshake-timeout", options["ssl_handshake_timeout"], 1)
+            if options["ssl_handshake_timeout"]
+            else None
         ),
         "type": options["type"],
         "tags": split_list([options["tags"] or ""]),
@@ -160,9 +168,14 @@ def build(settings: dict, explicit: set[str], reactor=None):
     """The input service for checked settings (no I/O but opening the sink and TLS files)."""
     if reactor is None:
         from twisted.internet import reactor
+    listener = None
     warnings = []
+    # with --endpoint the user's string says everything about TLS; it is not checked here
+    credentials = Credentials(settings["username"], settings["password"])
     if settings["endpoint"] is None:
-        warnings = config.check_input(settings, explicit)
+        listener = input_listener(settings, explicit, protocol=settings["protocol"])
+        warnings = list(listener.warnings)
+        credentials = listener.credentials
     sink = sink_from_string(settings["sink"])
     decorations = Decorations(
         type=settings["type"],
@@ -184,8 +197,8 @@ def build(settings: dict, explicit: set[str], reactor=None):
         factory = HttpInputFactory(
             sink,
             reactor,
-            username=settings["username"],
-            password=settings["password"],
+            username=credentials.username,
+            password=credentials.password,
             decorations=decorations,
             max_pending_requests=settings["max_pending_requests"],
             max_content_length=settings["max_content_length"],
@@ -194,17 +207,13 @@ def build(settings: dict, explicit: set[str], reactor=None):
             body_timeout=float(settings["body_timeout"]),
             idle_timeout=float(settings["idle_timeout"]),
         )
-    if settings["endpoint"] is not None:
-        description = settings["endpoint"]
-    else:
-        from twisted_logstash.security.endpoints import server_endpoint_string
-
-        description = server_endpoint_string(settings, settings["host"], settings["port"])
+    if listener is not None:
+        # built from the checked settings: the reason alone, about flags the user knows
+        return InputService(listener.endpoint(reactor), factory), warnings
+    description = settings["endpoint"]
     try:
         endpoint = serverFromString(reactor, description)
     except ConfigurationError:
-        if settings["endpoint"] is None:
-            raise  # the reason alone: the string was built from the flags the user knows
         raise ConfigurationError(f"endpoint {redact(description)!r}: {sys.exc_info()[1]}")
     except (ValueError, KeyError, TypeError) as e:
         raise ConfigurationError(f"endpoint {redact(description)!r}: {e}")
@@ -279,5 +288,5 @@ def makeService(options: Options):
     if settings["endpoint"] is not None:
         where = redact(settings["endpoint"])
     else:
-        where = str(Host(settings["host"], settings["port"]))
+        where = str(listen_address_of(settings, settings["protocol"]))
     return InputProgram(input_service, reactor, where=where)

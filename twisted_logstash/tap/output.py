@@ -17,11 +17,11 @@ from twisted.internet import defer
 from twisted.internet.error import CannotListenError
 from twisted.logger import Logger
 
-from twisted_logstash import config
 from twisted_logstash.errors import ConfigurationError
 from twisted_logstash.pipeline.deadletter import DeadLetterFile
 from twisted_logstash.pipeline.output import OutputStopped
 from twisted_logstash.tap.common import (
+    Connector,
     LogstashOptions,
     appender,
     check_protocol_flags,
@@ -29,6 +29,8 @@ from twisted_logstash.tap.common import (
     exit_with,
     keep_exit_status,
     listen_address,
+    lowered,
+    output_connector,
     parse_int,
     stop_when_running,
     tls_and_auth_settings,
@@ -92,7 +94,11 @@ class Options(LogstashOptions):
 
 
 def settings_from(options: Options, environ=os.environ) -> tuple[dict, set[str], list[str]]:
-    """Logstash-named settings with defaults applied, the names the user gave, and warnings."""
+    """Logstash-named settings, the names the user gave, and warnings about the password.
+
+    The TLS settings are as given (None when not): ``output_connector`` applies their defaults
+    when ``build`` checks them.
+    """
     explicit = options.explicit()
     protocol, defaults = wire_of(options)
     if not options["hosts"]:
@@ -100,7 +106,7 @@ def settings_from(options: Options, environ=os.environ) -> tuple[dict, set[str],
     if "password_file" in explicit:
         explicit.add("password")
     check_protocol_flags(protocol, explicit, ONLY, WHY)
-    shared, warnings = tls_and_auth_settings(options, defaults, environ)
+    shared, warnings = tls_and_auth_settings(options, environ)
     compression = (options["compression"] or ("gzip" if protocol == "http" else "zlib")).lower()
     settings = {
         **shared,
@@ -108,7 +114,7 @@ def settings_from(options: Options, environ=os.environ) -> tuple[dict, set[str],
         "hosts": parse_hosts(options["hosts"], defaults["port"]),
         "ssl_truststore_path": options["ssl_truststore_path"],
         "ssl_truststore_password": options["ssl_truststore_password"],
-        "ssl_verification_mode": (options["ssl_verification_mode"] or "full").lower(),
+        "ssl_verification_mode": lowered(options["ssl_verification_mode"]),
         "source": options["source"] or "stdin",
         "batch_size": parse_int("batch-size", options["batch_size"] or "125", 1),
         "batch_delay": parse_int("batch-delay", options["batch_delay"] or "50", 0) / 1000.0,
@@ -130,11 +136,15 @@ def settings_from(options: Options, environ=os.environ) -> tuple[dict, set[str],
     return settings, explicit, warnings
 
 
-def make_transmitter(settings: dict, reactor):
-    """The wire's transmitter, connecting through TLS or plain TCP endpoints."""
-    from twisted_logstash.security.endpoints import client_endpoint_factory
+def make_transmitter(settings: dict, reactor, connector: Connector | None = None):
+    """The wire's transmitter, connecting through TLS or plain TCP endpoints.
 
-    endpoints = client_endpoint_factory(reactor, settings)
+    ``connector`` holds the checked TLS settings and credentials (``build`` has it); without
+    it, ``settings`` are checked here.
+    """
+    if connector is None:
+        connector = output_connector(settings, protocol=settings["protocol"])
+    endpoints = connector.endpoints(reactor)
     if settings["protocol"] == "lumberjack":
         from twisted_logstash.wires.lumberjack.client import LumberjackTransmitter
 
@@ -159,8 +169,8 @@ def make_transmitter(settings: dict, reactor):
         endpoints,
         compression=normalize(settings["compression"]),
         level=settings["compression_level"],
-        username=settings["username"],
-        password=settings["password"],
+        username=connector.credentials.username,
+        password=connector.credentials.password,
         timeout=settings["timeout"],
     )
 
@@ -296,7 +306,8 @@ def build(settings: dict, explicit: set[str], reactor=None):
     from twisted_logstash.pipeline.resume import resume
     from twisted_logstash.pipeline.sources import source_from_string
 
-    warnings = config.check_output(settings, explicit)
+    connector = output_connector(settings, explicit, protocol=settings["protocol"])
+    warnings = list(connector.warnings)
     dead_letter = DeadLetterFile(settings["dead_letter"], reactor)
     dead_letter.check()
     source = source_from_string(settings["source"], reactor)
@@ -304,7 +315,7 @@ def build(settings: dict, explicit: set[str], reactor=None):
     # a file source on a disk queue reads on from the position stored with the queued events
     resume(source, queue)
     output = Output(
-        make_transmitter(settings, reactor),
+        make_transmitter(settings, reactor, connector),
         settings["hosts"],
         reactor,
         batch_size=settings["batch_size"],

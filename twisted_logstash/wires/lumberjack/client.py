@@ -300,6 +300,6 @@ def _describe(failure: Failure) -> str:
     """One line saying why: refused, timed out, closed by the peer, or the TLS reason."""
     if failure.check(defer.TimeoutError, defer.CancelledError):
         return "timed out"
-    from twisted_logstash.security.tls import describe_tls_failure
+    from twisted_logstash.security.failures import describe_tls_failure
 
     return describe_tls_failure(failure, client=True)

@@ -30,7 +30,7 @@ from twisted.python.failure import Failure
 
 from twisted_logstash.codecs.events import Decorations, prepare, timestamp_now
 from twisted_logstash.interfaces import IEventSink
-from twisted_logstash.security.tls import describe_peer
+from twisted_logstash.security.failures import describe_peer
 from twisted_logstash.wires.lumberjack.decoder import (
     DEFAULT_MAX_FRAME,
     DEFAULT_MAX_INFLATED,

@@ -54,7 +54,7 @@ from twisted_logstash.codecs import compression as codecs
 from twisted_logstash.codecs import ndjson
 from twisted_logstash.errors import ConfigurationError, RetriableError, TerminalError
 from twisted_logstash.interfaces import ITransmitter
-from twisted_logstash.security.tls import describe_tls_failure
+from twisted_logstash.security.failures import describe_tls_failure
 from twisted_logstash.transport.eager import send_now
 from twisted_logstash.transport.hosts import Host
 from twisted_logstash.wires.native.request import RequestEncoder
@@ -126,7 +126,7 @@ def _describe(failure: Failure) -> str:
     return f"{type(exc).__name__}: {message}" if message else type(exc).__name__
 
 
-_TLS_MODULES = ("OpenSSL", "service_identity", "ssl", "twisted_logstash.security.tls")
+_TLS_MODULES = ("OpenSSL", "service_identity", "ssl", "twisted_logstash.security")
 
 
 def _is_tls(exc: BaseException) -> bool:

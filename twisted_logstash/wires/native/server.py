@@ -30,7 +30,7 @@ from twisted_logstash.errors import (
     SinkUnavailable,
     TooLargeError,
 )
-from twisted_logstash.security.tls import describe_peer
+from twisted_logstash.security.failures import describe_peer
 from twisted_logstash.transport.eager import send_now
 from twisted_logstash.wires.native.http11 import (
     END,

@@ -1,30 +1,23 @@
-"""TLS connection creators built from Logstash-named settings, and readable TLS failures.
+"""pyOpenSSL contexts and Twisted connection creators from the TLS settings objects.
 
 Logstash runs on Java; its settings name protocols (``TLSv1.2``) and cipher suites
 (``TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384``) the Java/IANA way, and its keys are PKCS#8 PEM or
-PKCS#12 keystores. This module turns those settings into pyOpenSSL contexts and then into
-Twisted connection creators (``IOpenSSLServerConnectionCreator`` /
-``IOpenSSLClientConnectionCreator``), so that the same configuration means the same thing here
-as in a Logstash pipeline.
+PKCS#12 keystores. This module turns a ``ServerTLSSettings`` or ``ClientTLSSettings`` into a
+pyOpenSSL context and then into Twisted connection creators
+(``IOpenSSLServerConnectionCreator`` / ``IOpenSSLClientConnectionCreator``), so that the same
+configuration means the same thing here as in a Logstash pipeline.
 
 Every mistake a user can make in a file (a wrong passphrase, a key that does not match its
 certificate, a keystore that does not open) is a ConfigurationError naming the setting and the
 file, raised while building, before anything listens or connects.
-
-``describe_tls_failure`` turns what OpenSSL and service-identity report when a handshake fails
-into one human line, so that logs say *why* ("certificate verify failed: certificate has
-expired") rather than a tuple of OpenSSL reason codes.
-
-The server-side handshake timeout (``ssl_handshake_timeout``) lives here too:
-``HandshakeTimeoutFactory`` wraps the application factory under TLS and drops a peer that has
-not completed its handshake in time.
 """
 
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
@@ -33,31 +26,24 @@ from OpenSSL import SSL, crypto
 from service_identity import VerificationError
 from service_identity.hazmat import DNS_ID, IPAddress_ID
 from service_identity.pyopenssl import extract_patterns, verify_service_identity
-from twisted.internet.error import (
-    ConnectionAborted,
-    ConnectionDone,
-    ConnectionLost,
-    ConnectionRefusedError,
-)
 from twisted.internet.interfaces import (
-    IHandshakeListener,
     IOpenSSLClientConnectionCreator,
     IOpenSSLServerConnectionCreator,
-    IReactorTime,
 )
 from twisted.logger import Logger
-from twisted.protocols.policies import ProtocolWrapper, WrappingFactory
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from twisted_logstash.errors import ConfigurationError
-from twisted_logstash.transport.hosts import Host
+from twisted_logstash.security.failures import TLSVerificationError, verify_reason
+from twisted_logstash.security.handshake import note_refusal
+
+if TYPE_CHECKING:
+    from twisted_logstash.security.settings import ClientTLSSettings, ServerTLSSettings
 
 log = Logger()
 
 PROTOCOLS = ("TLSv1.1", "TLSv1.2", "TLSv1.3")
-DEFAULT_PROTOCOLS = ("TLSv1.2", "TLSv1.3")
-DEFAULT_HANDSHAKE_TIMEOUT_MS = 10000
 _VERSIONS = {
     "TLSv1.1": SSL.TLS1_1_VERSION,
     "TLSv1.2": SSL.TLS1_2_VERSION,
@@ -103,32 +89,6 @@ TLS12_SUITES = {
 }
 _OPENSSL_TLS12 = set(TLS12_SUITES.values())
 
-#: what the server logs when a client goes in the middle of the handshake: what a client that
-#: refuses the server's certificate does (it sends no alert)
-CLOSED_DURING_HANDSHAKE = (
-    "the peer closed the connection during the handshake (did it refuse our certificate?)"
-)
-
-#: X509_V_ERR_* codes users meet, in OpenSSL's words (used if the binding is unavailable)
-_VERIFY_ERRORS = {
-    2: "unable to get issuer certificate",
-    9: "certificate is not yet valid",
-    10: "certificate has expired",
-    18: "self-signed certificate",
-    19: "self-signed certificate in certificate chain",
-    20: "unable to get local issuer certificate",
-    21: "unable to verify the first certificate",
-    24: "invalid CA certificate",
-    26: "unsupported certificate purpose",
-}
-
-
-class TLSVerificationError(Exception):
-    """The peer's certificate was refused; the message says why, in one line."""
-
-
-# ---------------------------------------------------------------------------- settings
-
 
 def translate_cipher_suites(names: Sequence[str]) -> tuple[str | None, str | None]:
     """IANA/Java suite names -> (OpenSSL TLS 1.2 cipher list, TLS 1.3 ciphersuites).
@@ -159,13 +119,15 @@ def translate_cipher_suites(names: Sequence[str]) -> tuple[str | None, str | Non
     return ":".join(tls12), ":".join(tls13)
 
 
-def protocol_range(protocols: Sequence[str] | None) -> tuple[int, int]:
+def protocol_range(protocols: Sequence[str]) -> tuple[int, int]:
     """``ssl_supported_protocols`` -> (minimum, maximum) OpenSSL protocol versions.
 
     OpenSSL enables a contiguous range only, so a gap (TLSv1.1 and TLSv1.3 without TLSv1.2) is
     a ConfigurationError rather than silently enabling the version in between.
     """
-    names = list(protocols or DEFAULT_PROTOCOLS)
+    names = list(protocols)
+    if not names:
+        raise ConfigurationError("`ssl_supported_protocols` lists no protocol version")
     unknown = [name for name in names if name not in _VERSIONS]
     if unknown:
         raise ConfigurationError(
@@ -181,12 +143,12 @@ def protocol_range(protocols: Sequence[str] | None) -> tuple[int, int]:
     return _VERSIONS[PROTOCOLS[indexes[0]]], _VERSIONS[PROTOCOLS[indexes[-1]]]
 
 
-def _tuned_context(settings: Mapping) -> SSL.Context:
+def _tuned_context(settings: ServerTLSSettings | ClientTLSSettings) -> SSL.Context:
     """A context with the protocol range and cipher suites of ``settings``."""
     ctx = SSL.Context(SSL.TLS_METHOD)
     ctx.set_options(SSL.OP_NO_COMPRESSION)
-    minimum, maximum = protocol_range(settings.get("ssl_supported_protocols"))
-    tls12, tls13 = translate_cipher_suites(settings.get("ssl_cipher_suites") or [])
+    minimum, maximum = protocol_range(settings.ssl_supported_protocols)
+    tls12, tls13 = translate_cipher_suites(settings.ssl_cipher_suites)
     if tls12 is not None:
         # only one kind of suite listed: the other protocol versions cannot be negotiated
         if not tls12:
@@ -240,11 +202,11 @@ def load_certificates(name: str, path: str) -> list[x509.Certificate]:
     return certs
 
 
-def _load_pem_key(settings: Mapping):
-    path = settings.get("ssl_key")
+def _load_pem_key(settings: ServerTLSSettings | ClientTLSSettings):
+    path = settings.ssl_key
     if not path:
         raise ConfigurationError("`ssl_key` is required when `ssl_certificate` is configured")
-    passphrase = settings.get("ssl_key_passphrase")
+    passphrase = settings.ssl_key_passphrase
     data = _read("ssl_key", path)
     password = passphrase.encode() if passphrase else None
     try:
@@ -265,13 +227,14 @@ def _load_pem_key(settings: Mapping):
         raise ConfigurationError(f"ssl_key {path}: not a PEM private key (PKCS#8 expected)")
 
 
-def _open_pkcs12(settings: Mapping, store: str):
-    """The path of ``{store}_path`` and its (key, certificate, extra certificates), opened with
-    ``{store}_password`` (``store`` is ``ssl_keystore`` or ``ssl_truststore``)."""
-    path = settings[f"{store}_path"]
-    password = (settings.get(f"{store}_password") or "").encode()
+def open_pkcs12(store: str, path: str, password: str | None):
+    """The (key, certificate, extra certificates) of the PKCS#12 file ``path``, opened with
+    ``password``; ``store`` (``ssl_keystore`` or ``ssl_truststore``) names the settings in the
+    error a wrong password or a file that is not PKCS#12 raises."""
     try:
-        return path, pkcs12.load_key_and_certificates(_read(f"{store}_path", path), password)
+        return pkcs12.load_key_and_certificates(
+            _read(f"{store}_path", path), (password or "").encode()
+        )
     except ValueError:
         raise ConfigurationError(
             f"{store}_path {path} cannot be opened with the given {store}_password "
@@ -279,8 +242,9 @@ def _open_pkcs12(settings: Mapping, store: str):
         )
 
 
-def _load_keystore(settings: Mapping):
-    path, (key, cert, extra) = _open_pkcs12(settings, "ssl_keystore")
+def load_keystore(path: str, password: str | None):
+    """The private key, its certificate and the chain of a PKCS#12 keystore."""
+    key, cert, extra = open_pkcs12("ssl_keystore", path, password)
     if key is None or cert is None:
         raise ConfigurationError(
             f"ssl_keystore_path {path} holds no private key with its certificate"
@@ -288,26 +252,27 @@ def _load_keystore(settings: Mapping):
     return key, cert, list(extra)
 
 
-def _load_truststore(settings: Mapping) -> list[x509.Certificate]:
-    path, (_key, cert, extra) = _open_pkcs12(settings, "ssl_truststore")
+def load_truststore(path: str, password: str | None) -> list[x509.Certificate]:
+    """Every certificate of a PKCS#12 trust store."""
+    _key, cert, extra = open_pkcs12("ssl_truststore", path, password)
     certs = ([cert] if cert is not None else []) + list(extra)
     if not certs:
         raise ConfigurationError(f"ssl_truststore_path {path} holds no certificate")
     return certs
 
 
-def _use_identity(ctx: SSL.Context, settings: Mapping) -> bool:
+def _use_identity(ctx: SSL.Context, settings: ServerTLSSettings | ClientTLSSettings) -> bool:
     """Install the PEM or PKCS#12 identity of ``settings``; False when there is none."""
-    if settings.get("ssl_certificate"):
-        certs = load_certificates("ssl_certificate", settings["ssl_certificate"])
+    if settings.ssl_certificate:
+        certs = load_certificates("ssl_certificate", settings.ssl_certificate)
         key = _load_pem_key(settings)
-        where = f"ssl_key {settings['ssl_key']} does not match ssl_certificate " + str(
-            settings["ssl_certificate"]
+        where = (
+            f"ssl_key {settings.ssl_key} does not match ssl_certificate {settings.ssl_certificate}"
         )
-    elif settings.get("ssl_keystore_path"):
-        key, cert, extra = _load_keystore(settings)
+    elif settings.ssl_keystore_path:
+        key, cert, extra = load_keystore(settings.ssl_keystore_path, settings.ssl_keystore_password)
         certs = [cert, *extra]
-        where = f"ssl_keystore_path {settings['ssl_keystore_path']}: key and certificate differ"
+        where = f"ssl_keystore_path {settings.ssl_keystore_path}: key and certificate differ"
     else:
         return False
     ctx.use_certificate(certs[0])
@@ -322,19 +287,16 @@ def _use_identity(ctx: SSL.Context, settings: Mapping) -> bool:
     return True
 
 
+def _authorities(paths: Sequence[str]) -> list[x509.Certificate]:
+    return [
+        cert for path in paths for cert in load_certificates("ssl_certificate_authorities", path)
+    ]
+
+
 def _trust(ctx: SSL.Context, certs: Sequence[x509.Certificate]) -> None:
     store = ctx.get_cert_store()
     for cert in certs:
         store.add_cert(crypto.X509.from_cryptography(cert))
-
-
-def _verify_reason(code: int) -> str:
-    try:
-        from OpenSSL._util import ffi, lib
-
-        return ffi.string(lib.X509_verify_cert_error_string(code)).decode()
-    except Exception:
-        return _VERIFY_ERRORS.get(code, f"verification error {code}")
 
 
 # ---------------------------------------------------------------------------- server
@@ -363,18 +325,13 @@ def _server_verify(conn: SSL.Connection, cert, errno: int, depth: int, ok: int) 
     """
     if not ok:
         subject = cert.to_cryptography().subject.rfc4514_string()
-        refusal = f"refused a client certificate ({subject}): {_verify_reason(errno)}"
-        tls_protocol = conn.get_app_data()
-        watcher = getattr(tls_protocol, "wrappedProtocol", None)
-        if isinstance(watcher, _HandshakeTimeoutProtocol):
-            if watcher.refusal is None:
-                watcher.refusal = refusal
-        else:
+        refusal = f"refused a client certificate ({subject}): {verify_reason(errno)}"
+        if not note_refusal(conn.get_app_data(), refusal):
             log.warn("{refusal}", refusal=refusal)
     return bool(ok)
 
 
-def server_context(settings: Mapping) -> SSL.Context:
+def server_context(settings: ServerTLSSettings) -> SSL.Context:
     """The server context: identity, client authentication, protocols, ciphers."""
     ctx = _tuned_context(settings)
     ctx.set_options(SSL.OP_CIPHER_SERVER_PREFERENCE)
@@ -383,15 +340,11 @@ def server_context(settings: Mapping) -> SSL.Context:
             "SSL identity MUST be configured with either `ssl_certificate`/`ssl_key` "
             "or `ssl_keystore_*`"
         )
-    mode = settings.get("ssl_client_authentication") or "none"
+    mode = settings.ssl_client_authentication
     if mode == "none":
         ctx.set_verify(SSL.VERIFY_NONE)
     else:
-        cas = [
-            cert
-            for path in settings.get("ssl_certificate_authorities") or []
-            for cert in load_certificates("ssl_certificate_authorities", path)
-        ]
+        cas = _authorities(settings.ssl_certificate_authorities)
         _trust(ctx, cas)
         for cert in cas:
             ctx.add_client_ca(cert)
@@ -404,9 +357,9 @@ def server_context(settings: Mapping) -> SSL.Context:
     return ctx
 
 
-def server_options(settings: Mapping) -> ServerTLS:
+def server_options(settings: ServerTLSSettings) -> ServerTLS:
     """An ``IOpenSSLServerConnectionCreator`` for the input's settings."""
-    return ServerTLS(server_context(settings), settings.get("ssl_client_authentication") or "none")
+    return ServerTLS(server_context(settings), settings.ssl_client_authentication)
 
 
 # ---------------------------------------------------------------------------- client
@@ -459,7 +412,7 @@ class ClientTLS:
         def callback(conn, cert, errno: int, depth: int, ok: int) -> bool:
             try:
                 if not ok:
-                    return refuse(f"certificate verify failed: {_verify_reason(errno)}")
+                    return refuse(f"certificate verify failed: {verify_reason(errno)}")
                 if depth == 0:
                     try:
                         verify_service_identity(extract_patterns(cert), [self._service_id], [])
@@ -483,221 +436,23 @@ def _idna(hostname: str) -> bytes:
         return idna.encode(hostname)
 
 
-def client_context(settings: Mapping) -> SSL.Context:
+def client_context(settings: ClientTLSSettings) -> SSL.Context:
     """The client context: trust, optional identity (mutual TLS), protocols, ciphers."""
     ctx = _tuned_context(settings)
     _use_identity(ctx, settings)
-    if (settings.get("ssl_verification_mode") or "full") == "full":
-        if settings.get("ssl_certificate_authorities"):
+    if settings.verify:
+        if settings.ssl_certificate_authorities:
+            _trust(ctx, _authorities(settings.ssl_certificate_authorities))
+        elif settings.ssl_truststore_path:
             _trust(
                 ctx,
-                [
-                    cert
-                    for path in settings["ssl_certificate_authorities"]
-                    for cert in load_certificates("ssl_certificate_authorities", path)
-                ],
+                load_truststore(settings.ssl_truststore_path, settings.ssl_truststore_password),
             )
-        elif settings.get("ssl_truststore_path"):
-            _trust(ctx, _load_truststore(settings))
         else:
             ctx.set_default_verify_paths()
     return ctx
 
 
-def client_options(settings: Mapping, hostname: str) -> ClientTLS:
+def client_options(settings: ClientTLSSettings, hostname: str) -> ClientTLS:
     """An ``IOpenSSLClientConnectionCreator`` for connecting to ``hostname``."""
-    return ClientTLS(
-        client_context(settings),
-        hostname,
-        (settings.get("ssl_verification_mode") or "full") == "full",
-    )
-
-
-# ---------------------------------------------------------------------------- handshake timeout
-
-
-def describe_peer(transport) -> str:
-    """The far end of a connection for a log line: ``host:port`` (``[v6]:port``), or ``?``."""
-    try:
-        peer = transport.getPeer()
-    except Exception:
-        return "?"
-    host, port = getattr(peer, "host", None), getattr(peer, "port", None)
-    return str(Host(host, port)) if host is not None else str(peer)
-
-
-@implementer(IHandshakeListener)
-class _HandshakeTimeoutProtocol(ProtocolWrapper):
-    """Starts a timer when the peer connects; stops it when the handshake completes.
-
-    It also says why a handshake failed: when the connection is lost before the handshake
-    completed, one line names the peer and the cause (``describe_tls_failure`` of the reason,
-    or the refused client certificate). Closes after a completed handshake are the
-    application's business and are not logged here.
-    """
-
-    _timer = None
-    _handshake_done = False
-    _reported = False
-    _closed_here = False
-    #: why our verify callback refused the client's certificate (it logs nothing itself)
-    refusal: str | None = None
-
-    def makeConnection(self, transport):
-        factory = self.factory
-        self._timer = factory.reactor.callLater(factory.timeout, self._expired)
-        super().makeConnection(transport)
-
-    def handshakeCompleted(self):
-        self._handshake_done = True
-        self._cancel()
-        if IHandshakeListener.providedBy(self.wrappedProtocol):
-            self.wrappedProtocol.handshakeCompleted()
-
-    def connectionLost(self, reason):
-        self._cancel()
-        if not self._handshake_done and not self._reported:
-            self._report(reason)
-        super().connectionLost(reason)
-
-    def loseConnection(self):
-        self._closed_here = True
-        super().loseConnection()
-
-    def abortConnection(self):
-        self._closed_here = True
-        self.transport.abortConnection()
-
-    def _report(self, reason: Failure) -> None:
-        """Log why the handshake failed, once, at warn level (info for a mere TCP probe)."""
-        self._reported = True
-        if self.refusal is not None:
-            cause = self.refusal
-        elif self._closed_here or reason.check(ConnectionAborted):
-            return  # closed on this side, on purpose (the input stopping): not a peer's failure
-        elif reason.check(ConnectionDone, ConnectionLost):
-            if not self._hello_received():
-                log.info(
-                    "{peer} closed the connection before starting a TLS handshake",
-                    peer=self._peer(),
-                )
-                return
-            # a client that refuses the server's certificate just goes, without an alert
-            cause = CLOSED_DURING_HANDSHAKE
-        else:
-            cause = describe_tls_failure(reason)
-        log.warn("TLS handshake with {peer} failed: {cause}", peer=self._peer(), cause=cause)
-
-    def _hello_received(self) -> bool:
-        """Whether OpenSSL read the peer's ClientHello (True when it cannot tell)."""
-        get_handle = getattr(self.transport, "getHandle", None)
-        try:
-            connection = get_handle() if get_handle is not None else None
-            return connection is None or connection.client_random() is not None
-        except Exception:
-            return True
-
-    def _peer(self) -> str:
-        return describe_peer(self.transport)
-
-    def _cancel(self):
-        if self._timer is not None and self._timer.active():
-            self._timer.cancel()
-        self._timer = None
-
-    def _expired(self):
-        self._timer = None
-        self._reported = True  # this line says why; the abort that follows needs no other
-        log.info(
-            "dropped {peer}: no TLS handshake within {timeout} s",
-            peer=self._peer(),
-            timeout=self.factory.timeout,
-        )
-        self.transport.abortConnection()
-
-
-class HandshakeTimeoutFactory(WrappingFactory):
-    """Wrap an application factory under TLS so that slow or silent handshakes are dropped.
-
-    ``timeout`` is in seconds (``ssl_handshake_timeout`` is in milliseconds).
-    """
-
-    protocol = _HandshakeTimeoutProtocol
-    noisy = False
-
-    def __init__(self, wrappedFactory, reactor: IReactorTime, timeout: float):
-        super().__init__(wrappedFactory)
-        self.reactor = reactor
-        self.timeout = timeout
-
-    def buildProtocol(self, addr):
-        """None from the application factory (a refused peer) stays None."""
-        inner = self.wrappedFactory.buildProtocol(addr)
-        if inner is None:
-            return None
-        return self.protocol(self, inner)
-
-
-# ---------------------------------------------------------------------------- failures
-
-_REASONS = (
-    ("certificate verify failed", "certificate verify failed"),
-    ("peer did not return a certificate", "peer did not present a certificate"),
-    ("certificate required", "the server requires a client certificate; none was presented"),
-    ("unknown ca", "the peer does not trust our certificate (unknown CA)"),
-    ("bad certificate", "the peer refused our certificate"),
-    ("certificate expired", "the peer refused our certificate: it has expired"),
-    ("unsupported protocol", "no protocol version in common"),
-    ("protocol version", "no protocol version in common"),
-    ("no protocols available", "no protocol version in common"),
-    ("no shared cipher", "no cipher suite in common"),
-    ("handshake failure", "handshake failure (no cipher suite or protocol in common?)"),
-    ("wrong version number", "the peer does not speak TLS (plain TCP?)"),
-    ("http request", "the peer sent plain HTTP to a TLS port"),
-    ("packet length too long", "the peer does not speak TLS (plain TCP?)"),
-    ("record layer failure", "the peer does not speak TLS (plain TCP?)"),
-)
-
-
-#: OpenSSL's reasons when the bytes received are not TLS records at all
-_NOT_TLS = ("wrong version number", "packet length too long", "record layer failure")
-SERVER_NOT_TLS = "the server does not speak TLS on this port (ssl_enabled false there?)"
-
-
-def describe_tls_failure(failure: Failure | BaseException, *, client: bool = False) -> str:
-    """One line saying why a TLS connection failed, for logs and error messages.
-
-    ``client`` is true when we are the client: a peer that answers with something else than TLS
-    is then a server without TLS on that port (a plain input, most likely: ``ssl_enabled`` off
-    there), which the line says.
-    """
-    error = failure.value if isinstance(failure, Failure) else failure
-    if isinstance(error, TLSVerificationError | ConfigurationError):
-        return str(error)
-    if isinstance(error, VerificationError):
-        return f"certificate does not match: {error}"
-    if isinstance(error, SSL.Error):
-        reasons = _ssl_reasons(error)
-        if client and any(needle in reason for reason in reasons for needle in _NOT_TLS):
-            return SERVER_NOT_TLS
-        for reason in reasons:
-            for needle, text in _REASONS:
-                if needle in reason:
-                    return text
-        return "TLS error: " + ("; ".join(reasons) or repr(error))
-    if isinstance(error, ConnectionRefusedError):
-        return "connection refused"
-    if isinstance(error, ConnectionDone | ConnectionLost):
-        return "connection closed by the peer"
-    return str(error) or type(error).__name__
-
-
-def _ssl_reasons(error: SSL.Error) -> list[str]:
-    """The reason strings of an OpenSSL error (a list of (lib, func, reason) tuples)."""
-    reasons = []
-    for arg in error.args:
-        if isinstance(arg, list):
-            reasons.extend(str(item[-1]).lower() for item in arg if item)
-        elif arg:
-            reasons.append(str(arg).lower())
-    return reasons
+    return ClientTLS(client_context(settings), hostname, settings.verify)

@@ -1,0 +1,124 @@
+"""Why a TLS connection failed, in one line a user can act on.
+
+OpenSSL reports a failed handshake as a tuple of reason codes, and service-identity as an
+exception naming patterns; ``describe_tls_failure`` turns either into one line ("certificate
+verify failed: certificate has expired", "no protocol version in common"), the words every
+log line and every error of both wires use. ``describe_peer`` names the far end of a
+connection the same way everywhere.
+"""
+
+from __future__ import annotations
+
+from OpenSSL import SSL
+from service_identity import VerificationError
+from twisted.internet.error import ConnectionDone, ConnectionLost, ConnectionRefusedError
+from twisted.python.failure import Failure
+
+from twisted_logstash.errors import ConfigurationError
+from twisted_logstash.transport.hosts import Host
+
+#: what the server logs when a client goes in the middle of the handshake: what a client that
+#: refuses the server's certificate does (it sends no alert)
+CLOSED_DURING_HANDSHAKE = (
+    "the peer closed the connection during the handshake (did it refuse our certificate?)"
+)
+
+#: X509_V_ERR_* codes users meet, in OpenSSL's words (used if the binding is unavailable)
+_VERIFY_ERRORS = {
+    2: "unable to get issuer certificate",
+    9: "certificate is not yet valid",
+    10: "certificate has expired",
+    18: "self-signed certificate",
+    19: "self-signed certificate in certificate chain",
+    20: "unable to get local issuer certificate",
+    21: "unable to verify the first certificate",
+    24: "invalid CA certificate",
+    26: "unsupported certificate purpose",
+}
+
+
+class TLSVerificationError(Exception):
+    """The peer's certificate was refused; the message says why, in one line."""
+
+
+def verify_reason(code: int) -> str:
+    """OpenSSL's words for an X509_V_ERR_* code."""
+    try:
+        from OpenSSL._util import ffi, lib
+
+        return ffi.string(lib.X509_verify_cert_error_string(code)).decode()
+    except Exception:
+        return _VERIFY_ERRORS.get(code, f"verification error {code}")
+
+
+def describe_peer(transport) -> str:
+    """The far end of a connection for a log line: ``host:port`` (``[v6]:port``), or ``?``."""
+    try:
+        peer = transport.getPeer()
+    except Exception:
+        return "?"
+    host, port = getattr(peer, "host", None), getattr(peer, "port", None)
+    return str(Host(host, port)) if host is not None else str(peer)
+
+
+_REASONS = (
+    ("certificate verify failed", "certificate verify failed"),
+    ("peer did not return a certificate", "peer did not present a certificate"),
+    ("certificate required", "the server requires a client certificate; none was presented"),
+    ("unknown ca", "the peer does not trust our certificate (unknown CA)"),
+    ("bad certificate", "the peer refused our certificate"),
+    ("certificate expired", "the peer refused our certificate: it has expired"),
+    ("unsupported protocol", "no protocol version in common"),
+    ("protocol version", "no protocol version in common"),
+    ("no protocols available", "no protocol version in common"),
+    ("no shared cipher", "no cipher suite in common"),
+    ("handshake failure", "handshake failure (no cipher suite or protocol in common?)"),
+    ("wrong version number", "the peer does not speak TLS (plain TCP?)"),
+    ("http request", "the peer sent plain HTTP to a TLS port"),
+    ("packet length too long", "the peer does not speak TLS (plain TCP?)"),
+    ("record layer failure", "the peer does not speak TLS (plain TCP?)"),
+)
+
+
+#: OpenSSL's reasons when the bytes received are not TLS records at all
+_NOT_TLS = ("wrong version number", "packet length too long", "record layer failure")
+SERVER_NOT_TLS = "the server does not speak TLS on this port (ssl_enabled false there?)"
+
+
+def describe_tls_failure(failure: Failure | BaseException, *, client: bool = False) -> str:
+    """One line saying why a TLS connection failed, for logs and error messages.
+
+    ``client`` is true when we are the client: a peer that answers with something else than TLS
+    is then a server without TLS on that port (a plain input, most likely: ``ssl_enabled`` off
+    there), which the line says.
+    """
+    error = failure.value if isinstance(failure, Failure) else failure
+    if isinstance(error, TLSVerificationError | ConfigurationError):
+        return str(error)
+    if isinstance(error, VerificationError):
+        return f"certificate does not match: {error}"
+    if isinstance(error, SSL.Error):
+        reasons = _ssl_reasons(error)
+        if client and any(needle in reason for reason in reasons for needle in _NOT_TLS):
+            return SERVER_NOT_TLS
+        for reason in reasons:
+            for needle, text in _REASONS:
+                if needle in reason:
+                    return text
+        return "TLS error: " + ("; ".join(reasons) or repr(error))
+    if isinstance(error, ConnectionRefusedError):
+        return "connection refused"
+    if isinstance(error, ConnectionDone | ConnectionLost):
+        return "connection closed by the peer"
+    return str(error) or type(error).__name__
+
+
+def _ssl_reasons(error: SSL.Error) -> list[str]:
+    """The reason strings of an OpenSSL error (a list of (lib, func, reason) tuples)."""
+    reasons = []
+    for arg in error.args:
+        if isinstance(arg, list):
+            reasons.extend(str(item[-1]).lower() for item in arg if item)
+        elif arg:
+            reasons.append(str(arg).lower())
+    return reasons
