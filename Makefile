@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: all demo test lint bench certs clean
+.PHONY: all demo test lint peers bench certs clean
 
 all: test
 
@@ -17,8 +17,12 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
-test: lint
+test: lint peers
 	$(BIN)/python -m pytest -q
+
+# the Java peers some tests run against (installs libnetty-java as root): tests/peers/README.md
+peers:
+	bash tests/peers/build.sh
 
 certs: $(STAMP)
 	$(BIN)/python certs/make_certs.py certs/out
@@ -30,4 +34,4 @@ bench: $(STAMP)
 	$(BIN)/python bench/run.py
 
 clean:
-	rm -rf $(VENV) build *.egg-info certs/out demo-run bench/out
+	rm -rf $(VENV) build *.egg-info certs/out demo-run bench/out tests/peers/netty/build
