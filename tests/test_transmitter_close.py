@@ -140,7 +140,7 @@ def logged():
     globalLogPublisher.removeObserver(observe)
 
 
-WIRES = pytest.mark.parametrize("wire", ["http"])
+WIRES = pytest.mark.parametrize("wire", ["http", "lumberjack"])
 # Twisted's PrivateCertificate.options() still hands pyOpenSSL objects to OpenSSL.
 OPENSSL_OBJECTS = pytest.mark.filterwarnings("ignore:Passing pyOpenSSL:DeprecationWarning")
 TLS = pytest.mark.parametrize("tls", [False, True], ids=["tcp", "tls"])
