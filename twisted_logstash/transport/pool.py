@@ -224,6 +224,12 @@ class HostPool:
 
     def made(self, connection: PooledConnection) -> None:
         self.connections.add(connection)
+        if self.closing:
+            # a connect that ignored its cancel: nobody will ever take this connection
+            if self._aborted:
+                connection.abort()
+            else:
+                connection.close()
 
     def lost(self, connection: PooledConnection) -> None:
         """A connection is gone: forget it and give its slot to a waiting attempt."""
