@@ -224,19 +224,68 @@ def test_an_idle_pooled_connection_that_closes_is_not_reused():
     assert len(receivers.connections) == 2
 
 
-def test_close_drops_connections_and_fails_windows_in_flight():
-    _clock, receivers, t = make()
+def test_close_closes_idle_connections_and_aborts_windows_in_flight_after_the_grace():
+    clock, receivers, t = make(close_grace=2.0)
     idle = t.transmit(HOST, t.encode(events(1)))
-    receivers.reply(ack(1))
     busy = t.transmit(HOST, t.encode(events(1)))
+    receivers.reply(ack(1), 0)
     receivers.hang.add(OTHER)
     connecting = t.transmit(OTHER, t.encode(events(1)))
     closed = t.close()
-    assert idle.called and closed.called
-    assert "connection lost" in failure_of(busy).reason
+    assert idle.called and not closed.called
     failure_of(connecting)
-    assert all(transport.lost for _, _, transport in receivers.connections)
+    idle_transport, busy_transport = (c[2] for c in receivers.connections)
+    assert idle_transport.lost and not idle_transport.disconnected  # closed, not reset
+    assert not busy.called and not busy_transport.lost  # its window may still finish
+    clock.advance(2.0)
+    assert busy_transport.disconnected  # reset after the grace
+    assert "connection lost" in failure_of(busy).reason
+    assert closed.called
     assert "closed" in failure_of(t.transmit(HOST, t.encode(events(1)))).reason
+    assert clock.getDelayedCalls() == []
+
+
+def test_close_is_graceful_when_nothing_is_in_flight():
+    """Issue 10: close reset every connection (an RST), and Beats receivers logged
+    "connection reset by peer" at the end of every run."""
+    _clock, receivers, t = make()
+    d = t.transmit(HOST, t.encode(events(2)))
+    receivers.reply(ack(2))
+    assert d.called
+    closed = t.close()
+    [(_, _, transport)] = receivers.connections
+    assert transport.lost and not transport.disconnected  # loseConnection, not abortConnection
+    assert closed.called
+
+
+def test_a_window_in_flight_at_close_may_finish_then_its_connection_closes():
+    clock, receivers, t = make()
+    d = t.transmit(HOST, t.encode(events(2)))
+    closed = t.close()
+    receivers.reply(ack(2))
+    assert d.called and d.result is None
+    [(_, _, transport)] = receivers.connections
+    assert transport.lost and not transport.disconnected
+    assert closed.called
+    assert clock.getDelayedCalls() == []
+
+
+def test_cancel_aborts_the_connection_and_detaches_the_window():
+    """Issue 10: cancelling a framed attempt (Output.abort_attempts, on stop) left its
+    connection open with the window and its ACK timer still attached."""
+    clock, receivers, t = make()
+    d = t.transmit(HOST, t.encode(events(2)))
+    d.cancel()
+    failures = []
+    d.addErrback(failures.append)
+    assert failures and failures[0].check(defer.CancelledError)
+    [(_, _, transport)] = receivers.connections
+    assert transport.disconnected  # aborted: the receiver must not ACK into a dead attempt
+    assert clock.getDelayedCalls() == []
+    again = t.transmit(HOST, t.encode(events(1)))
+    assert len(receivers.connections) == 2
+    receivers.reply(ack(1))
+    assert again.called and again.result is None
 
 
 def test_empty_payload_is_done_without_connecting():

@@ -566,11 +566,49 @@ def test_close_with_a_request_in_flight_closes_that_connection_after_it(transmit
     d = transmitter.transmit(HOST, b"one")
     conn = endpoint.protocols[0]
     closed = transmitter.close()
-    assert outcome(closed) is None
     assert not conn.transport.disconnecting
     conn.dataReceived(OK)
     assert outcome(d) is None
-    assert conn.transport.disconnecting
+    assert conn.transport.disconnecting and not conn.transport.disconnected
+    assert not closed.called
+    conn.connectionLost(Failure(error.ConnectionDone()))
+    assert outcome(closed) is None
+
+
+def test_close_aborts_an_idle_connection_that_does_not_close_within_the_grace(clock, endpoint):
+    """Issue 10: a TLS peer that never answers our close_notify (as JDK/Netty's SslHandler
+    does) held close() forever, and with it a finite logstash-output."""
+    transmitter = HttpTransmitter(clock, lambda host: endpoint, close_grace=1.5)
+    d = transmitter.transmit(HOST, b"one")
+    conn = endpoint.protocols[0]
+    conn.dataReceived(OK)
+    assert outcome(d) is None
+    closed = transmitter.close()
+    assert conn.transport.disconnecting and not conn.transport.disconnected  # a clean close
+    clock.advance(1.4)
+    assert not closed.called
+    clock.advance(0.1)
+    assert outcome(closed) is None
+    assert conn.transport.disconnected  # aborted
+    assert not clock.getDelayedCalls()
+
+
+def test_close_aborts_a_request_still_in_flight_after_the_grace(clock, endpoint):
+    transmitter = HttpTransmitter(clock, lambda host: endpoint, close_grace=2)
+    d = transmitter.transmit(HOST, b"one")
+    conn = endpoint.protocols[0]
+    closed = transmitter.close()
+    clock.advance(2)
+    assert outcome(closed) is None
+    assert conn.transport.disconnected
+    conn.connectionLost(Failure(error.ConnectionAborted()))
+    assert isinstance(outcome(d), RetriableError)
+    assert not clock.getDelayedCalls()
+
+
+def test_bad_close_grace_is_a_configuration_error():
+    with pytest.raises(ConfigurationError):
+        HttpTransmitter(Clock(), lambda host: None, close_grace=-1)
 
 
 def test_close_fails_waiting_requests(clock, endpoint):

@@ -76,11 +76,6 @@ def test_tls_output_into_netty_delivers_every_event(programs, netty_tls, certs):
     yield sender.ended()
 
 
-@pytest.mark.xfail(
-    reason="issue 10: the pool waits for close_notify without a deadline",
-    raises=ProgramError,
-    strict=True,
-)
 @pytest_twisted.inlineCallbacks
 def test_tls_output_into_netty_exits_0_once_every_event_is_acknowledged(programs, netty_tls, certs):
     before = netty_tls.total()

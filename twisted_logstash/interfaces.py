@@ -145,3 +145,87 @@ class IResumableSource(ISource):
         in an earlier run, instead of from the beginning. Return the offset
         it will read from: C{offset}, or 0 if it cannot go there (a file now
         shorter than C{offset} was replaced: it is read from its start)."""
+
+
+# -- the transmitter skeleton (transport/pool.py, transport/attempt.py) ---------------------------
+# Both wires send through one per-host pool and one attempt; a wire supplies only its exchange.
+
+
+class IExchange(Interface):
+    """One wire's conversation on one pooled connection, one attempt at a time.
+
+    The pool makes one per connection (so that it may keep state across attempts, such as a
+    frame decoder); the attempt settles through the L{IAttempt} methods it is handed.
+    """
+
+    def begin(transport, attempt):
+        """Write the bytes of C{attempt} (its C{payload}, to its C{host}) on C{transport}."""
+
+    def receive(data, attempt):
+        """Bytes of the answer to C{attempt}: settle it once they do (C{succeed}, C{fail},
+        C{drop}), or keep it alive (C{extend})."""
+
+    def lost(reason, attempt):
+        """The connection ended (C{reason}, a Failure) before C{attempt} was settled: settle
+        it now. (A stale reused connection was already retried by the attempt.)"""
+
+    def idle(data):
+        """Bytes that arrived with no attempt in flight: True when harmless (a keep-alive),
+        False to drop the connection."""
+
+
+class IWire(Interface):
+    """What a transmitter supplies to the pool and the attempt: its exchange and its words."""
+
+    def exchange(host):
+        """A new L{IExchange} for a new connection to C{host}."""
+
+    def timed_out(attempt, exchange):
+        """The reason an attempt fails with when its deadline passes; C{exchange} is the
+        connection's exchange, or None while the attempt waited for or opened a connection."""
+
+
+class IAttempt(Interface):
+    """One attempt to deliver one payload to one host, as an L{IExchange} settles it."""
+
+    host = Attribute("The L{Host} the attempt sends to.")
+    payload = Attribute("What the wire's C{encode} made of the batch.")
+    connection = Attribute(
+        "The pooled connection carrying it (its C{reusable} flag is the exchange's to clear)."
+    )
+    result = Attribute("A Deferred firing None on success or failing with a DeliveryError.")
+
+    def succeed():
+        """The answer acknowledged the payload; the connection goes back to the pool if it is
+        still C{reusable}."""
+
+    def fail(problem):
+        """The answer refused the payload (C{problem}, a DeliveryError); the connection goes
+        back to the pool if it is still C{reusable}."""
+
+    def drop(problem):
+        """The connection cannot be trusted (a protocol error): abort it and fail."""
+
+    def extend(seconds):
+        """The peer is working on it: the deadline is now C{seconds} from now."""
+
+
+class IConnectionPool(Interface):
+    """The connections to one host: a cap, a first-come waiting line, idle ones to reuse."""
+
+    closing = Attribute("True once close() was called: no new attempts.")
+
+    def take_idle():
+        """An idle connection to reuse, or None."""
+
+    def acquire():
+        """A Deferred firing with C{(connection, reused)} once there is one for the caller
+        (a new one, or one handed back); cancelling it leaves the line or the connect."""
+
+    def release(connection):
+        """Take a connection back after its attempt: keep it idle, hand it to the first
+        waiting caller, or close it when it may not carry another attempt."""
+
+    def close():
+        """Close every connection cleanly, aborting what has not closed after the grace;
+        fail the waiting callers. Return a Deferred firing when done."""

@@ -11,26 +11,36 @@ partial ACK, the next attempt sends a new window of only the events after them, 
 from 1 again, so that the receiver sees no event twice that it already acknowledged. A
 payload is sent by one attempt at a time (the output never sends one batch twice at once).
 
-Connections are pooled per host and reused across windows, one window in flight on each.
-A failure (refused, connect timeout, connection lost, no ACK within `ack_timeout`, a
-protocol error) fails the attempt with a `RetriableError` naming the cause and drops that
-connection. An `A 0` keep-alive restarts the ACK timer, as it does in the Beats.
+Connections are pooled per host by the pool both wires share (`transport/pool.py`: at most
+``max_connections_per_host``, a waiting line, a clean close with ``close_grace``), one window
+in flight on each, and each transmit is one `transport/attempt.py` attempt (cancel aborts its
+connection; a reused connection that closes before any byte came back is retried once). This
+module is only the exchange. A failure (refused, connect timeout, connection lost, no ACK
+within `ack_timeout`, a protocol error) fails the attempt with a `RetriableError` naming the
+cause and drops that connection. `timeout` bounds waiting for and opening a connection; from
+the window on, the deadline is `ack_timeout`, restarted by every ACK, an `A 0` keep-alive
+included, as it is in the Beats.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from twisted.internet import defer, protocol
-from twisted.internet.endpoints import connectProtocol
-from twisted.internet.interfaces import IReactorTime
+from twisted.internet import defer
+from twisted.internet.interfaces import IReactorTime, ITransport
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from twisted_logstash.errors import RetriableError
-from twisted_logstash.interfaces import ITransmitter
+from twisted_logstash.interfaces import IExchange, ITransmitter, IWire
+from twisted_logstash.transport.attempt import Attempt, describe_failure
 from twisted_logstash.transport.hosts import Host
+from twisted_logstash.transport.pool import (
+    DEFAULT_CLOSE_GRACE,
+    DEFAULT_MAX_CONNECTIONS_PER_HOST,
+    ConnectionPools,
+)
 from twisted_logstash.wires.lumberjack.decoder import FrameDecoder
 from twisted_logstash.wires.lumberjack.frames import (
     DEFAULT_COMPRESSION_LEVEL,
@@ -87,117 +97,89 @@ class LumberjackPayload:
         return self._wire[2]
 
 
-class _Window:
-    """One attempt in flight on one connection."""
+@implementer(IExchange)
+class _WindowExchange:
+    """Windows on one connection, one at a time: write it, read ACKs until the last seq."""
 
-    __slots__ = ("base", "count", "done", "payload", "timer")
+    __slots__ = ("_decoder", "_transmitter", "base", "count")
 
-    def __init__(self, payload: LumberjackPayload):
-        self.payload = payload
+    def __init__(self, transmitter: LumberjackTransmitter):
+        self._transmitter = transmitter
+        self._decoder = FrameDecoder(max_window=0, max_frame=0, max_inflated=0)
+        self.base = 0
+        """How many events of the payload were acknowledged before this window."""
+        self.count = 0
+        """How many events this window holds."""
+
+    def begin(self, transport: ITransport, attempt: Attempt) -> None:
+        payload = attempt.payload
         self.base = payload.acked
         self.count = payload.remaining
-        self.done: defer.Deferred[None] = defer.Deferred()
-        self.timer = None
+        attempt.extend(self._transmitter.ack_timeout)  # from now on, the deadline is the ACK's
+        transport.write(payload.window(self._transmitter.compression_level))
 
-
-class _ClientProtocol(protocol.Protocol):
-    """One connection to one receiver: writes a window, reads ACKs."""
-
-    def __init__(self, transmitter: LumberjackTransmitter, host: Host):
-        self.transmitter = transmitter
-        self.reactor = transmitter.reactor
-        self.host = host
-        self.decoder = FrameDecoder(max_window=0, max_frame=0, max_inflated=0)
-        self.window: _Window | None = None
-        self.connected = False
-        self.lost: defer.Deferred[None] = defer.Deferred()
-
-    def connectionMade(self) -> None:
-        self.connected = True
-
-    def send(self, payload: LumberjackPayload, compression_level: int | None) -> defer.Deferred:
-        window = self.window = _Window(payload)
-        self._arm_timer()
-        self.transport.write(payload.window(compression_level))
-        return window.done
-
-    def dataReceived(self, data: bytes) -> None:
+    def receive(self, data: bytes, attempt: Attempt) -> None:
+        done = False
         try:
-            for frame in self.decoder.feed(data):
+            for frame in self._decoder.feed(data):
                 if not isinstance(frame, AckFrame):
                     raise LumberjackProtocolError(f"unexpected {type(frame).__name__}")
-                self._ack(frame.seq)
+                seq = frame.seq
+                if done:
+                    _check_idle_ack(seq)
+                elif seq > self.count:
+                    raise LumberjackProtocolError(f"ACK {seq} beyond the window of {self.count}")
+                else:
+                    payload = attempt.payload
+                    payload.acked = max(payload.acked, self.base + seq)
+                    if seq == self.count:
+                        done = True
+                    else:
+                        attempt.extend(self._transmitter.ack_timeout)
         except LumberjackProtocolError as exc:
-            self._finish(RetriableError(f"{self.host}: protocol error: {exc}", self.host))
-            self.abort()
-
-    def _ack(self, seq: int) -> None:
-        window = self.window
-        if window is None:
-            if seq:
-                raise LumberjackProtocolError(f"ACK {seq} with no window in flight")
+            problem = RetriableError(f"protocol error: {exc}", attempt.host)
+            if not done:
+                attempt.drop(problem)
+                return
+            connection = attempt.connection
+            connection.reusable = False
+            self._succeed(attempt)
+            connection.abort()
             return
-        if seq > window.count:
-            raise LumberjackProtocolError(f"ACK {seq} beyond the window of {window.count}")
-        window.payload.acked = max(window.payload.acked, window.base + seq)
-        if seq == window.count:
-            self._finish(None)
-        else:
-            self._arm_timer()
+        if done:
+            self._succeed(attempt)
 
-    def _arm_timer(self) -> None:
-        window = self.window
-        if window.timer is not None and window.timer.active():
-            window.timer.reset(self.transmitter.ack_timeout)
-        else:
-            window.timer = self.reactor.callLater(self.transmitter.ack_timeout, self._timed_out)
+    def _succeed(self, attempt: Attempt) -> None:
+        log.debug("{host}: {count} events acknowledged", host=str(attempt.host), count=self.count)
+        attempt.succeed()
 
-    def _timed_out(self) -> None:
-        window = self.window
-        if window is None:
-            return
-        window.timer = None
-        got = window.payload.acked - window.base
-        self._finish(
+    def lost(self, reason: Failure, attempt: Attempt) -> None:
+        got = attempt.payload.acked - self.base
+        attempt.fail(
             RetriableError(
-                f"{self.host}: no ACK within {self.transmitter.ack_timeout} s "
-                f"({got} of {window.count} events acknowledged)",
-                self.host,
+                f"connection lost after {got} of {self.count} events were acknowledged: "
+                f"{describe_failure(reason)}",
+                attempt.host,
             )
         )
-        self.abort()
 
-    def _finish(self, failure: Exception | None) -> None:
-        window, self.window = self.window, None
-        if window is None:
-            return
-        if window.timer is not None and window.timer.active():
-            window.timer.cancel()
-        if failure is None:
-            window.done.callback(None)
-        else:
-            window.done.errback(failure)
-
-    def abort(self) -> None:
-        if self.connected:
-            self.transport.abortConnection()
-
-    def connectionLost(self, reason: Failure = protocol.connectionDone) -> None:
-        self.connected = False
-        if self.window is not None:
-            got = self.window.payload.acked - self.window.base
-            self._finish(
-                RetriableError(
-                    f"{self.host}: connection lost after {got} of {self.window.count} events "
-                    f"were acknowledged: {_describe(reason)}",
-                    self.host,
-                )
-            )
-        self.transmitter._forget(self)
-        self.lost.callback(None)
+    def idle(self, data: bytes) -> bool:
+        try:
+            for frame in self._decoder.feed(data):
+                if not isinstance(frame, AckFrame):
+                    raise LumberjackProtocolError(f"unexpected {type(frame).__name__}")
+                _check_idle_ack(frame.seq)
+        except LumberjackProtocolError:
+            return False
+        return True  # a late keep-alive
 
 
-@implementer(ITransmitter)
+def _check_idle_ack(seq: int) -> None:
+    if seq:
+        raise LumberjackProtocolError(f"ACK {seq} with no window in flight")
+
+
+@implementer(ITransmitter, IWire)
 class LumberjackTransmitter:
     """Send windows of events to Lumberjack receivers (a Logstash `beats` input, our
     `LumberjackInputFactory`).
@@ -215,6 +197,8 @@ class LumberjackTransmitter:
         compression_level: int | None = DEFAULT_COMPRESSION_LEVEL,
         ack_timeout: float = DEFAULT_ACK_TIMEOUT,
         timeout: float = DEFAULT_CONNECT_TIMEOUT,
+        max_connections_per_host: int = DEFAULT_MAX_CONNECTIONS_PER_HOST,
+        close_grace: float = DEFAULT_CLOSE_GRACE,
     ):
         if compression_level is not None and not 0 <= compression_level <= 9:
             raise ValueError(f"compression_level must be 0..9 or None, not {compression_level}")
@@ -223,83 +207,38 @@ class LumberjackTransmitter:
         self.compression_level = compression_level or None
         self.ack_timeout = ack_timeout
         self.timeout = timeout
-        self._idle: dict[Host, list[_ClientProtocol]] = {}
-        self._connections: set[_ClientProtocol] = set()
-        self._connecting: set[defer.Deferred] = set()
-        self._closed = False
+        self._pools = ConnectionPools(
+            reactor,
+            endpoint_factory,
+            self,
+            max_connections_per_host=max_connections_per_host,
+            close_grace=close_grace,
+        )
 
     def encode(self, events: list[dict[str, Any]]) -> LumberjackPayload:
         """Serialise each event once (CodecError for one JSON cannot hold)."""
         return LumberjackPayload([serialize_event(event) for event in events])
 
-    @defer.inlineCallbacks
-    def transmit(self, host: Host, payload: LumberjackPayload):
+    def transmit(self, host: Host, payload: LumberjackPayload) -> defer.Deferred:
         """One attempt: fires once every event of `payload` was acknowledged."""
-        if self._closed:
-            raise RetriableError("the transmitter is closed", host)
-        if not payload.remaining:
-            return None
-        connection = yield self._take(host)
-        before = payload.acked
-        try:
-            yield connection.send(payload, self.compression_level)
-        except RetriableError:
-            connection.abort()
-            raise
-        log.debug(
-            "{host}: {count} events acknowledged", host=str(host), count=payload.acked - before
-        )
-        if connection.connected and not self._closed:
-            self._idle.setdefault(host, []).append(connection)
-        else:
-            connection.abort()
-        return None
-
-    def _take(self, host: Host) -> defer.Deferred:
-        """An idle pooled connection to `host`, or a new one."""
-        idle = self._idle.get(host)
-        while idle:
-            connection = idle.pop()
-            if connection.connected:
-                return defer.succeed(connection)
-        d = connectProtocol(self.endpoint_factory(host), _ClientProtocol(self, host))
-        d.addTimeout(self.timeout, self.reactor)
-        self._connecting.add(d)
-
-        def connected(connection: _ClientProtocol) -> _ClientProtocol:
-            self._connecting.discard(d)
-            self._connections.add(connection)
-            return connection
-
-        def failed(failure: Failure):
-            self._connecting.discard(d)
-            raise RetriableError(f"{host}: cannot connect: {_describe(failure)}", host)
-
-        return d.addCallbacks(connected, failed)
-
-    def _forget(self, connection: _ClientProtocol) -> None:
-        self._connections.discard(connection)
-        idle = self._idle.get(connection.host)
-        if idle and connection in idle:
-            idle.remove(connection)
+        if not payload.remaining and not self._pools.closed:
+            return defer.succeed(None)
+        pool = self._pools.pool(host)
+        return Attempt(self.reactor, pool, self, host, payload, self.timeout).result
 
     def close(self) -> defer.Deferred:
-        """Drop every connection (a window in flight fails as retriable); fires when all
-        are closed."""
-        self._closed = True
-        for d in list(self._connecting):
-            d.cancel()
-        self._idle.clear()
-        connections = list(self._connections)
-        for connection in connections:
-            connection.abort()
-        return defer.DeferredList([c.lost for c in connections]).addCallback(lambda _: None)
+        """Close every connection cleanly (busy ones once their window is done), aborting what
+        has not closed after ``close_grace`` seconds (a window then still in flight fails as
+        retriable); fires when done. Later transmits fail."""
+        return self._pools.close()
 
+    # -- IWire ------------------------------------------------------------------------------------
 
-def _describe(failure: Failure) -> str:
-    """One line saying why: refused, timed out, closed by the peer, or the TLS reason."""
-    if failure.check(defer.TimeoutError, defer.CancelledError):
-        return "timed out"
-    from twisted_logstash.security.failures import describe_tls_failure
+    def exchange(self, host: Host) -> _WindowExchange:
+        return _WindowExchange(self)
 
-    return describe_tls_failure(failure, client=True)
+    def timed_out(self, attempt: Attempt, exchange: _WindowExchange | None) -> str:
+        if exchange is None:
+            return "cannot connect: timed out"
+        got = attempt.payload.acked - exchange.base
+        return f"no ACK within {self.ack_timeout} s ({got} of {exchange.count} events acknowledged)"
