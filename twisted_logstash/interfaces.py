@@ -82,7 +82,9 @@ class IInputExchange(Interface):
       skeleton asks for nothing more until it called ``ack`` or ``refuse`` with it;
     - a ``Close`` (``transport.server.Close``): write its ``answer`` and close (the last result).
 
-    An exchange says which deadline applies through its connection's ``set_phase``.
+    An exchange says which deadline applies through its connection's ``set_phase``; once a batch
+    is settled the connection is ``idle`` unless the exchange set another phase in ``ack`` or
+    ``refuse``.
     """
 
     def feed(data):

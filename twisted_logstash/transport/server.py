@@ -205,6 +205,8 @@ class InputProtocol(protocol.Protocol):
         if type(answer) is Close:
             self._close(answer.answer)
             return
+        if self.phase is WAITING:
+            self.set_phase(IDLE)  # unless the exchange said which phase comes next
         transport = self.transport
         if answer:
             transport.write(answer)
