@@ -21,7 +21,7 @@ from twisted.logger import LogLevel, capturedLogs, formatEvent
 from zope.interface import implementer
 from zope.interface.verify import verifyObject
 
-from twisted_logstash.interfaces import IInput, IInputConnection, IInputExchange
+from twisted_logstash.interfaces import IInput, IInputConnection, IInputExchange, IInputRegistry
 from twisted_logstash.transport.server import (
     BODY,
     HEAD,
@@ -115,6 +115,7 @@ def test_both_wires_provide_the_declared_interfaces(wire):
     i = Input(wire)
     proto, _ = i.connect()
     assert verifyObject(IInput, i.factory)
+    assert verifyObject(IInputRegistry, i.factory)
     assert verifyObject(IInputConnection, proto)
     assert verifyObject(IInputExchange, proto.exchange)
     assert isinstance(proto.exchange, (HttpExchange, LumberjackExchange))

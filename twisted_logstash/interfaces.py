@@ -159,3 +159,19 @@ class IInput(Interface):
 
     def abort():
         """Drop every connection at once (a drain took too long)."""
+
+
+class IInputRegistry(Interface):
+    """What an input's connections tell their factory (its count of connections and batches)."""
+
+    def connected(connection):
+        """C{connection} (an IInputConnection) was made."""
+
+    def disconnected(connection):
+        """C{connection} is gone."""
+
+    def batch_taken():
+        """A connection handed a batch to the sink."""
+
+    def batch_settled():
+        """The sink settled a batch (took it or failed it)."""

@@ -20,7 +20,7 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from twisted_logstash.codecs.events import Decorations, prepare, timestamp_now
-from twisted_logstash.interfaces import IInput, IInputConnection, IInputExchange
+from twisted_logstash.interfaces import IInput, IInputConnection, IInputExchange, IInputRegistry
 from twisted_logstash.security.tls import describe_peer
 from twisted_logstash.transport.eager import send_now
 
@@ -279,7 +279,7 @@ class _Refusal(protocol.Protocol):
         self.transport.loseConnection()
 
 
-@implementer(IInput)
+@implementer(IInput, IInputRegistry)
 class InputFactory(protocol.Factory):
     """An input: accepts connections of one wire and hands their batches to ``sink``.
 
@@ -381,7 +381,7 @@ class InputFactory(protocol.Factory):
         for connection in list(self._connections):
             connection.abort()
 
-    # -- bookkeeping for the connections ----------------------------------------------------------
+    # -- IInputRegistry: bookkeeping for the connections -----------------------------------------
 
     def connected(self, connection: InputProtocol) -> None:
         """``connection`` was made: count it, and sweep its deadlines."""
