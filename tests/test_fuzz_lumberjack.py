@@ -69,7 +69,7 @@ class LumberjackRun:
     def __init__(self, modes=("ok",), **options) -> None:
         self.clock = Clock()
         self.wire = Wire()
-        self.sink = ScriptedSink(modes, self.wire, lambda: self.proto._connected)
+        self.sink = ScriptedSink(modes, self.wire, lambda: not self.proto.lost)
         kwargs = dict(
             client_inactivity_timeout=INACTIVITY,
             keepalive_interval=KEEPALIVE,
@@ -121,7 +121,7 @@ class LumberjackRun:
         assert not self.sink.held()
         if not self.gone and self.backlog:
             assert not self.wire.paused, "paused with nothing left to wait for"
-        if self.proto.decoder._failure is not None:
+        if self.proto.exchange.decoder._failure is not None:
             # a protocol error: closed as soon as the window with the sink was settled
             assert self.wire.disconnecting, "protocol error, connection left open"
             self.closed_by_error = True
@@ -132,14 +132,14 @@ class LumberjackRun:
             self.settle()
         assert self.gone, "still open after the inactivity timeout"
         assert self.clock.getDelayedCalls() == [], "a timer outlived the connection"
-        assert not self.factory._connections
+        assert self.factory.connections == 0
 
     def _check_bounds(self) -> None:
-        decoder = self.proto.decoder
+        decoder = self.proto.exchange.decoder
         assert len(decoder._buffer) <= MAX_FRAME + 10
         if decoder._inflation is not None:
             assert len(decoder._inflation.inflated) <= MAX_INFLATED
-        window = self.proto._window
+        window = self.proto.exchange.window
         if window is not None:
             assert len(window.events) <= MAX_WINDOW
 

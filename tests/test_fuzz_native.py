@@ -79,7 +79,7 @@ class NativeRun:
     def __init__(self, modes=("ok",), *, auth: bool = False, **options) -> None:
         self.clock = Clock()
         self.wire = Wire()
-        self.sink = ScriptedSink(modes, self.wire, lambda: not self.proto._lost)
+        self.sink = ScriptedSink(modes, self.wire, lambda: not self.proto.lost)
         kwargs = dict(TIMEOUTS, max_head_size=MAX_HEAD, max_content_length=LIMIT)
         kwargs.update(options)
         if auth:
@@ -152,11 +152,11 @@ class NativeRun:
     def _check_bounds(self, chunk: bytes) -> None:
         proto = self.proto
         settled_buffer = max(MAX_HEAD, MAX_CHUNK_LINE) + 4
-        buffered = proto._parser.buffered
+        buffered = proto.exchange.parser.buffered
         assert buffered <= settled_buffer + len(chunk)
-        if not proto._waiting and not proto._closing:
+        if proto.holding is None and not proto.closing:
             assert buffered <= settled_buffer, f"{buffered} bytes buffered between requests"
-        assert sum(map(len, proto._parts)) <= LIMIT
+        assert sum(map(len, proto.exchange.parts)) <= LIMIT
 
     # judging
 

@@ -2,8 +2,9 @@
 
 It listens on any server endpoint (plain TCP, ``logstash-tls:...``, or whatever a program passes)
 with any receiving factory. Stopping is graceful: stop listening, let the requests in flight be
-answered (the factory's ``drain()``), and only after ``drain_timeout`` drop what is left (its
-``abort()``), so that a restart does not turn a batch the sink already took into a silent loss.
+answered (``IInput.drain()`` of the factory), and only after ``drain_timeout`` drop what is left
+(``IInput.abort()``), so that a restart does not turn a batch the sink already took into a silent
+loss.
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ from twisted.internet import defer
 from twisted.internet.interfaces import IListeningPort, IStreamServerEndpoint
 from twisted.internet.protocol import Factory
 from twisted.logger import Logger
+
+from twisted_logstash.interfaces import IInput
 
 __all__ = ["InputService"]
 
@@ -72,9 +75,10 @@ class InputService(service.Service):
         if self.port is not None:
             port, self.port = self.port, None
             stopped = defer.maybeDeferred(port.stopListening)
-        drain = getattr(self.factory, "drain", None)
+        # a factory that is not an IInput has nothing to drain: closing the port is all
+        draining = IInput(self.factory, None)
         # draining starts at once, so that an answer leaving now already says Connection: close
-        drained = drain() if drain is not None else None
+        drained = draining.drain() if draining is not None else None
         if drained is not None:
             drained.addTimeout(self.drain_timeout, self.reactor)
         if stopped is not None:
@@ -88,6 +92,4 @@ class InputService(service.Service):
                 "requests still in flight after {timeout} s; dropping their connections",
                 timeout=self.drain_timeout,
             )
-            abort = getattr(self.factory, "abort", None)
-            if abort is not None:
-                abort()
+            draining.abort()

@@ -1,0 +1,426 @@
+"""The input skeleton both wires plug into: connections, batches, deadlines, stopping.
+
+What an input does around its wire is the same on both wires, so it is written once here: the
+registry of connections and its cap, one batch at a time per connection with the transport paused
+while the sink holds it, one re-entry guard for a sink that fires at once, the deadlines (one sweep
+per factory on the injected reactor, so that a request costs no timer object), a TLS handshake on a
+plain port told apart at once, drain and abort on stop. A wire supplies only its exchange
+(``IInputExchange``): bytes in, batches and bytes out, the way go-lumber's server takes a reader and
+a writer per protocol version.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from twisted.internet import defer, protocol, task
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+from zope.interface import implementer
+
+from twisted_logstash.codecs.events import Decorations, prepare, timestamp_now
+from twisted_logstash.interfaces import IInput, IInputConnection, IInputExchange, IInputRegistry
+from twisted_logstash.security.failures import describe_peer
+from twisted_logstash.transport.eager import send_now
+
+__all__ = [
+    "BODY",
+    "HEAD",
+    "IDLE",
+    "LINGER",
+    "WAITING",
+    "Close",
+    "InputFactory",
+    "InputProtocol",
+]
+
+log = Logger()
+
+# connection phases, each with its own deadline
+IDLE, HEAD, BODY, WAITING, LINGER = "idle", "head", "body", "waiting", "linger"
+
+
+class Close:
+    """A result of an exchange: write ``answer``, read no more, close."""
+
+    __slots__ = ("answer",)
+
+    def __init__(self, answer: bytes = b"") -> None:
+        self.answer = answer
+
+    def __repr__(self) -> str:
+        return f"Close({self.answer!r})"
+
+
+@implementer(IInputConnection)
+class InputProtocol(protocol.Protocol):
+    """One connection of an input: the transport, the sink and the clock around an exchange."""
+
+    def __init__(self, factory: InputFactory) -> None:
+        self.factory = factory
+        self.input = factory
+        self.exchange: IInputExchange = factory.exchange(self)
+        self.phase = IDLE
+        self.deadline: float | None = None
+        self.holding: list | None = None  # the batch with the sink
+        self.closing = False  # nothing more is read
+        self.lost = False
+        self._paused = False
+        self._sync = False  # inside sink.deliver's callbacks being attached
+        self._start: bytes | None = b"" if factory.sniff_tls else None  # until TLS is ruled out
+
+    # -- Twisted ----------------------------------------------------------------------------------
+
+    def connectionMade(self) -> None:
+        self.factory.connected(self)
+        if self.factory.draining:
+            self.closing = True
+            self.transport.loseConnection()
+            return
+        self.set_phase(IDLE)
+
+    def dataReceived(self, data: bytes) -> None:
+        if self.closing:
+            return  # lingering: what the peer still sends is dropped
+        if self._start is not None and self._tls_client(data):
+            return
+        if self.holding is not None:
+            self.exchange.feed(data)  # one batch at a time: the rest waits
+            return
+        self._run(data)
+
+    def connectionLost(self, reason: Failure = protocol.connectionDone) -> None:
+        self.lost = True
+        self.closing = True
+        self.deadline = None
+        self.exchange.lost()
+        self.factory.disconnected(self)
+
+    # -- IInputConnection -------------------------------------------------------------------------
+
+    def set_phase(self, phase: str) -> None:
+        self.phase = phase
+        timeout = self.factory.timeouts[phase]
+        self.deadline = None if timeout is None else self.factory.reactor.seconds() + timeout
+
+    def peer(self) -> str:
+        return describe_peer(self.transport)
+
+    def drain(self) -> None:
+        if self.closing:
+            return
+        idle = self.exchange.drain()
+        if idle and self.holding is None:
+            self.closing = True
+            self.deadline = None
+            self.transport.loseConnection()
+
+    def abort(self) -> None:
+        self.transport.abortConnection()
+
+    def expire(self) -> None:
+        phase = self.phase
+        self.deadline = None
+        if phase is WAITING:
+            self.transport.write(self.exchange.keepalive())
+            self.set_phase(WAITING)
+            return
+        abort = self.exchange.timed_out(phase, self.factory.timeouts[phase])
+        self.closing = True
+        if abort:
+            self.transport.abortConnection()
+        else:
+            self.transport.loseConnection()
+
+    # -- batches ----------------------------------------------------------------------------------
+
+    def _run(self, data: bytes) -> None:
+        """Act on what the exchange makes of ``data``, and of what it holds after each batch the
+        sink settled at once (a loop, not a recursion per batch)."""
+        exchange = self.exchange
+        results = exchange.receive(data)
+        while results:
+            events = self._act(results)
+            if events is None:
+                return
+            self._deliver(events)
+            if self.holding is not None or self.closing:
+                return  # the sink holds it: the answer comes from its callback
+            results = exchange.receive(b"")
+
+    def _act(self, results: list) -> list | None:
+        """Write what is to be written; the batch to deliver, if the results end with one."""
+        transport = self.transport
+        written = False
+        for result in results:
+            kind = type(result)
+            if kind is bytes:
+                transport.write(result)
+                written = True
+            elif kind is Close:
+                self._close(result.answer)
+                return None
+            else:
+                if written and self.factory.send_at_once:
+                    send_now(transport)
+                return result
+        if written and self.factory.send_at_once:
+            send_now(transport)  # the peer may wait for it (100 Continue, an answer)
+        return None
+
+    def _deliver(self, events: list[dict[str, Any]]) -> None:
+        factory = self.factory
+        factory.batch_taken()
+        self.holding = events
+        self.phase = WAITING
+        timeout = factory.timeouts[WAITING]
+        self.deadline = None if timeout is None else factory.reactor.seconds() + timeout
+        prepare(events, timestamp_now(factory.reactor), factory.decorations)
+        try:
+            d = factory.sink.deliver(events)
+        except Exception:
+            d = defer.fail()
+        self._sync = True
+        d.addCallbacks(self._delivered, self._undelivered)
+        self._sync = False
+        if self.holding is not None and not self.lost and not self._paused:
+            self._paused = True
+            self.transport.pauseProducing()
+
+    def _delivered(self, _result: object) -> None:
+        events, self.holding = self.holding, None
+        self.factory.batch_settled()
+        self._settled(self.exchange.ack(events))
+
+    def _undelivered(self, failure: Failure) -> None:
+        events, self.holding = self.holding, None
+        self.factory.batch_settled()
+        self._settled(self.exchange.refuse(events, failure))
+
+    def _settled(self, answer: bytes | Close) -> None:
+        """Write the answer to a batch; go on with the next one (or close)."""
+        if self.lost:
+            return
+        if type(answer) is Close:
+            self._close(answer.answer)
+            return
+        if self.phase is WAITING:
+            self.set_phase(IDLE)  # unless the exchange said which phase comes next
+        transport = self.transport
+        if answer:
+            transport.write(answer)
+            if self.factory.send_at_once:
+                send_now(transport)  # not after every other event of this reactor turn
+        if self._paused:
+            self._paused = False
+            transport.resumeProducing()
+        if not self._sync:
+            self._run(b"")
+
+    # -- closing ----------------------------------------------------------------------------------
+
+    def _close(self, answer: bytes) -> None:
+        """Write ``answer`` and close; with a linger time, half-close and read (and drop) what
+        the peer still sends meanwhile, so that it reads the answer instead of a reset."""
+        self.closing = True
+        transport = self.transport
+        if answer:
+            transport.write(answer)
+            if self.factory.send_at_once:
+                send_now(transport)
+        if self.factory.timeouts[LINGER] is None:
+            self.deadline = None
+            transport.loseConnection()
+            return
+        self.set_phase(LINGER)
+        if self._paused:
+            self._paused = False
+            transport.resumeProducing()
+        lose_write = getattr(transport, "loseWriteConnection", None)
+        if lose_write is not None:
+            lose_write()
+        else:
+            transport.loseConnection()
+
+    def _tls_client(self, data: bytes) -> bool:
+        """Whether the connection opened with a TLS handshake (then answered here)."""
+        start = self._start + data[: 3 - len(self._start)]
+        hello = tls_handshake(start)
+        if hello is None:
+            self._start = start  # too few bytes to tell (the exchange holds them meanwhile)
+            return False
+        self._start = None
+        if hello:
+            self._close(self.exchange.tls_hello().answer)
+        return hello
+
+
+def tls_handshake(start: bytes) -> bool | None:
+    """Whether a connection's first bytes are a TLS handshake record (``16 03 0x``, SSL 3.0 to
+    TLS 1.3 all start so); None while too few bytes arrived to tell."""
+    for index, allowed in enumerate((b"\x16", b"\x03", b"\x00\x01\x02\x03\x04")):
+        if len(start) <= index:
+            return None
+        if start[index] not in allowed:
+            return False
+    return True
+
+
+class _Refusal(protocol.Protocol):
+    """What a connection over ``max_connections`` gets: the wire's answer, and a close."""
+
+    def __init__(self, answer: bytes) -> None:
+        self.answer = answer
+
+    def connectionMade(self) -> None:
+        if self.answer:
+            self.transport.write(self.answer)
+        self.transport.loseConnection()
+
+
+@implementer(IInput, IInputRegistry)
+class InputFactory(protocol.Factory):
+    """An input: accepts connections of one wire and hands their batches to ``sink``.
+
+    ``exchange`` builds one connection's ``IInputExchange`` from its ``IInputConnection``.
+    ``sink`` provides ``IEventSink``; a batch is acknowledged only after the Deferred of
+    ``sink.deliver`` fired. Timeouts are in seconds (None disables one): ``idle_timeout`` between
+    batches, ``header_timeout`` and ``body_timeout`` for the phases of the same names,
+    ``keepalive_interval`` between the exchange's keep-alives while the sink holds a batch,
+    ``linger`` for a closing connection to read (and drop) what the peer still sends (None:
+    close at once). Over ``max_connections``, a connection gets ``busy_answer`` and is closed.
+    ``send_at_once`` hands answers to the kernel at once (``send_now``); ``sniff_tls`` answers a
+    TLS handshake on this plain port at once (``exchange.tls_hello``).
+    """
+
+    protocol = InputProtocol
+    noisy = False
+
+    def __init__(
+        self,
+        sink,
+        reactor=None,
+        *,
+        exchange: Callable[[IInputConnection], IInputExchange],
+        decorations: Decorations | None = None,
+        max_connections: int = 1000,
+        idle_timeout: float | None = None,
+        header_timeout: float | None = None,
+        body_timeout: float | None = None,
+        keepalive_interval: float | None = None,
+        linger: float | None = None,
+        busy_answer: bytes = b"",
+        send_at_once: bool = False,
+        sniff_tls: bool = True,
+    ) -> None:
+        if reactor is None:
+            from twisted.internet import reactor
+        self.sink = sink
+        self.reactor = reactor
+        self.exchange = exchange
+        self.decorations = decorations
+        self.max_connections = max_connections
+        self.busy_answer = busy_answer
+        self.send_at_once = send_at_once
+        self.sniff_tls = sniff_tls
+        self.timeouts = {
+            IDLE: idle_timeout,
+            HEAD: header_timeout,
+            BODY: body_timeout,
+            WAITING: keepalive_interval,
+            LINGER: linger,
+        }
+        self.draining = False
+        self._connections: set[InputProtocol] = set()
+        self._pending = 0
+        self._drain_waiters: list[defer.Deferred] = []
+        self._sweeper: task.LoopingCall | None = None
+        timeouts = [t for t in self.timeouts.values() if t]
+        self._sweep_interval = min(1.0, min(timeouts) / 4) if timeouts else None
+
+    @property
+    def pending(self) -> int:
+        """Batches the sink holds and has not settled yet."""
+        return self._pending
+
+    @property
+    def connections(self) -> int:
+        return len(self._connections)
+
+    def buildProtocol(self, addr):
+        if len(self._connections) >= self.max_connections:
+            log.warn(
+                "refusing a connection from {addr}: {count} connections already open",
+                addr=addr,
+                count=len(self._connections),
+            )
+            return _Refusal(self.busy_answer)
+        return self.protocol(self)
+
+    # -- IInput -----------------------------------------------------------------------------------
+
+    def drain(self) -> defer.Deferred:
+        """Stop taking batches and fire once every connection closed and the sink settled every
+        batch it holds.
+
+        Idle connections close at once; a batch under way is answered and its connection then
+        closed (the exchange says how); a new connection is closed at once.
+        """
+        self.draining = True
+        for connection in list(self._connections):
+            connection.drain()
+        if self._drained():
+            return defer.succeed(None)
+        d = defer.Deferred(lambda d: self._drain_waiters.remove(d))
+        self._drain_waiters.append(d)
+        return d
+
+    def abort(self) -> None:
+        """Drop every connection at once (after a drain took too long)."""
+        for connection in list(self._connections):
+            connection.abort()
+
+    # -- IInputRegistry: bookkeeping for the connections -----------------------------------------
+
+    def connected(self, connection: InputProtocol) -> None:
+        """``connection`` was made: count it, and sweep its deadlines."""
+        self._connections.add(connection)
+        if self._sweeper is None and self._sweep_interval is not None:
+            self._sweeper = task.LoopingCall(self._sweep)
+            self._sweeper.clock = self.reactor
+            self._sweeper.start(self._sweep_interval, now=False)
+
+    def disconnected(self, connection: InputProtocol) -> None:
+        """``connection`` is gone."""
+        self._connections.discard(connection)
+        if not self._connections and self._sweeper is not None:
+            self._sweeper.stop()
+            self._sweeper = None
+        self._check_drained()
+
+    def batch_taken(self) -> None:
+        """A connection handed a batch to the sink."""
+        self._pending += 1
+
+    def batch_settled(self) -> None:
+        """The sink settled a batch (took it or failed it)."""
+        self._pending -= 1
+        if self.draining:
+            self._check_drained()
+
+    def _drained(self) -> bool:
+        return not self._connections and self._pending == 0
+
+    def _check_drained(self) -> None:
+        if self.draining and self._drained():
+            waiters, self._drain_waiters = self._drain_waiters, []
+            for d in waiters:
+                d.callback(None)
+
+    def _sweep(self) -> None:
+        now = self.reactor.seconds()
+        for connection in list(self._connections):
+            deadline = connection.deadline
+            if deadline is not None and now >= deadline:
+                connection.expire()
