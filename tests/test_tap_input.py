@@ -26,13 +26,19 @@ def test_connection_cap_and_timeouts_reach_the_native_factory():
     assert (factory.header_timeout, factory.body_timeout, factory.idle_timeout) == (3, 4, 5)
 
 
+def test_the_connection_cap_reaches_the_framed_factory_too():
+    factory = built("--protocol=lumberjack", "--max-connections=7")
+    assert factory.max_connections == 7
+    assert built("--protocol=lumberjack").max_connections == 1000
+
+
 def test_defaults_match_the_documented_ones():
     factory = built()
     assert factory.max_connections == 1000
     assert (factory.header_timeout, factory.body_timeout, factory.idle_timeout) == (30, 60, 60)
 
 
-@pytest.mark.parametrize("flag", ["--max-connections=2", "--idle-timeout=9"])
+@pytest.mark.parametrize("flag", ["--max-content-length=2", "--idle-timeout=9"])
 def test_native_only_flags_are_refused_on_the_framed_wire(flag):
     options = Options()
     options.parseOptions(["--protocol", "lumberjack", flag])

@@ -49,7 +49,6 @@ ONLY = {
         "password",
         "max_pending_requests",
         "max_content_length",
-        "max_connections",
         "header_timeout",
         "body_timeout",
         "idle_timeout",
@@ -90,7 +89,7 @@ class Options(LogstashOptions):
         ["tags", None, None, "comma list of tags added to every event"],
         ["max-pending-requests", None, None, "requests waiting for the sink before 429 [200]"],
         ["max-content-length", None, None, "largest body in bytes before 413 [104857600]"],
-        ["max-connections", None, None, "connections at once; one more gets 503 [1000]"],
+        ["max-connections", None, None, "connections at once (both wires) [1000]"],
         ["header-timeout", None, None, "seconds for a request head to arrive [30]"],
         ["body-timeout", None, None, "seconds for a request body to arrive [60]"],
         ["idle-timeout", None, None, "seconds a keep-alive connection may idle [60]"],
@@ -190,6 +189,7 @@ def build(settings: dict, explicit: set[str], reactor=None):
             reactor,
             client_inactivity_timeout=float(settings["client_inactivity_timeout"]),
             decorations=decorations,
+            max_connections=settings["max_connections"],
         )
     else:
         from twisted_logstash.wires.native.server import HttpInputFactory
