@@ -143,6 +143,7 @@ class Output(service.Service):
         cooloff: float = 60.0,
         backoff: Callable[[], Backoff] = Backoff,
         stamp: bool = False,
+        close_queue: bool = False,
     ):
         if reactor is None:
             from twisted.internet import reactor
@@ -161,6 +162,7 @@ class Output(service.Service):
         self.batch_delay = batch_delay
         self.max_in_flight = max_in_flight
         self.stamp = stamp
+        self.close_queue = close_queue  # stopService closes the queue (the library's output)
         self.queue = queue if queue is not None else MemoryQueue(DEFAULT_CAPACITY)
         self._keeps_cursors = ICursorQueue.providedBy(self.queue)
         self.dead_letter = dead_letter
@@ -289,6 +291,8 @@ class Output(service.Service):
         d.addCallback(lambda _: self.transmitter.close())
         d.addErrback(self._log_close_failure)
         d.addCallback(lambda _: self._stopped_now())
+        if self.close_queue:
+            d.addCallback(lambda left: self.queue.close().addCallback(lambda _: left))
         return d
 
     # -- accepting events --------------------------------------------------------------------

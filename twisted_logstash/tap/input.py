@@ -175,7 +175,9 @@ def build(settings: dict, explicit: set[str], reactor=None):
         listener = input_listener(settings, explicit, protocol=settings["protocol"])
         warnings = list(listener.warnings)
         credentials = listener.credentials
-    sink = sink_from_string(settings["sink"])
+    sink = settings["sink"]  # a program's sink name, or the library's IEventSink
+    if isinstance(sink, str):
+        sink = sink_from_string(sink)
     decorations = Decorations(
         type=settings["type"],
         tags=tuple(settings["tags"]),

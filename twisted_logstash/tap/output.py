@@ -299,21 +299,16 @@ def _seconds(value: float) -> str:
     return f"{value:g}"
 
 
-def build(settings: dict, explicit: set[str], reactor=None):
+def build_output(settings: dict, explicit: set[str], reactor=None, *, close_queue=False):
+    """The Output for checked settings, and warnings; no source (see ``build``)."""
     if reactor is None:
         from twisted.internet import reactor
     from twisted_logstash.pipeline.output import Output
-    from twisted_logstash.pipeline.resume import resume
-    from twisted_logstash.pipeline.sources import source_from_string
 
     connector = output_connector(settings, explicit, protocol=settings["protocol"])
     warnings = list(connector.warnings)
     dead_letter = DeadLetterFile(settings["dead_letter"], reactor)
     dead_letter.check()
-    source = source_from_string(settings["source"], reactor)
-    queue = make_queue(settings, reactor)
-    # a file source on a disk queue reads on from the position stored with the queued events
-    resume(source, queue)
     output = Output(
         make_transmitter(settings, reactor, connector),
         settings["hosts"],
@@ -321,11 +316,26 @@ def build(settings: dict, explicit: set[str], reactor=None):
         batch_size=settings["batch_size"],
         batch_delay=settings["batch_delay"],
         max_in_flight=settings["max_in_flight"],
-        queue=queue,
+        queue=make_queue(settings, reactor),
         dead_letter=dead_letter,
         cooloff=settings["cooloff"],
-        stamp=True,  # events from files, stdin, tcp or the generator go out as Logstash events
+        stamp=True,  # events from files, stdin, tcp, the generator or send() go out as Logstash's
+        close_queue=close_queue,
     )
+    return output, warnings
+
+
+def build(settings: dict, explicit: set[str], reactor=None):
+    """The program: the Output and its source."""
+    if reactor is None:
+        from twisted.internet import reactor
+    from twisted_logstash.pipeline.resume import resume
+    from twisted_logstash.pipeline.sources import source_from_string
+
+    output, warnings = build_output(settings, explicit, reactor)
+    source = source_from_string(settings["source"], reactor)
+    # a file source on a disk queue reads on from the position stored with the queued events
+    resume(source, output.queue)
     return OutputProgram(output, source, reactor, stop_timeout=settings["stop_timeout"]), warnings
 
 
