@@ -216,7 +216,7 @@ class LumberjackTransmitter:
         )
 
     def encode(self, events: list[dict[str, Any]]) -> LumberjackPayload:
-        """Serialise each event once (CodecError for one JSON cannot hold)."""
+        """Serialise each event once, by the JSON policy (codecs/jsonpolicy.py: never fails)."""
         return LumberjackPayload([serialize_event(event) for event in events])
 
     def transmit(self, host: Host, payload: LumberjackPayload) -> defer.Deferred:

@@ -178,7 +178,7 @@ class HttpTransmitter:
         )
 
     def encode(self, events: Sequence[dict]) -> bytes:
-        """The request body: the events as ndjson, compressed (raises NdjsonError on bad events)."""
+        """The request body: the events as ndjson by the JSON policy, compressed."""
         return codecs.compress(ndjson.encode(events), self.encoding, self._level)
 
     def transmit(self, host: Host, payload: bytes) -> Deferred:
