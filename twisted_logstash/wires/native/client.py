@@ -57,9 +57,9 @@ from twisted_logstash.interfaces import ITransmitter
 from twisted_logstash.security.tls import describe_tls_failure
 from twisted_logstash.transport.eager import send_now
 from twisted_logstash.transport.hosts import Host
-from twisted_logstash.wires.native.request import RequestEncoder
-from twisted_logstash.wires.native.response import (
+from twisted_logstash.wires.native.http import (
     IncompleteResponse,
+    RequestEncoder,
     Response,
     ResponseError,
     ResponseParser,
