@@ -151,9 +151,16 @@ def test_no_body_statuses_ignore_content_length(status):
 
 
 def test_101_ends_the_response_and_the_connection():
-    response = parse_whole(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: x\r\n\r\n")
+    parser = ResponseParser()
+    response = parser.feed(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: x\r\n\r\n\x00other")
     assert response.status == 101
     assert response.keep_alive is False
+    assert parser.leftover == b"\x00other"
+
+
+def test_interim_heads_are_read_under_the_same_rules():
+    with pytest.raises(ResponseError, match="bad header name"):
+        ResponseParser().feed(b"HTTP/1.1 100 Continue\r\nBad Name: x\r\n\r\n")
 
 
 # -- chunked --------------------------------------------------------------------------------------
@@ -283,6 +290,8 @@ def test_incomplete_is_a_response_error_and_a_codec_error():
         b"HTTP/1.1 20 OK\r\n\r\n",
         b"HTTP/1.1 2000 OK\r\n\r\n",
         b"HTTP/1.1 abc OK\r\n\r\n",
+        b"HTTP/1.1 099 Low\r\n\r\n",
+        b"HTTP/1.2 200 OK\r\n\r\n",
         b"HTTP/1.1 200 OK\r\nno colon here\r\n\r\n",
         b"HTTP/1.1 200 OK\r\n: empty name\r\n\r\n",
         b"HTTP/1.1 200 OK\r\nBad Name: x\r\n\r\n",
