@@ -30,13 +30,12 @@ def keep_alive(http10: bool, values: list[bytes]) -> bool:
     return keep
 
 
-def expects_continue(http10: bool, values: list[bytes]) -> bool:
-    """Whether the client waits for ``100 Continue`` before it sends the body, from the request's
-    ``Expect`` values."""
-    for value in values:
-        if value.lower() != b"100-continue":
-            raise ProtocolError(417, f"unsupported expectation {value[:40]!r}")
-    return bool(values) and not http10
+def expects_continue(http10: bool, value: bytes) -> bool:
+    """Whether the client waits for ``100 Continue`` before it sends the body, from one value of
+    the request's ``Expect``."""
+    if value.lower() != b"100-continue":
+        raise ProtocolError(417, f"unsupported expectation {value[:40]!r}")
+    return not http10
 
 
 def wants_continue(head) -> bool:

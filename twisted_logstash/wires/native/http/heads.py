@@ -146,7 +146,7 @@ def read_request_head(block: bytes, max_body: int | None) -> RequestHead:
     lengths: list[bytes] = []
     codings: list[bytes] = []
     connections: list[bytes] = []
-    expects: list[bytes] = []
+    expect_continue = False
     hosts = 0
     for name, value in framing:
         if name == b"content-length":
@@ -158,8 +158,7 @@ def read_request_head(block: bytes, max_body: int | None) -> RequestHead:
         elif name == b"transfer-encoding":
             codings.append(value)
         else:
-            expects.append(value)
-    expect_continue = connection.expects_continue(old, expects) if expects else False
+            expect_continue = connection.expects_continue(old, value)
     if hosts > 1 or (hosts == 0 and not old):
         raise ProtocolError(400, "an HTTP/1.1 request needs exactly one Host header")
     length = body_length(lengths, codings, old, max_body, "request")
@@ -177,13 +176,14 @@ def read_response_head(block: bytes, max_body: int | None = None) -> ResponseHea
     the close, which then cannot carry another request.
     """
     lines = split_head(block, "response")
-    parts = lines[0].split(b" ", 2)
+    line = lines[0]
+    parts = line.split(b" ", 2)
     if len(parts) < 2:
-        raise ProtocolError(400, f"bad status line {lines[0][:80]!r}")
+        raise ProtocolError(400, f"bad status line {line[:80]!r}")
     version, code = parts[0], parts[1]
     old = http10(version)
     if len(code) != 3 or not code.isdigit() or code[:1] == b"0":
-        raise ProtocolError(400, f"bad status code in {lines[0][:80]!r}")
+        raise ProtocolError(400, f"bad status code in {line[:80]!r}")
     status = int(code)
     reason = parts[2] if len(parts) == 3 else b""
     headers, framing = fields(lines, _RESPONSE_FIELDS)

@@ -29,8 +29,10 @@ __all__ = [
 TCHAR = b"!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
 HEX = b"0123456789abcdefABCDEF"
 VISIBLE = bytes(range(0x21, 0x7F))
-# bytes a head may hold: visible ASCII, SP, HTAB, obs-text (0x80-0xFF), and the CRLFs
-_HEAD_BYTES = bytes(range(0x20, 0x7F)) + bytes(range(0x80, 0x100)) + b"\t\r\n"
+# bytes a line may hold: visible ASCII, SP, HTAB and obs-text (0x80-0xFF); a head adds its CRLFs
+_TEXT_BYTES = bytes(range(0x20, 0x7F)) + bytes(range(0x80, 0x100)) + b"\t"
+_HEAD_BYTES = _TEXT_BYTES + b"\r\n"
+_CRLF = b"\r\n"
 HEAD_END = b"\r\n\r\n"
 """What ends a head: the CRLF of its last line and an empty line."""
 
@@ -50,10 +52,11 @@ def unended_head(buffer: bytes, start: int, limit: int, what: str) -> None:
 def split_head(block: bytes, what: str) -> list[bytes]:
     """The lines of a head without its blank line: CRLF only, no control characters."""
     lines = block.split(b"\r\n")
-    breaks = len(lines) - 1
-    if block.count(b"\n") != breaks or block.count(b"\r") != breaks:
-        raise ProtocolError(400, f"bare CR or LF in the {what} head")
-    if block.translate(None, _HEAD_BYTES):
+    # one pass: what is left once the text bytes are deleted must be the CRLFs of the split
+    if block.translate(None, _TEXT_BYTES) != _CRLF * (len(lines) - 1):
+        breaks = len(lines) - 1
+        if block.count(b"\n") != breaks or block.count(b"\r") != breaks:
+            raise ProtocolError(400, f"bare CR or LF in the {what} head")
         raise ProtocolError(400, f"control character in the {what} head")
     return lines
 
@@ -62,7 +65,8 @@ def fields(
     lines: list[bytes], wanted: frozenset[bytes]
 ) -> tuple[list[tuple[bytes, bytes]], list[tuple[bytes, bytes]]]:
     """The field lines after the start line (``lines[1:]``) as ``(lower-cased name, trimmed
-    value)``, all of them and those named in ``wanted`` (the few that decide framing)."""
+    value)``: all of them, and those named in ``wanted`` (the few that decide framing). Checked
+    after the start line, so that a head with several faults is named by its first."""
     headers: list[tuple[bytes, bytes]] = []
     chosen: list[tuple[bytes, bytes]] = []
     names: list[bytes] = []
@@ -76,8 +80,8 @@ def fields(
         append(pair)
         if pair[0] in wanted:
             chosen.append(pair)
-    # every name is a token, checked for all names at once
-    if names and b":".join(names).translate(None, TCHAR) != b":" * (len(names) - 1):
+    # every name is a token, checked for all names at once (none is empty or holds a colon)
+    if b"".join(names).translate(None, TCHAR):
         bad = next(name for name in names if name.translate(None, TCHAR))
         raise ProtocolError(400, f"bad header name {bad[:80]!r}")
     return headers, chosen

@@ -139,11 +139,11 @@ class MessageReader:
                     event = self._read_chunk_end()
                 elif state == _TRAILERS:
                     event = self._read_trailer()
-                elif state == _UNTIL_CLOSE:
-                    event = self._read_until_close()
-                else:  # _DONE
+                elif state == _DONE:
                     self._state = _HEAD
                     return END
+                else:  # _UNTIL_CLOSE (_ERROR never gets here)
+                    event = self._read_until_close()
                 if event is not None:
                     return event
         except ProtocolError as error:
