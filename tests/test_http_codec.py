@@ -19,7 +19,9 @@ from twisted_logstash.wires.native.http import (
     RequestHead,
     RequestParser,
     ResponseError,
+    ResponseHead,
     ResponseParser,
+    ResponseReader,
 )
 
 SIDES = ("request", "response")
@@ -261,3 +263,34 @@ def test_keep_alive_is_decided_the_same_on_both_sides(version, connection, keep_
     assert parser.next_event().keep_alive is keep_alive
     response = ResponseParser().feed(message("response", fields, b"", version))
     assert response.keep_alive is keep_alive
+
+
+def test_the_response_reader_speaks_in_the_request_readers_events():
+    reader = ResponseReader()
+    reader.feed(b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\n\r\nsome")
+    interim = reader.next_event()
+    assert isinstance(interim, ResponseHead) and interim.interim
+    assert reader.next_event() is END
+    final = reader.next_event()
+    assert (final.status, final.content_length, final.chunked, final.keep_alive) == (
+        200,
+        None,
+        False,
+        False,
+    )
+    assert reader.next_event() == b"some"
+    assert reader.next_event() is NEED_DATA
+    reader.feed(b" body")
+    assert reader.next_event() == b" body"
+    reader.end_of_stream()
+    assert reader.next_event() is END
+
+
+def test_bytes_after_a_message_stay_for_the_caller():
+    reader = ResponseReader()
+    reader.feed(b"HTTP/1.1 204 No Content\r\n\r\nextra")
+    assert reader.next_event().status == 204
+    assert reader.next_event() is END
+    assert reader.buffered == 5
+    assert reader.take_buffered() == b"extra"
+    assert reader.buffered == 0

@@ -151,7 +151,7 @@ class MessageReader:
 
     @staticmethod
     def _read_head_block(block: bytes, max_body: int | None):
-        """The head of a message from its lines (without the blank line)."""
+        """The head of a message from its bytes up to its blank line (which is left out)."""
         raise NotImplementedError
 
     # -- head -------------------------------------------------------------------------------------
