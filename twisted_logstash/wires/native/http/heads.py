@@ -13,7 +13,7 @@ from twisted_logstash.wires.native.http.errors import ProtocolError
 from twisted_logstash.wires.native.http.framing import CHUNKED, UNDECLARED, body_length
 from twisted_logstash.wires.native.http.lines import TCHAR, VISIBLE, fields, split_head
 
-__all__ = ["RequestHead", "ResponseHead", "http10", "read_request_head", "read_response_head"]
+__all__ = ["RequestHead", "ResponseHead", "is_http10", "read_request_head", "read_response_head"]
 
 _REQUEST_FIELDS = frozenset(
     {b"content-length", b"transfer-encoding", b"connection", b"expect", b"host"}
@@ -113,7 +113,7 @@ class ResponseHead:
         return f"<ResponseHead {self.status} {self.reason!r} {self.version!r}>"
 
 
-def http10(version: bytes) -> bool:
+def is_http10(version: bytes) -> bool:
     """Whether ``version`` is HTTP/1.0 (else HTTP/1.1); any other version is refused."""
     if version == b"HTTP/1.1":
         return False
@@ -141,7 +141,7 @@ def read_request_head(block: bytes, max_body: int | None) -> RequestHead:
         raise ProtocolError(400, f"bad method {method[:40]!r}")
     if not target or target.translate(None, VISIBLE):
         raise ProtocolError(400, f"bad request target {target[:80]!r}")
-    old = version != b"HTTP/1.1" and http10(version)  # the common case without a call
+    http10 = version != b"HTTP/1.1" and is_http10(version)  # the common case without a call
     headers, framing = fields(lines, _REQUEST_FIELDS)
     lengths: list[bytes] = []
     codings: list[bytes] = []
@@ -158,11 +158,11 @@ def read_request_head(block: bytes, max_body: int | None) -> RequestHead:
         elif name == b"transfer-encoding":
             codings.append(value)
         else:
-            expect_continue = connection.expects_continue(old, value)
-    if hosts > 1 or (hosts == 0 and not old):
+            expect_continue = connection.expects_continue(http10, value)
+    if hosts > 1 or (hosts == 0 and not http10):
         raise ProtocolError(400, "an HTTP/1.1 request needs exactly one Host header")
-    length = body_length(lengths, codings, old, max_body, "request")
-    keep_alive = connection.keep_alive(old, connections) if connections else not old
+    length = body_length(lengths, codings, http10, max_body, "request")
+    keep_alive = connection.keep_alive(http10, connections) if connections else not http10
     chunked = length == CHUNKED
     size = None if chunked else 0 if length == UNDECLARED else length
     return RequestHead(method, target, version, headers, keep_alive, expect_continue, size, chunked)
@@ -181,7 +181,7 @@ def read_response_head(block: bytes, max_body: int | None = None) -> ResponseHea
     if len(parts) < 2:
         raise ProtocolError(400, f"bad status line {line[:80]!r}")
     version, code = parts[0], parts[1]
-    old = http10(version)
+    http10 = is_http10(version)
     if len(code) != 3 or not code.isdigit() or code[:1] == b"0":
         raise ProtocolError(400, f"bad status code in {line[:80]!r}")
     status = int(code)
@@ -197,8 +197,8 @@ def read_response_head(block: bytes, max_body: int | None = None) -> ResponseHea
             connections.append(value)
         else:
             codings.append(value)
-    length = body_length(lengths, codings, old, max_body, "response")
-    keep_alive = connection.keep_alive(old, connections)
+    length = body_length(lengths, codings, http10, max_body, "response")
+    keep_alive = connection.keep_alive(http10, connections)
     if status < 200 or status in (204, 304):
         if status == 101:
             keep_alive = False  # the connection speaks another protocol now
