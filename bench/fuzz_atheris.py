@@ -66,7 +66,7 @@ def _steer(data: bytes):
 
 
 def target_http11(data: bytes) -> None:
-    from twisted_logstash.wires.native.http11 import NEED_DATA, RequestError, RequestParser
+    from twisted_logstash.wires.native.http import NEED_DATA, RequestError, RequestParser
 
     _, points, _, flags, stream = _steer(data)
     parser = RequestParser(max_head=1024, max_body=4096 if flags & 1 else None)
@@ -177,7 +177,7 @@ def fuzz(target: str, argv: list[str]) -> None:
     with atheris.instrument_imports(include=["twisted_logstash"]):
         import twisted_logstash.wires.lumberjack.decoder
         import twisted_logstash.wires.lumberjack.server
-        import twisted_logstash.wires.native.http11
+        import twisted_logstash.wires.native.http
         import twisted_logstash.wires.native.server  # noqa: F401
     harness = HARNESSES[target]
     harness(b"")  # import the test modules outside the fuzzing loop

@@ -158,7 +158,7 @@ def run_input(args, results: dict) -> bool:
     from twisted.internet import defer, protocol, reactor, task
     from twisted.internet.endpoints import TCP4ClientEndpoint
 
-    from twisted_logstash.wires.native.response import ResponseParser
+    from twisted_logstash.wires.native.http import ResponseParser
 
     child = subprocess.Popen(
         [PYTHON, __file__, "--serve-input", *child_args(args)],

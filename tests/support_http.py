@@ -12,7 +12,7 @@ import gzip
 from twisted.internet import defer, protocol, reactor
 from twisted.internet.endpoints import TCP4ClientEndpoint, TCP4ServerEndpoint
 
-from twisted_logstash.wires.native.response import Response, ResponseParser
+from twisted_logstash.wires.native.http import Response, ResponseParser
 
 TIMEOUT = 10.0
 """Every wait gives up after this many seconds, so that a broken server fails a test instead of

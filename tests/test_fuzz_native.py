@@ -48,8 +48,7 @@ from twisted.internet.task import Clock
 from twisted.python.failure import Failure
 
 from twisted_logstash.codecs import compression, ndjson
-from twisted_logstash.wires.native.http11 import MAX_CHUNK_LINE
-from twisted_logstash.wires.native.response import ResponseParser
+from twisted_logstash.wires.native.http import MAX_CHUNK_LINE, ResponseParser
 from twisted_logstash.wires.native.server import LINGER, HttpInputFactory
 
 MAX_HEAD = 1024

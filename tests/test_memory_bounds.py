@@ -25,7 +25,7 @@ from twisted_logstash.pipeline.output import Output
 from twisted_logstash.pipeline.queue import MemoryQueue
 from twisted_logstash.pipeline.sources import GeneratorSource
 from twisted_logstash.transport.hosts import Host
-from twisted_logstash.wires.native.response import ResponseParser
+from twisted_logstash.wires.native.http import ResponseParser
 from twisted_logstash.wires.native.server import HttpInputFactory
 
 BATCH = [{"message": f"event {n}", "n": n} for n in range(125)]

@@ -31,8 +31,7 @@ from twisted_logstash.errors import ConfigurationError, RetriableError, Terminal
 from twisted_logstash.interfaces import ITransmitter
 from twisted_logstash.transport.hosts import Host
 from twisted_logstash.wires.native.client import HttpTransmitter, verdict
-from twisted_logstash.wires.native.request import RequestEncoder, basic_authorization
-from twisted_logstash.wires.native.response import Response
+from twisted_logstash.wires.native.http import RequestEncoder, Response, basic_authorization
 
 HOST = Host("127.0.0.1", 9800)
 EVENTS = [

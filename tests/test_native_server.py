@@ -22,7 +22,7 @@ from twisted_logstash.codecs.events import Decorations
 from twisted_logstash.errors import SinkUnavailable
 from twisted_logstash.interfaces import IEventSink
 from twisted_logstash.pipeline.output import OutputStopped
-from twisted_logstash.wires.native.response import ResponseParser
+from twisted_logstash.wires.native.http import ResponseParser
 from twisted_logstash.wires.native.server import HttpInputFactory
 
 OK = (

@@ -2,8 +2,8 @@
 
 A lean client instead of twisted.web's `Agent`: per request it writes prebuilt header bytes plus
 the body with one ``writeSequence`` and feeds the answer to the sans-IO `ResponseParser`; nothing
-else runs per request but the verdict. The request bytes (built in `wires/native/request.py`, which
-says why each header is there or not) are, for a batch of N compressed bytes, every line ending
+else runs per request but the verdict. The request bytes (built by `http/writers.py`, which says
+why each header is there or not) are, for a batch of N compressed bytes, every line ending
 in CRLF::
 
     POST / HTTP/1.1
@@ -54,9 +54,9 @@ from twisted_logstash.transport.pool import (
     DEFAULT_MAX_CONNECTIONS_PER_HOST,
     ConnectionPools,
 )
-from twisted_logstash.wires.native.request import RequestEncoder
-from twisted_logstash.wires.native.response import (
+from twisted_logstash.wires.native.http import (
     IncompleteResponse,
+    RequestEncoder,
     Response,
     ResponseError,
     ResponseParser,

@@ -34,13 +34,18 @@ from twisted_logstash.errors import (
 )
 from twisted_logstash.interfaces import IInputConnection, IInputExchange
 from twisted_logstash.transport.server import BODY, HEAD, IDLE, Close, InputFactory, InputProtocol
-from twisted_logstash.wires.native.http11 import (
+from twisted_logstash.wires.native.http import CONTINUE as _CONTINUE
+from twisted_logstash.wires.native.http import (
     END,
     MAX_HEAD,
     NEED_DATA,
     RequestError,
     RequestParser,
+    error_response,
 )
+from twisted_logstash.wires.native.http import OK as _OK
+from twisted_logstash.wires.native.http import OK_CLOSE as _OK_CLOSE
+from twisted_logstash.wires.native.http import OK_KEEP_ALIVE as _OK_KEEP_ALIVE
 
 __all__ = ["HttpExchange", "HttpInputFactory", "HttpInputProtocol", "HttpInputSettings"]
 
@@ -51,33 +56,6 @@ LINGER = 5.0
 """Seconds a closing connection keeps reading (and dropping) what the client still sends, so that
 the client reads our answer instead of a reset."""
 
-_OK_HEAD = (
-    b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nAccept: application/x-ndjson\r\n"
-    b"Content-Length: 2\r\n"
-)
-_OK = _OK_HEAD + b"\r\nok"
-_OK_KEEP_ALIVE = _OK_HEAD + b"Connection: keep-alive\r\n\r\nok"
-_OK_CLOSE = _OK_HEAD + b"Connection: close\r\n\r\nok"
-_CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
-
-_REASONS = {
-    400: "Bad Request",
-    401: "Unauthorized",
-    405: "Method Not Allowed",
-    413: "Payload Too Large",
-    415: "Unsupported Media Type",
-    417: "Expectation Failed",
-    429: "Too Many Requests",
-    431: "Request Header Fields Too Large",
-    500: "Internal Server Error",
-    501: "Not Implemented",
-    503: "Service Unavailable",
-    505: "HTTP Version Not Supported",
-}
-_EXTRA_HEADERS = {
-    401: b'WWW-Authenticate: Basic realm="Logstash HTTP Input"\r\n',
-    405: b"Allow: POST, PUT\r\n",
-}
 _METHODS = frozenset({b"POST", b"PUT"})
 _ENCODINGS = {
     b"": "identity",
@@ -94,29 +72,6 @@ TLS_ON_PLAIN_PORT = (
 )
 """The ``400`` answer to a TLS client, so that it fails at once rather than at the header
 timeout. The client reads no HTTP (it expects TLS): its handshake fails on these bytes."""
-
-# connection phases, each with its own deadline
-_IDLE, _HEAD, _BODY, _WAITING, _LINGER = "idle", "head", "body", "waiting", "linger"
-
-
-def error_response(status: int, text: str, close: bool, keep_alive_header: bool = False) -> bytes:
-    """A short ``text/plain`` answer; ``close`` adds ``Connection: close``."""
-    body = text.encode("utf-8", "replace") + b"\n"
-    head = (
-        b"HTTP/1.1 %d %s\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: %d\r\n"
-        % (
-            status,
-            _REASONS.get(status, "Error").encode("ascii"),
-            len(body),
-        )
-    )
-    head += _EXTRA_HEADERS.get(status, b"")
-    if close:
-        head += b"Connection: close\r\n"
-    elif keep_alive_header:
-        head += b"Connection: keep-alive\r\n"
-    return head + b"\r\n" + body
-
 
 HttpInputProtocol = InputProtocol
 """One connection of the native input: the skeleton's protocol (the name stays for subclasses)."""

@@ -1,5 +1,6 @@
-"""The sans-IO response parser: every framing, interim responses, byte-boundary independence,
-and malformed input raising ResponseError."""
+"""The transmitter's response parser: every framing, interim responses, byte-boundary
+independence, and malformed input raising ResponseError. The rules it shares with the request
+reader are run on both sides in test_http_codec.py."""
 
 from __future__ import annotations
 
@@ -8,7 +9,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from twisted_logstash.errors import CodecError
-from twisted_logstash.wires.native.response import (
+from twisted_logstash.wires.native.http import (
+    MAX_CHUNK_LINE,
     IncompleteResponse,
     Response,
     ResponseError,
@@ -96,9 +98,10 @@ def test_body_is_kept_only_up_to_keep_body():
     assert response.body_length == 100
 
 
-def test_bare_lf_line_ends():
-    response = parse_whole(b"HTTP/1.1 200 OK\nContent-Length: 2\n\nok")
-    assert response.body == b"ok"
+def test_bare_lf_line_ends_are_refused_as_in_requests():
+    # this parser used to take bare LF line ends while the request reader refused them
+    with pytest.raises(ResponseError, match="bare CR or LF"):
+        ResponseParser().feed(b"HTTP/1.1 200 OK\nContent-Length: 2\n\nok")
 
 
 def test_header_names_are_lowercased_and_values_stripped():
@@ -148,9 +151,16 @@ def test_no_body_statuses_ignore_content_length(status):
 
 
 def test_101_ends_the_response_and_the_connection():
-    response = parse_whole(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: x\r\n\r\n")
+    parser = ResponseParser()
+    response = parser.feed(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: x\r\n\r\n\x00other")
     assert response.status == 101
     assert response.keep_alive is False
+    assert parser.leftover == b"\x00other"
+
+
+def test_interim_heads_are_read_under_the_same_rules():
+    with pytest.raises(ResponseError, match="bad header name"):
+        ResponseParser().feed(b"HTTP/1.1 100 Continue\r\nBad Name: x\r\n\r\n")
 
 
 # -- chunked --------------------------------------------------------------------------------------
@@ -184,12 +194,11 @@ def test_chunked_not_complete_before_last_chunk_and_trailers():
     assert parser.feed(CHUNKED[-2:]) is not None
 
 
-def test_transfer_encoding_not_ending_in_chunked_runs_until_close():
-    parser = ResponseParser()
-    assert parser.feed(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\nabc") is None
-    response = parser.connection_lost()
-    assert response.body == b"abc"
-    assert response.keep_alive is False
+def test_unknown_transfer_coding_is_refused_as_in_requests():
+    # this parser used to read a body in an unknown coding until the close
+    with pytest.raises(ResponseError, match="not supported") as info:
+        ResponseParser().feed(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\nabc")
+    assert info.value.status == 501
 
 
 # -- until close ----------------------------------------------------------------------------------
@@ -281,6 +290,8 @@ def test_incomplete_is_a_response_error_and_a_codec_error():
         b"HTTP/1.1 20 OK\r\n\r\n",
         b"HTTP/1.1 2000 OK\r\n\r\n",
         b"HTTP/1.1 abc OK\r\n\r\n",
+        b"HTTP/1.1 099 Low\r\n\r\n",
+        b"HTTP/1.2 200 OK\r\n\r\n",
         b"HTTP/1.1 200 OK\r\nno colon here\r\n\r\n",
         b"HTTP/1.1 200 OK\r\n: empty name\r\n\r\n",
         b"HTTP/1.1 200 OK\r\nBad Name: x\r\n\r\n",
@@ -316,8 +327,8 @@ def test_head_too_large_with_end():
 def test_chunk_size_line_too_long():
     parser = ResponseParser()
     head = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
-    with pytest.raises(ResponseError, match="too long"):
-        parser.feed(head + b"1" + b";" * 2000)
+    with pytest.raises(ResponseError, match="longer than"):
+        parser.feed(head + b"1" + b";" * MAX_CHUNK_LINE)
 
 
 # -- byte boundaries ------------------------------------------------------------------------------
@@ -326,7 +337,7 @@ SAMPLES = [
     b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 2\r\n\r\nok",
     CHUNKED,
     b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 413 Payload Too Large\r\nContent-Length: 4\r\n\r\nbig!",
-    b"HTTP/1.1 200 OK\nContent-Length: 3\n\nabc",
+    b"HTTP/1.0 200 OK\r\nConnection: keep-alive\r\nContent-Length: 3\r\n\r\nabc",
     b"HTTP/1.1 204 No Content\r\n\r\n",
 ]
 

@@ -4,7 +4,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from twisted_logstash.wires.native.http11 import (
+from twisted_logstash.wires.native.http import (
     END,
     MAX_CHUNK_LINE,
     NEED_DATA,
