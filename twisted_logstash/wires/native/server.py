@@ -34,18 +34,17 @@ from twisted_logstash.errors import (
 )
 from twisted_logstash.interfaces import IInputConnection, IInputExchange
 from twisted_logstash.transport.server import BODY, HEAD, IDLE, Close, InputFactory, InputProtocol
-from twisted_logstash.wires.native.http import CONTINUE as _CONTINUE
 from twisted_logstash.wires.native.http import (
+    CONTINUE,
     END,
     MAX_HEAD,
     NEED_DATA,
     RequestError,
     RequestParser,
     error_response,
+    ok_response,
+    wants_continue,
 )
-from twisted_logstash.wires.native.http import OK as _OK
-from twisted_logstash.wires.native.http import OK_CLOSE as _OK_CLOSE
-from twisted_logstash.wires.native.http import OK_KEEP_ALIVE as _OK_KEEP_ALIVE
 
 __all__ = ["HttpExchange", "HttpInputFactory", "HttpInputProtocol", "HttpInputSettings"]
 
@@ -148,13 +147,7 @@ class HttpExchange:
             return b""
         head = self._head
         close = not head.keep_alive or self._draining
-        if close:
-            data = _OK_CLOSE
-        elif head.version == b"HTTP/1.0":
-            data = _OK_KEEP_ALIVE
-        else:
-            data = _OK
-        return self._written(data, close)
+        return self._written(ok_response(close, head.version == b"HTTP/1.0"), close)
 
     def refuse(self, events: list, reason: Failure) -> bytes | Close:
         if reason.check(SinkUnavailable):
@@ -225,8 +218,8 @@ class HttpExchange:
             else:
                 if encoding != "identity":
                     self._decoder = Decompressor(encoding, settings.max_content_length)
-                if head.expect_continue and (head.chunked or head.content_length):
-                    return _CONTINUE  # the client waits for it to send the body
+                if wants_continue(head):
+                    return CONTINUE  # the client waits for it to send the body
                 return None
         if head.expect_continue:
             return self._refuse(status, text)  # the client waits: answer, do not read its body
