@@ -86,3 +86,5 @@ def test_tls_output_into_netty_exits_0_once_every_event_is_acknowledged(programs
     assert status == 0, sender.failure(f"exited with {status}")
     yield netty_tls.counted(before + EVENTS)
     assert "every event was handled" in sender.stdout.decode()
+    # closed cleanly (close_notify, then a FIN), not aborted after the pool's grace
+    assert "did not close within" not in sender.stdout.decode(), sender.output

@@ -25,7 +25,7 @@ from collections.abc import Callable
 
 from twisted.internet import defer
 from twisted.internet.defer import Deferred
-from twisted.internet.interfaces import IReactorTime, IStreamClientEndpoint
+from twisted.internet.interfaces import IReactorTime, ISSLTransport, IStreamClientEndpoint
 from twisted.internet.protocol import Factory, Protocol, connectionDone
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -98,9 +98,22 @@ class PooledConnection(Protocol):
             attempt.connection_lost(self, reason)
 
     def close(self) -> None:
-        """Close cleanly: a FIN once the writes are out (and ``close_notify`` under TLS)."""
+        """Close cleanly: ``close_notify`` under TLS, then a FIN once the writes are out.
+
+        Twisted's TLS layer would wait for the peer's ``close_notify`` before it sends the FIN,
+        and a JDK/Netty peer on TLS 1.3 never answers one (it waits for the FIN). TLS does not
+        ask the side that closes to wait for the answer, so the TCP write side is closed right
+        after ours: the peer reads ``close_notify`` and end of stream, and closes in turn. The
+        read side stays open until it does, so nothing it still sends meets an RST.
+        """
         self.reusable = False
-        self.transport.loseConnection()
+        transport = self.transport
+        transport.loseConnection()
+        if ISSLTransport.providedBy(transport):
+            tcp = getattr(transport, "transport", None)  # under TLSMemoryBIOProtocol
+            lose_write = getattr(tcp, "loseWriteConnection", None)
+            if lose_write is not None:
+                lose_write()
 
     def abort(self) -> None:
         """Close at once (an RST), whatever is buffered or expected."""
