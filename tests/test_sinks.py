@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import decimal
+import fcntl
 import io
 import os
 
 import pytest
 from twisted.internet import defer
+from twisted.logger import LogLevel, capturedLogs, formatEvent
 from twisted.python.failure import Failure
 from zope.interface.verify import verifyObject
 
@@ -295,3 +297,137 @@ def test_stdout_sink_writes_the_whole_batch_through_short_and_refused_writes():
     assert outcome(StdoutSink(stream).deliver(EVENTS)) is None
     assert bytes(stream.data) == ndjson.encode(EVENTS)
     assert stream.calls > 3
+
+
+# -- a torn last line (issue 11) -------------------------------------------------------------
+
+
+def sink_on(path, **kwargs) -> tuple[FileSink, list[dict]]:
+    """A FileSink opened on ``path`` and the log events its opening wrote."""
+    with capturedLogs() as logged:
+        sink = FileSink(str(path), **kwargs)
+    return sink, list(logged)
+
+
+def test_a_torn_last_line_is_cut_so_the_next_event_is_not_glued_to_it(tmp_path):
+    """kill -9 in mid-write leaves part of a line; the next acknowledged event must parse."""
+    path = tmp_path / "events.ndjson"
+    whole = b'{"old":1}\n{"old":2}\n'
+    torn = b'{"message":"cut short by kill -9","n'
+    path.write_bytes(whole + torn)
+    sink, logged = sink_on(path)
+    try:
+        assert outcome(sink.deliver(EVENTS)) is None
+    finally:
+        sink.close()
+    assert ndjson.decode(path.read_bytes()) == [{"old": 1}, {"old": 2}, *EVENTS]
+    warnings = [e for e in logged if e["log_level"] == LogLevel.warn]
+    assert len(warnings) == 1
+    text = formatEvent(warnings[0])
+    assert f"{len(torn)} bytes" in text and f"offset {len(whole)}" in text
+    assert str(path) in text
+
+
+def test_a_file_of_one_torn_line_is_cut_to_nothing(tmp_path):
+    path = tmp_path / "events.ndjson"
+    path.write_bytes(b'{"first batch never acknowl')
+    sink, logged = sink_on(path)
+    outcome(sink.deliver(EVENTS[:1]))
+    sink.close()
+    assert path.read_bytes() == ndjson.encode(EVENTS[:1])
+    assert "offset 0" in formatEvent(logged[0])
+
+
+def test_a_torn_tail_longer_than_one_read_is_cut_at_the_last_newline(tmp_path):
+    path = tmp_path / "events.ndjson"
+    path.write_bytes(b'{"old":1}\n' + b'{"big":"' + b"x" * 300_000)
+    sink, _ = sink_on(path)
+    outcome(sink.deliver(EVENTS[:1]))
+    sink.close()
+    assert ndjson.decode(path.read_bytes()) == [{"old": 1}, EVENTS[0]]
+
+
+@pytest.mark.parametrize("content", [b"", b'{"old":1}\n', b"\n"])
+def test_a_file_of_whole_lines_is_left_as_it_is_and_nothing_is_logged(tmp_path, content):
+    path = tmp_path / "events.ndjson"
+    path.write_bytes(content)
+    sink, logged = sink_on(path)
+    sink.close()
+    assert path.read_bytes() == content
+    assert logged == []
+
+
+# -- one batch, one write --------------------------------------------------------------------
+
+
+class CountingRaw(io.RawIOBase):
+    """A raw stream that takes every write whole and remembers each one."""
+
+    def __init__(self):
+        self.writes = []
+
+    def writable(self):
+        return True
+
+    def write(self, b):
+        self.writes.append(bytes(b))
+        return len(b)
+
+
+BIG = [{"message": "x" * 300, "n": n} for n in range(125)]
+
+
+def test_the_file_sink_writes_a_batch_in_one_append(tmp_path):
+    """One write of the whole batch on an O_APPEND descriptor: another writer's append lands
+    before or after the batch, never between its lines."""
+    path = tmp_path / "events.ndjson"
+    sink = FileSink(str(path))
+    assert fcntl.fcntl(sink._file.fileno(), fcntl.F_GETFL) & os.O_APPEND
+    sink._file = Counting(sink._file)
+    outcome(sink.deliver(BIG))
+    outcome(sink.deliver(EVENTS))
+    sink.close()
+    assert sink._file.writes == [len(ndjson.encode(BIG)), len(ndjson.encode(EVENTS))]
+    assert ndjson.decode(path.read_bytes()) == BIG + EVENTS
+
+
+class Counting:
+    """A raw file whose writes (one system call each) are counted."""
+
+    def __init__(self, real):
+        self.real = real
+        self.writes = []
+
+    def write(self, data):
+        self.writes.append(len(data))
+        return self.real.write(data)
+
+    def __getattr__(self, name):
+        return getattr(self.real, name)
+
+
+@pytest.mark.parametrize("events", [EVENTS, BIG], ids=["small", "large"])
+def test_the_stdout_sink_writes_a_batch_in_one_write_through_its_buffer(events):
+    raw = CountingRaw()
+    stream = io.BufferedWriter(raw, buffer_size=8192)
+    sink = StdoutSink(stream)
+    outcome(sink.deliver(events))
+    outcome(sink.deliver(events))
+    assert raw.writes == [ndjson.encode(events)] * 2
+
+
+def test_a_file_that_may_be_appended_to_but_not_read_still_opens(tmp_path, monkeypatch):
+    path = tmp_path / "events.ndjson"
+    path.write_bytes(b'{"old":1}\n{"to')
+
+    def append_only(name, mode="r", **kwargs):
+        if "r" in mode:  # a file with mode 0200, as root never sees it
+            raise PermissionError(13, "Permission denied")
+        return open(name, mode, **kwargs)
+
+    monkeypatch.setattr(sinks, "open", append_only, raising=False)
+    sink, logged = sink_on(path)
+    outcome(sink.deliver(EVENTS[:1]))
+    sink.close()
+    assert "cannot check" in formatEvent(logged[0])
+    assert path.read_bytes().endswith(ndjson.encode(EVENTS[:1]))

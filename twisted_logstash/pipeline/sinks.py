@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import select
+import stat
 import sys
 from collections.abc import Callable
 from typing import Any, BinaryIO
@@ -63,14 +64,37 @@ def write_all(stream: BinaryIO, data: bytes) -> None:
         view = view[written:]
 
 
+def whole_lines_end(fd: int, size: int, chunk: int = 65536) -> int:
+    """Where the whole lines of the file ``fd`` (``size`` bytes) end: just after its last
+    newline, or 0 when it has none. Read backwards, so that a big file costs one read."""
+    end = size
+    while end > 0:
+        begin = max(0, end - chunk)
+        at = os.pread(fd, end - begin, begin).rfind(b"\n")
+        if at >= 0:
+            return begin + at + 1
+        end = begin
+    return 0
+
+
 @implementer(IEventSink)
 class FileSink:
     """ndjson appended to a file, written (and with ``fsync=True`` synced) before acknowledging.
 
     The file is opened at construction, so a path that cannot be written is a configuration
-    error before anything listens. Writes bypass Python's buffer: when one fails (a full disk),
-    the partial batch is cut off again, so that the file holds whole lines only and the retried
-    batch is not written twice.
+    error before anything listens. Each batch is one ``write`` on an ``O_APPEND`` descriptor
+    (looping only on a short write), so another process appending to the same file lands before
+    or after a batch, never between its lines. Writes bypass Python's buffer: when one fails (a
+    full disk), the partial batch is cut off again, so that the file holds whole lines only and
+    the retried batch is not written twice.
+
+    A file whose last byte is not a newline on opening was torn: a process killed in mid-write
+    (``kill -9``, power loss) left part of a batch. That tail is cut, not kept behind a newline:
+    every write here ends with a newline, so the torn bytes can only belong to a batch whose
+    ``deliver`` never returned, a batch never acknowledged that its sender sends again. Kept,
+    they would be a line no reader can parse, forever; cut, the file holds whole events only.
+    (The whole lines of that batch before the tear stay: the resent batch repeats them, which
+    is at-least-once, not loss.) The cut is logged at warning with its size and offset.
     """
 
     log = Logger()
@@ -80,10 +104,34 @@ class FileSink:
         self.fsync = fsync
         try:
             self._file = open(path, "ab", buffering=0)  # noqa: SIM115 - held open across writes
+            self._cut_torn_tail()
         except OSError as e:
             raise ConfigurationError(
                 f"cannot open {path!r} for appending: {e.strerror or e}"
             ) from None
+
+    def _cut_torn_tail(self) -> None:
+        info = os.fstat(self._file.fileno())
+        if not stat.S_ISREG(info.st_mode) or info.st_size == 0:
+            return  # a device, a pipe, a new file: nothing to read back
+        try:
+            with open(self.path, "rb", buffering=0) as reader:
+                keep = whole_lines_end(reader.fileno(), info.st_size)
+        except PermissionError as e:  # may be appended to, not read: the tail stays unchecked
+            self.log.warn(
+                "cannot check {path} for a torn last line: {error}", path=self.path, error=str(e)
+            )
+            return
+        if keep == info.st_size:
+            return
+        self._file.truncate(keep)
+        self.log.warn(
+            "cut a torn last line from {path}: {count} bytes at offset {offset}, left by a "
+            "write cut short (a batch never acknowledged, which its sender sends again)",
+            path=self.path,
+            count=info.st_size - keep,
+            offset=keep,
+        )
 
     def deliver(self, events: list[dict]) -> defer.Deferred:
         try:
