@@ -8,6 +8,7 @@ import io
 import os
 
 import pytest
+import pytest_twisted
 from twisted.internet import defer
 from twisted.logger import LogLevel, capturedLogs, formatEvent
 from twisted.python.failure import Failure
@@ -135,17 +136,137 @@ def test_file_sink_appends_ndjson_and_it_is_on_disk_when_the_deferred_fires(tmp_
     sink.close()
 
 
+def in_this_thread(fn, *args):
+    """A stand-in for deferToThread that runs ``fn`` at once."""
+    return defer.maybeDeferred(fn, *args)
+
+
 def test_file_sink_fsyncs_only_when_asked(tmp_path, monkeypatch):
     synced = []
     monkeypatch.setattr(sinks.os, "fsync", synced.append)
-    plain = FileSink(str(tmp_path / "plain"))
+    plain = FileSink(str(tmp_path / "plain"), in_thread=in_this_thread)
     outcome(plain.deliver(EVENTS))
     assert synced == []
-    durable = FileSink(str(tmp_path / "durable"), fsync=True)
+    durable = FileSink(str(tmp_path / "durable"), fsync=True, in_thread=in_this_thread)
     outcome(durable.deliver(EVENTS))
     assert synced == [durable._file.fileno()]
     plain.close()
     durable.close()
+
+
+class Threads:
+    """A stand-in for deferToThread whose calls wait until the test ends them."""
+
+    def __init__(self):
+        self.calls: list[tuple[object, tuple, defer.Deferred]] = []
+
+    def __call__(self, fn, *args):
+        d = defer.Deferred()
+        self.calls.append((fn, args, d))
+        return d
+
+    def finish(self, index=0):
+        fn, args, d = self.calls.pop(index)
+        try:
+            result = fn(*args)
+        except Exception:
+            d.errback()
+        else:
+            d.callback(result)
+
+
+def fired(d: defer.Deferred) -> bool:
+    return d.called
+
+
+def test_with_fsync_the_deferred_fires_only_once_the_sync_in_a_thread_is_done(tmp_path):
+    """The input acknowledges when the Deferred fires: not before the bytes are synced."""
+    path = tmp_path / "events.ndjson"
+    threads = Threads()
+    sink = FileSink(str(path), fsync=True, in_thread=threads)
+    d = sink.deliver(EVENTS)
+    assert path.read_bytes() == ndjson.encode(EVENTS)  # written at once, in the reactor
+    assert [(fn, args) for fn, args, _ in threads.calls] == [(os.fsync, (sink._file.fileno(),))]
+    assert not fired(d)
+    threads.finish()
+    assert outcome(d) is None
+    sink.close()
+
+
+def test_batches_written_during_a_sync_share_the_next_one_and_fire_in_order(tmp_path):
+    path = tmp_path / "events.ndjson"
+    threads = Threads()
+    sink = FileSink(str(path), fsync=True, in_thread=threads)
+    order = []
+    first = sink.deliver(EVENTS[:1]).addCallback(lambda _: order.append(1))
+    second = sink.deliver(EVENTS[1:]).addCallback(lambda _: order.append(2))
+    empty = sink.deliver([]).addCallback(lambda _: order.append(3))
+    assert len(threads.calls) == 1  # one sync at a time
+    threads.finish()
+    assert order == [1]
+    assert len(threads.calls) == 1  # the next sync covers both batches written meanwhile
+    threads.finish()
+    assert order == [1, 2, 3]
+    assert fired(first) and fired(second) and fired(empty)
+    assert threads.calls == []
+    assert ndjson.decode(path.read_bytes()) == EVENTS
+    sink.close()
+
+
+def test_a_failed_sync_fails_its_batches_and_those_after_and_cuts_them_off(tmp_path, monkeypatch):
+    """Their bytes may or may not be on disk: cut off, so that the retries are written once."""
+    path = tmp_path / "events.ndjson"
+    threads = Threads()
+    sink = FileSink(str(path), fsync=True, in_thread=threads)
+    kept = sink.deliver(EVENTS[:1])
+    threads.finish()
+    assert outcome(kept) is None
+
+    def broken(fd):
+        raise OSError(5, "Input/output error")
+
+    monkeypatch.setattr(sinks.os, "fsync", broken)
+    failing = sink.deliver(EVENTS)
+    later = sink.deliver(EVENTS[1:])  # written while the failing sync runs
+    assert len(threads.calls) == 1
+    threads.finish()
+    assert outcome(failing).check(OSError)
+    assert outcome(later).check(OSError)
+    assert path.read_bytes() == ndjson.encode(EVENTS[:1])
+    monkeypatch.undo()
+    retried = sink.deliver(EVENTS)
+    threads.finish()
+    assert outcome(retried) is None
+    assert ndjson.decode(path.read_bytes()) == [EVENTS[0], *EVENTS]
+    sink.close()
+
+
+def test_closing_during_a_sync_closes_the_file_once_it_is_done(tmp_path):
+    threads = Threads()
+    sink = FileSink(str(tmp_path / "events.ndjson"), fsync=True, in_thread=threads)
+    d = sink.deliver(EVENTS)
+    sink.close()
+    assert not sink._file.closed  # the thread still syncs its descriptor
+    assert outcome(sink.deliver(EVENTS)).check(ValueError)
+    threads.finish()
+    assert outcome(d) is None
+    assert sink._file.closed
+
+
+@pytest_twisted.inlineCallbacks
+def test_with_fsync_in_a_real_thread_batches_are_on_disk_in_order(tmp_path):
+    path = tmp_path / "events.ndjson"
+    sink = FileSink(str(path), fsync=True)
+    batches = [[{"n": n, "i": i} for i in range(5)] for n in range(20)]
+    order = []
+    waiting = [
+        sink.deliver(batch).addCallback(lambda _, n=n: order.append(n))
+        for n, batch in enumerate(batches)
+    ]
+    yield defer.gatherResults(waiting)
+    sink.close()
+    assert order == list(range(20))
+    assert ndjson.decode(path.read_bytes()) == [e for batch in batches for e in batch]
 
 
 def test_file_sink_with_a_bad_path_fails_at_construction(tmp_path):
@@ -431,3 +552,13 @@ def test_a_file_that_may_be_appended_to_but_not_read_still_opens(tmp_path, monke
     sink.close()
     assert "cannot check" in formatEvent(logged[0])
     assert path.read_bytes().endswith(ndjson.encode(EVENTS[:1]))
+
+
+def test_sink_from_string_with_fsync(tmp_path):
+    sink = sink_from_string(f"file:{tmp_path / 'out.ndjson'}", fsync=True)
+    assert isinstance(sink, FileSink) and sink.fsync
+    sink.close()
+    assert not sink_from_string(f"file:{tmp_path / 'other.ndjson'}").fsync
+    for spec in ("stdout", "null"):
+        with pytest.raises(ConfigurationError, match=r"fsync is for the file sink"):
+            sink_from_string(spec, fsync=True)
