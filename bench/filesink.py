@@ -11,7 +11,8 @@ Rows:
   keep them: batches written while an fsync runs share the next one.
 
 The events are the harness's ~300-byte log events (bench/workload.py). The DIR's file system
-matters (the fsync cost): the table names it. Not a test: the figures are for docs/input.md.
+matters (the fsync cost): the table names it. Each row is the best of ``--repeat`` runs, each
+on a new file. Not a test: the figures are for docs/input.md.
 """
 
 from __future__ import annotations
@@ -61,6 +62,7 @@ def main(reactor, argv):
     parser.add_argument("--batches", type=int, default=2000, help="batches without fsync")
     parser.add_argument("--synced", type=int, default=300, help="batches with fsync")
     parser.add_argument("--dir", default=None, help="where the file goes [a temporary dir]")
+    parser.add_argument("--repeat", type=int, default=3, help="runs of each row; the best counts")
     args = parser.parse_args(argv)
     batches = workload.make_batches()
     size = len(batches[0])
@@ -74,11 +76,15 @@ def main(reactor, argv):
         ]
         for name, fsync, count, outstanding in rows:
             path = os.path.join(where, name.replace(" ", "_").replace(",", ""))
-            sink = FileSink(path, fsync=fsync)
-            try:
-                seconds = yield run(sink, batches, count, outstanding)
-            finally:
-                sink.close()
+            times = []
+            for _ in range(args.repeat):
+                sink = FileSink(path, fsync=fsync)
+                try:
+                    times.append((yield run(sink, batches, count, outstanding)))
+                finally:
+                    sink.close()
+                    os.unlink(path)
+            seconds = min(times)
             rate = count * size / seconds
             print(f"{name:<22}{count:>9}{rate:>12,.0f}{1000 * seconds / count:>10.3f}")
 
