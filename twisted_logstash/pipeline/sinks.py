@@ -101,6 +101,10 @@ class FileSink:
     they would be a line no reader can parse, forever; cut, the file holds whole events only.
     (The whole lines of that batch before the tear stay: the resent batch repeats them, which
     is at-least-once, not loss.) The cut is logged at warning with its size and offset.
+
+    With ``fsync=True`` the write is still made at once, in the reactor, and only the fsync
+    runs in a thread (``in_thread``, ``deferToThread`` unless a test gives a stand-in); see
+    ``_sync`` for how batches share it and stay in order.
     """
 
     log = Logger()
