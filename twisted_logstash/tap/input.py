@@ -30,6 +30,7 @@ from twisted_logstash.tap.common import (
     listen_address,
     listen_address_of,
     lowered,
+    parse_bool,
     parse_int,
     split_list,
     stop_when_running,
@@ -95,6 +96,7 @@ class Options(LogstashOptions):
         ["idle-timeout", None, None, "seconds a keep-alive connection may idle [60]"],
         ["client-inactivity-timeout", None, None, "lumberjack: seconds idle before close [60]"],
         ["sink", None, None, "stdout (default), file:PATH or null"],
+        ["sink-fsync", None, None, "file sink: fsync each batch before acknowledging [false]"],
     ]
     repeatable = ("ssl_certificate_authorities", "add_field")
 
@@ -145,6 +147,9 @@ def settings_from(options: Options, environ=os.environ) -> tuple[dict, set[str],
             "client-inactivity-timeout", options["client_inactivity_timeout"] or "60", 1
         ),
         "sink": options["sink"] or "stdout",
+        "sink_fsync": (
+            parse_bool("sink-fsync", options["sink_fsync"]) if options["sink_fsync"] else False
+        ),
     }
     return settings, explicit, warnings
 
@@ -176,8 +181,11 @@ def build(settings: dict, explicit: set[str], reactor=None):
         warnings = list(listener.warnings)
         credentials = listener.credentials
     sink = settings["sink"]  # a program's sink name, or the library's IEventSink
+    fsync = settings.get("sink_fsync", False)
+    if fsync and not (isinstance(sink, str) and sink.startswith("file:")):
+        raise ConfigurationError("--sink-fsync is for the file sink (--sink file:PATH)")
     if isinstance(sink, str):
-        sink = sink_from_string(sink)
+        sink = sink_from_string(sink, fsync=fsync)
     decorations = Decorations(
         type=settings["type"],
         tags=tuple(settings["tags"]),
