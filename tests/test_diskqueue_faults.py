@@ -413,16 +413,14 @@ def test_with_receivers_down_a_disk_queued_output_reads_far_beyond_4096_events(q
     q = make_queue(settings, clock)
     output = output_on(q, clock, fake)
     total = 0
-    while not output._sources_paused and total < 20_000:
+    while not output._sources_paused:
+        assert total < 100_000, "never paused"
+        assert q.held_bytes() < 400_000  # not paused before the byte bound
         output._consume(events(total, 100), position(total, 100))
         total += 100
-    if total >= 20_000:
-        output._consume(events(total, 100), position(total, 100))
-    assert q.pending() > 4096
-    held = q.held_bytes()
-    # paused at the byte bound, not at an event count
-    assert held >= 400_000
-    assert output._sources_paused
+    assert total > 4096 and q.pending() == total  # every event read is held on disk
+    assert q.held_bytes() >= 400_000  # paused at the byte bound
+    assert q.cursor(KEY) == 10 * total
     output.stopService()
     q.close()
 
