@@ -187,3 +187,37 @@ def test_a_real_full_disk_stops_the_output_and_a_restart_after_freeing_space_los
     assert stopped == -signal.SIGTERM, receiver.output
     ids = [event["id"] for event in sink_events(receiver)]
     assert set(ids) == set(range(count)), (count - len(set(ids)), again.output)
+
+
+@pytest_twisted.inlineCallbacks
+def test_a_disk_full_for_a_moment_costs_no_line(programs, tmp_path, small_filesystem):
+    """The reported scenario: a short disk-full spell, then a restart. The output retries the
+    failed put once space is freed, goes on reading, and the restart delivers every line."""
+    source = tmp_path / "events.ndjson"
+    count = 20_000
+    write_events(source, count)
+    queue = small_filesystem / "queue"
+    fill(small_filesystem, 300 * 1024)
+    common = (
+        "--ssl-enabled=false",
+        f"--source=file:{source}",
+        f"--queue=disk:{queue}",
+        f"--dead-letter={tmp_path / 'dead.ndjson'}",
+    )
+    # receivers down: nothing drains the queue, so the disk fills for sure
+    first = programs.output(f"--hosts=127.0.0.1:{closed_port()}", *common)
+    yield first.wait_for(rb"failed to hold \d+ events \(database or disk is full\)")
+    os.remove(small_filesystem / "ballast")  # the spell ends
+    yield first.wait_for(rb"the queue holds events again")
+    status = yield first.terminate()
+    assert status == 1, first.output  # stopped with events unacknowledged, kept in the queue
+
+    receiver = programs.input(*PLAIN, "--sink=stdout")
+    port = yield receiver.wait_port()
+    again = programs.output(f"--hosts=127.0.0.1:{port}", *common)
+    status = yield again.ended()
+    assert status == 0, again.output
+    stopped = yield receiver.terminate()
+    assert stopped == -signal.SIGTERM, receiver.output
+    ids = [event["id"] for event in sink_events(receiver)]
+    assert set(ids) == set(range(count)), (count - len(set(ids)), again.output)
