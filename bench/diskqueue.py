@@ -1,6 +1,10 @@
 """What the durable queue costs: events/s through put, get and ack, memory vs disk.
 
     .venv/bin/python bench/diskqueue.py [--events N] [--dir DIR]
+    .venv/bin/python bench/diskqueue.py --row memory|normal|full [--warmup S --window S ...]
+
+The second form is one client process of ``make bench`` (bench/run.py, group "queues"): the
+``cycle 125`` column alone for one queue, counted in the harness's windows, with a RESULT line.
 
 Rows:
 - ``deque``: the floor, a bare ``collections.deque`` doing the same put/get/ack bookkeeping.
@@ -204,7 +208,60 @@ def measure_row(factory, count, events, batches):
     return rates
 
 
+def harness_row(kind, warmup, window, repeats, directory=None):
+    """``cycle 125`` for one queue in the harness's windows (bench/measure.py): the events of
+    the harness's batches put, got and acknowledged 125 at a time, counted as they are acked."""
+    import measure
+
+    from twisted_logstash.pipeline.queue import MemoryQueue
+
+    batches = workload.make_batches()
+    base = tempfile.mkdtemp(prefix="diskqueue-row-", dir=directory)
+    try:
+        if kind == "memory":
+            queue = MemoryQueue(capacity=10**9)
+        else:
+            queue = DiskQueue(os.path.join(base, "q"), sync=kind)
+        counter = measure.Counter()
+        windows = measure.Windows(counter)
+        windows.mark()
+        i = 0
+        for delay in measure.schedule(warmup, window, repeats):
+            deadline = time.perf_counter() + delay
+            while time.perf_counter() < deadline:
+                _put(queue, batches[i % len(batches)])
+                i += 1
+                ticket, events = queue.get(BATCH)
+                queue.ack(ticket)
+                counter.acked(len(events))
+            windows.mark()
+        _close(queue)
+        info = {"queue": kind, "dir": filesystem(base)}
+        return {
+            "windows": windows.report(),
+            "digest": workload.digest(workload.make_bodies()),
+            "info": info,
+        }
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def harness_main(argv):
+    import measure
+
+    parser = argparse.ArgumentParser(description="one queue row of make bench")
+    parser.add_argument("--row", choices=("memory", "normal", "full"), required=True)
+    parser.add_argument("--dir", default=None)
+    measure.client_args(parser)
+    args = parser.parse_args(argv)
+    measure.emit(harness_row(args.row, args.warmup, args.window, args.repeats, args.dir))
+
+
 def main(argv=None):
+    argv = sys.argv[1:] if argv is None else argv
+    if any(a == "--row" or a.startswith("--row=") for a in argv):
+        harness_main(argv)
+        return
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=25_000, help="events per measurement")
     parser.add_argument("--repeats", type=int, default=3, help="the table shows the median")

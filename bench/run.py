@@ -145,6 +145,21 @@ def measurements() -> list[Measurement]:
             into,
         ),
     ]
+    # the output's queue alone, put(125)+get(125)+ack (bench/diskqueue.py has the full table)
+    ms += [
+        Measurement(
+            f"queue-{kind}",
+            "queues",
+            title,
+            ["diskqueue.py", "--row", kind],
+            needs=("twisted_logstash.pipeline.diskqueue",),
+        )
+        for kind, title in (
+            ("memory", "MemoryQueue cycle of 125, no network"),
+            ("normal", "DiskQueue sync=normal (kill -9 safe) cycle of 125"),
+            ("full", "DiskQueue sync=full (fsync per put and ack) cycle of 125"),
+        )
+    ]
     return ms
 
 
@@ -432,6 +447,7 @@ GROUP_TITLES = {
     "codec": "a. codec ceiling (one core, no network)",
     "receivers": "b. receivers under the same aiohttp load generator",
     "senders": "c. senders end to end into the aiohttp reference receiver (e2e-native: into ours)",
+    "queues": "d. the output's queue alone: put(125) + get(125) + ack, one core, no network",
 }
 
 

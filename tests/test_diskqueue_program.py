@@ -8,10 +8,14 @@ batches stay in flight, unacknowledged. That is the moment the output is killed.
 
 from __future__ import annotations
 
+import os
 import re
 import signal
+import socket
+import subprocess
 
 import orjson
+import pytest
 import pytest_twisted
 from support_programs import Program, programs_fixture  # noqa: F401
 
@@ -109,3 +113,111 @@ def test_a_finished_run_started_again_sends_nothing_twice(programs, tmp_path):
     assert stopped == -signal.SIGTERM, receiver.output
     ids = [event["id"] for event in sink_events(receiver)]
     assert sorted(ids) == list(range(1100))  # each exactly once
+
+
+@pytest.fixture
+def small_filesystem(tmp_path):
+    """A real 32 MiB tmpfs (root only): the disk queue meets a real ENOSPC."""
+    where = tmp_path / "fs"
+    where.mkdir()
+    if os.geteuid() != 0:
+        pytest.skip("mounting a small tmpfs needs root")
+    done = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=32m", "tmpfs", str(where)],
+        capture_output=True,
+        check=False,
+    )
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.decode().strip()}")
+    try:
+        yield where
+    finally:
+        subprocess.run(["umount", "-l", str(where)], check=False)
+
+
+def fill(where, leave: int) -> None:
+    """Fill the filesystem of ``where`` with a ballast file, leaving about ``leave`` bytes."""
+    stat = os.statvfs(where)
+    free = stat.f_bavail * stat.f_frsize
+    with open(where / "ballast", "wb") as handle:
+        handle.write(b"\0" * max(0, free - leave))
+
+
+def closed_port() -> int:
+    """A port nothing listens on (the receivers are down)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest_twisted.inlineCallbacks
+def test_a_real_full_disk_stops_the_output_and_a_restart_after_freeing_space_loses_nothing(
+    programs, tmp_path, small_filesystem
+):
+    """The reported loss: a disk full for a moment lost lines for good (the restart resumed
+    past lines never queued, and exited 0). Now the output retries, gives up after
+    --queue-retry-timeout with exit 1, and the restart, once space is freed, delivers every
+    line."""
+    source = tmp_path / "events.ndjson"
+    count = 20_000
+    write_events(source, count)
+    queue = small_filesystem / "queue"
+    fill(small_filesystem, 300 * 1024)
+    common = (
+        "--ssl-enabled=false",
+        f"--source=file:{source}",
+        f"--queue=disk:{queue}",
+        f"--dead-letter={tmp_path / 'dead.ndjson'}",
+        "--queue-retry-timeout=1",
+    )
+    first = programs.output(f"--hosts=127.0.0.1:{closed_port()}", *common)
+    status = yield first.ended()
+    assert status == 1, first.output
+    log = first.output
+    assert "failed to hold" in log and "full" in log, log
+    assert "giving up on the queue" in log, log
+
+    os.remove(small_filesystem / "ballast")  # space is freed
+    receiver = programs.input(*PLAIN, "--sink=stdout")
+    port = yield receiver.wait_port()
+    again = programs.output(f"--hosts=127.0.0.1:{port}", *common)
+    status = yield again.ended()
+    assert status == 0, again.output
+    stopped = yield receiver.terminate()
+    assert stopped == -signal.SIGTERM, receiver.output
+    ids = [event["id"] for event in sink_events(receiver)]
+    assert set(ids) == set(range(count)), (count - len(set(ids)), again.output)
+
+
+@pytest_twisted.inlineCallbacks
+def test_a_disk_full_for_a_moment_costs_no_line(programs, tmp_path, small_filesystem):
+    """The reported scenario: a short disk-full spell, then a restart. The output retries the
+    failed put once space is freed, goes on reading, and the restart delivers every line."""
+    source = tmp_path / "events.ndjson"
+    count = 20_000
+    write_events(source, count)
+    queue = small_filesystem / "queue"
+    fill(small_filesystem, 300 * 1024)
+    common = (
+        "--ssl-enabled=false",
+        f"--source=file:{source}",
+        f"--queue=disk:{queue}",
+        f"--dead-letter={tmp_path / 'dead.ndjson'}",
+    )
+    # receivers down: nothing drains the queue, so the disk fills for sure
+    first = programs.output(f"--hosts=127.0.0.1:{closed_port()}", *common)
+    yield first.wait_for(rb"failed to hold \d+ events \(database or disk is full\)")
+    os.remove(small_filesystem / "ballast")  # the spell ends
+    yield first.wait_for(rb"the queue holds events again")
+    status = yield first.terminate()
+    assert status == 1, first.output  # stopped with events unacknowledged, kept in the queue
+
+    receiver = programs.input(*PLAIN, "--sink=stdout")
+    port = yield receiver.wait_port()
+    again = programs.output(f"--hosts=127.0.0.1:{port}", *common)
+    status = yield again.ended()
+    assert status == 0, again.output
+    stopped = yield receiver.terminate()
+    assert stopped == -signal.SIGTERM, receiver.output
+    ids = [event["id"] for event in sink_events(receiver)]
+    assert set(ids) == set(range(count)), (count - len(set(ids)), again.output)

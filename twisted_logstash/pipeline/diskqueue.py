@@ -17,6 +17,21 @@ What is durable when:
   one transaction). Which events were handed out is kept only in memory: after a restart every
   unacknowledged event is handed out again (at least once).
 - ``ack`` deletes (or marks) the events in one transaction.
+
+A write that fails (a full disk: SQLite's SQLITE_FULL) changes nothing, on disk or in the
+counts: ``put`` fails with nothing stored and the cursor where it was; ``ack`` raises with the
+events still held. The output retries either until it succeeds or stops the program
+(docs/queue.md); the queue itself never skips an event.
+
+How much it holds is bounded by bytes (``max_bytes``, ``--queue-max-bytes``, 1 GiB by default
+as Logstash's persistent queue): the bytes of the stored JSON rows. An event bound
+(``capacity``) applies only if given. Both are advice, as for the memory queue: the output
+pauses its sources when ``room()`` is 0, a put is never refused for lack of room.
+
+A row that cannot be read back (its JSON damaged on disk, or its count disagreeing with its
+events) is moved aside, whole and raw, to ``DIR/damaged-rows.ndjson`` with an error naming it,
+and the rows after it flow on: it is the only copy of those events, so it is kept for a human,
+but it must not stop the queue.
 - ``sync="normal"`` (``PRAGMA synchronous=NORMAL``): a commit is in the WAL file but not fsynced;
   it survives the death of the process (kill -9) but not the loss of power or a kernel crash,
   which may lose the last commits (never corrupt the database). The WAL is fsynced at each
@@ -32,9 +47,12 @@ uses it, because ``twistd`` builds services before it forks to daemonize.
 
 from __future__ import annotations
 
+import base64
 import fcntl
 import os
+import re
 import sqlite3
+import sys
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -49,19 +67,26 @@ from twisted_logstash.errors import ConfigurationError
 from twisted_logstash.interfaces import ICursorQueue
 
 __all__ = [
+    "DAMAGED_NAME",
     "DB_NAME",
     "DEFAULT_CAPACITY",
+    "DEFAULT_MAX_BYTES",
     "LOCK_NAME",
     "ROW_EVENTS",
     "DiskQueue",
     "DiskQueueError",
     "QueueClosedError",
     "Ticket",
+    "parse_bytes",
 ]
 
 DB_NAME = "queue.sqlite3"
 LOCK_NAME = "lock"
-DEFAULT_CAPACITY = 100_000
+DAMAGED_NAME = "damaged-rows.ndjson"
+DEFAULT_CAPACITY = None
+"""No event bound unless one is given: the disk queue is bounded by bytes."""
+DEFAULT_MAX_BYTES = 1 << 30
+"""1 GiB, Logstash's ``queue.max_bytes`` default."""
 ROW_EVENTS = 1000
 """A put of more events is stored as several rows, so that a get never decodes a huge row."""
 
@@ -76,6 +101,23 @@ _SCHEMA = (
     "CREATE INDEX IF NOT EXISTS acked_batch ON acked (batch)",
     "CREATE TABLE IF NOT EXISTS cursors (source TEXT PRIMARY KEY, position INTEGER NOT NULL)",
 )
+
+
+_UNITS = {"": 1, "b": 1, "kb": 1 << 10, "mb": 1 << 20, "gb": 1 << 30, "tb": 1 << 40, "pb": 1 << 50}
+_SIZE = re.compile(r"\s*(\d+(?:\.\d+)?)\s*([kmgtp]?b)?\s*", re.IGNORECASE)
+
+
+def parse_bytes(text: str, flag: str = "--queue-max-bytes") -> int:
+    """A size as Logstash writes one (``1gb``, ``512mb``, ``64kb``, ``100b`` or plain bytes;
+    units of 1024, any case): a positive number of bytes, or ConfigurationError."""
+    match = _SIZE.fullmatch(str(text))
+    if match is None:
+        raise ConfigurationError(f"{flag} takes a size such as 1gb, 512mb or 1048576, not {text!r}")
+    number, unit = match.groups()
+    value = int(float(number) * _UNITS[(unit or "").lower()])
+    if value < 1:
+        raise ConfigurationError(f"{flag} must be at least 1 byte, not {text!r}")
+    return value
 
 
 class DiskQueueError(ConfigurationError):
@@ -116,6 +158,18 @@ def _rollback(db: sqlite3.Connection) -> None:
         db.execute("ROLLBACK")
 
 
+def _decode(body: bytes, n: int) -> list:
+    """The events of a row, or ValueError/TypeError if the row is not what a put wrote."""
+    if not isinstance(body, bytes):
+        raise TypeError(f"the row's body is {type(body).__name__}, not a blob")
+    events = orjson.loads(body)
+    if not isinstance(events, list) or not all(isinstance(e, dict) for e in events):
+        raise ValueError("the row's body is not a JSON array of objects")
+    if len(events) != n:
+        raise ValueError(f"the row holds {len(events)} events, not {n}")
+    return events
+
+
 def _subtract(span: tuple[int, int], taken: list[tuple[int, int]]) -> list[tuple[int, int]]:
     """The parts of ``span`` not covered by the (disjoint) ranges ``taken``."""
     free = []
@@ -133,9 +187,10 @@ def _subtract(span: tuple[int, int], taken: list[tuple[int, int]]) -> list[tuple
 class DiskQueue:
     """A FIFO of events on disk; see the module docstring for what is durable when.
 
-    ``capacity`` is the number of held events at which the queue calls itself ``full``: the
-    output then pauses its source. A put over capacity is still accepted (refusing it would
-    drop events the source already read); the capacity bounds how far a source runs ahead.
+    ``max_bytes`` is the size of the held rows at which the queue calls itself ``full``, and
+    ``capacity`` (None: no bound) the number of held events: the output then pauses its
+    source. A put over either is still accepted (refusing it would drop events the source
+    already read); they bound how far a source runs ahead, by at most one put.
     ``reactor`` is accepted so that both queues are built alike; the disk queue needs no timer.
     """
 
@@ -145,18 +200,22 @@ class DiskQueue:
     def __init__(
         self,
         directory: str,
-        capacity: int = DEFAULT_CAPACITY,
+        capacity: int | None = DEFAULT_CAPACITY,
         reactor: IReactorTime | None = None,
         sync: str = "normal",
+        max_bytes: int = DEFAULT_MAX_BYTES,
     ) -> None:
-        if capacity < 1:
+        if capacity is not None and capacity < 1:
             raise ConfigurationError(f"queue capacity must be at least 1, not {capacity}")
+        if max_bytes < 1:
+            raise ConfigurationError(f"queue max bytes must be at least 1, not {max_bytes}")
         level = _SYNC.get(str(sync).lower())
         if level is None:
             raise ConfigurationError(f"queue sync must be 'normal' or 'full', not {sync!r}")
         self.directory = os.path.abspath(directory)
         self.path = os.path.join(self.directory, DB_NAME)
         self.capacity = capacity
+        self.max_bytes = max_bytes
         self.sync = sync.lower()
         self._reactor = reactor
         self._level = level
@@ -176,14 +235,18 @@ class DiskQueue:
         self._db_pid = 0
         self._inherited: list[sqlite3.Connection] = []
         self._tickets: set[Ticket] = set()
+        self._sizes: dict[int, int] = {}  # bytes of the rows decoded, until deleted
         self._out_count = 0
         self._row: _Row | None = None
         self._after = 0  # rows with an id up to this one were handed out (or are in _row)
         self._closed = False
         self.log.info(
-            "disk queue {path} opened with {pending} events held (synchronous={sync})",
+            "disk queue {path} opened with {pending} events held ({size} bytes of at most "
+            "{max_bytes}, synchronous={sync})",
             path=self.path,
             pending=self._pending,
+            size=self._bytes,
+            max_bytes=max_bytes,
             sync=level,
         )
 
@@ -256,8 +319,8 @@ class DiskQueue:
         self._acked: dict[int, list[tuple[int, int]]] = {}
         for batch, lo, hi in db.execute("SELECT batch, lo, hi FROM acked"):
             self._acked.setdefault(batch, []).append((lo, hi))
-        query = "SELECT COALESCE(SUM(n), 0), MAX(id) FROM batches"
-        total, last = db.execute(query).fetchone()
+        query = "SELECT COALESCE(SUM(n), 0), MAX(id), COALESCE(SUM(LENGTH(body)), 0) FROM batches"
+        total, last, self._bytes = db.execute(query).fetchone()
         done = sum(hi - lo for ranges in self._acked.values() for lo, hi in ranges)
         self._pending = total - done
         self._next_id = (last or 0) + 1
@@ -328,6 +391,7 @@ class DiskQueue:
         self._tickets.discard(ticket)
         for row_id in done:
             self._acked.pop(row_id, None)
+            self._bytes -= self._sizes.pop(row_id, 0)
         for row_id, lo, hi in partial:
             self._acked.setdefault(row_id, []).append((lo, hi))
         self._pending -= ticket.count
@@ -345,12 +409,28 @@ class DiskQueue:
 
     @property
     def full(self) -> bool:
-        """True when ``pending()`` reached the capacity: the source should pause."""
-        return self._pending >= self.capacity
+        """True when the held rows reached ``max_bytes`` or ``pending()`` the capacity (if
+        any): the source should pause."""
+        return self.room() <= 0
 
     def room(self) -> int:
-        """How many more events fit before the queue is full (never below 0)."""
+        """How many more events fit before the queue is full (never below 0): none once the
+        held bytes reached ``max_bytes``, else what the event capacity leaves (unbounded
+        without one)."""
+        if self._bytes >= self.max_bytes:
+            return 0
+        if self.capacity is None:
+            return sys.maxsize
         return max(0, self.capacity - self._pending)
+
+    def held_bytes(self) -> int:
+        """The bytes of the rows held (the stored JSON of unacknowledged events)."""
+        return self._bytes
+
+    def _load_bytes(self) -> int:
+        """``held_bytes`` counted again from the database (for tests)."""
+        query = "SELECT COALESCE(SUM(LENGTH(body)), 0) FROM batches"
+        return self._connection().execute(query).fetchone()[0]
 
     def cursor(self, source_key: str) -> int | None:
         """The offset last stored with a put for ``source_key``, or None if never stored."""
@@ -368,6 +448,7 @@ class DiskQueue:
             self._closed = True
             self._row = None
             self._tickets.clear()
+            self._sizes.clear()
             self._out_count = 0
             try:
                 if self._db is not None and self._db_pid == os.getpid():
@@ -436,20 +517,78 @@ class DiskQueue:
             raise
         self._next_id = first + len(rows)
         self._pending += sum(n for n, _ in rows)
+        self._bytes += sum(len(body) for _, body in rows)
 
     def _next_row(self, db: sqlite3.Connection) -> _Row | None:
-        """Decode the oldest row not handed out yet, skipping what a previous run acked."""
+        """Decode the oldest row not handed out yet, skipping what a previous run acked and
+        moving aside a row that cannot be read."""
         while True:
             found = db.execute(
-                "SELECT id, n, body FROM batches WHERE id > ? ORDER BY id LIMIT 1", (self._after,)
+                "SELECT id, n FROM batches WHERE id > ? ORDER BY id LIMIT 1", (self._after,)
             ).fetchone()
             if found is None:
                 return None
-            row_id, n, body = found
+            row_id, n = found
             self._after = row_id
-            row = _Row(row_id, n, orjson.loads(body), self._acked.get(row_id, []))
+            body = None
+            try:
+                body = db.execute("SELECT body FROM batches WHERE id = ?", (row_id,)).fetchone()[0]
+                events = _decode(body, n)
+            except (sqlite3.DatabaseError, ValueError, TypeError) as e:
+                self._set_aside(db, row_id, n, body, str(e) or type(e).__name__)
+                continue
+            self._sizes[row_id] = len(body)
+            row = _Row(row_id, n, events, self._acked.get(row_id, []))
             if row.free:
                 return row
+
+    def _set_aside(
+        self, db: sqlite3.Connection, row_id: int, n: int, body: bytes | None, reason: str
+    ) -> None:
+        """Move a row that cannot be read to ``DIR/damaged-rows.ndjson`` (raw, fsynced), then
+        delete it, so that the rows after it flow. If the delete fails (a full disk), the row
+        is still skipped in this run and set aside again by the next one."""
+        aside = os.path.join(self.directory, DAMAGED_NAME)
+        raw = body if isinstance(body, bytes) else None
+        record = {
+            "row": row_id,
+            "events": n,
+            "reason": reason,
+            "raw": None if raw is None else raw.decode("utf-8", "backslashreplace"),
+            "raw_base64": None if raw is None else base64.b64encode(raw).decode("ascii"),
+        }
+        with open(aside, "ab") as handle:
+            handle.write(orjson.dumps(record) + b"\n")
+            handle.flush()
+            os.fsync(handle.fileno())
+        acked = sum(hi - lo for lo, hi in self._acked.get(row_id, ()))
+        self.log.error(
+            "disk queue {path}: row {row} ({count} events) cannot be read ({reason}); "
+            "moved aside to {aside}",
+            path=self.path,
+            row=row_id,
+            count=n - acked,
+            reason=reason,
+            aside=aside,
+        )
+        try:
+            db.execute("BEGIN")
+            db.execute("DELETE FROM batches WHERE id = ?", (row_id,))
+            db.execute("DELETE FROM acked WHERE batch = ?", (row_id,))
+            db.execute("COMMIT")
+        except sqlite3.Error as e:
+            _rollback(db)
+            self.log.warn(
+                "disk queue {path}: row {row} could not be deleted ({reason}); it stays on "
+                "disk and is set aside again at the next start",
+                path=self.path,
+                row=row_id,
+                reason=str(e),
+            )
+        self._acked.pop(row_id, None)
+        self._pending -= n - acked
+        if raw is not None:
+            self._bytes -= len(raw)
 
     def _split(self, ticket: Ticket) -> tuple[list[int], list[tuple[int, int, int]]]:
         """Which rows the ticket finishes (to delete) and which ranges it acks in rows that

@@ -12,6 +12,14 @@ until there is room again; ``send()`` callers see their Deferred fire later, whi
 back-pressure. A resumable source's events travel with their ``ReadPosition``; with a queue that
 keeps cursors (``ICursorQueue``) each put stores the position just after its last event, split
 with the events when only part of them fits.
+
+A queue that fails to hold or to forget events (a disk queue on a full disk) never costs an
+event: a failed put goes back, whole and first, to the events waiting for room (sources stay
+paused, later events wait behind it, so no cursor is stored past it) and is tried again with
+backoff; a failed ack leaves its batch in flight and is tried again the same way. If the queue
+keeps failing for ``queue_retry_timeout`` seconds, or cannot be read at all, the output stops
+taking batches and fails ``failed`` with a QueueFailedError that says why: the program stops
+with an error, everything not acknowledged still in the queue or in its source.
 """
 
 from __future__ import annotations
@@ -56,6 +64,11 @@ _EPSILON = 1e-9
 class Dropped(DeadLettered):
     """Events a receiver refused for good that could not be written to a dead-letter file
     (none configured, or writing failed). They were logged at error level and are gone."""
+
+
+class QueueFailedError(RuntimeError):
+    """The queue kept failing to hold, acknowledge or hand out events (a full or broken
+    disk): the output gave up rather than skip them. Nothing was dropped."""
 
 
 class OutputStopped(SinkUnavailable):
@@ -107,7 +120,16 @@ class _Waiter:
 class _Batch:
     """Events handed out by the queue under one ticket, encoded once, attempted until settled."""
 
-    __slots__ = ("attempt", "backoff", "events", "payload", "pieces", "retry_call", "ticket")
+    __slots__ = (
+        "ack_since",
+        "attempt",
+        "backoff",
+        "events",
+        "payload",
+        "pieces",
+        "retry_call",
+        "ticket",
+    )
 
     def __init__(self, ticket, events: list[dict], pieces: list, backoff: Backoff):
         self.ticket = ticket
@@ -117,6 +139,7 @@ class _Batch:
         self.payload = None
         self.attempt: defer.Deferred | None = None
         self.retry_call: IDelayedCall | None = None
+        self.ack_since: float | None = None  # when acknowledging it in the queue began failing
 
 
 @implementer(IEventSink)
@@ -144,6 +167,7 @@ class Output(service.Service):
         backoff: Callable[[], Backoff] = Backoff,
         stamp: bool = False,
         close_queue: bool = False,
+        queue_retry_timeout: float = 300.0,
     ):
         if reactor is None:
             from twisted.internet import reactor
@@ -169,6 +193,15 @@ class Output(service.Service):
         self.balancer = Balancer(hosts, reactor, cooloff)
         self._new_backoff = backoff
         self.stats = OutputStats()
+        self.queue_retry_timeout = queue_retry_timeout
+        # Fails with QueueFailedError if the output gives up on its queue (see the module
+        # docstring); never fires otherwise.
+        self.failed: defer.Deferred = defer.Deferred()
+        self._gave_up: QueueFailedError | None = None
+        self._feeding = False
+        self._put_retry: IDelayedCall | None = None
+        self._put_since: float | None = None  # when puts began failing
+        self._put_backoff = backoff()
 
         self._sources: list[ISource] = []
         self._started: set[int] = set()  # id() of sources started (a source starts only once)
@@ -282,6 +315,9 @@ class Output(service.Service):
         if self._timer is not None and self._timer.active():
             self._timer.cancel()
         self._timer = None
+        if self._put_retry is not None and self._put_retry.active():
+            self._put_retry.cancel()
+        self._put_retry = None
         for batch in self._outstanding:
             if batch.retry_call is not None and batch.retry_call.active():
                 batch.retry_call.cancel()
@@ -329,9 +365,19 @@ class Output(service.Service):
         self._flow()
 
     def _feed(self) -> None:
-        """Move waiting events into the queue while it has room, in arrival order."""
+        """Move waiting events into the queue while it has room, in arrival order, one put at
+        a time (a failed put must be retried before anything after it is put)."""
+        if self._feeding:
+            return
+        self._feeding = True
+        try:
+            self._feed_now()
+        finally:
+            self._feeding = False
+
+    def _feed_now(self) -> None:
         overflow = self._overflow
-        while overflow:
+        while overflow and not self._putting and self._put_retry is None and not self._gave_up:
             room = self.queue.room()
             if room <= 0:
                 return
@@ -367,26 +413,70 @@ class Output(service.Service):
                 d = self.queue.put(events)
         except Exception:
             d = defer.fail()
-        d.addCallbacks(self._held, self._put_failed, (count,), None, (segment, waiter, count))
+        d.addCallbacks(
+            self._held, self._put_failed, (count,), None, (segment, waiter, count, events, position)
+        )
 
     def _held(self, _, count: int) -> None:
         self._putting -= count
         self._available += count
         if self._waiting_since is None:
             self._waiting_since = self.reactor.seconds()
+        if self._put_since is not None:
+            self.log.info("the queue holds events again")
+            self._put_since = None
+            self._put_backoff.reset()
+        if not self._feeding:  # a put that completed later than it was made
+            self._feed()
+            self._flow()
         self._pump()
 
-    def _put_failed(self, failure: Failure, segment: list, waiter: _Waiter | None, count: int):
-        """The queue could not hold these events (a disk error): say so, loudly."""
+    def _put_failed(
+        self,
+        failure: Failure,
+        segment: list,
+        waiter: _Waiter | None,
+        count: int,
+        events: list[dict],
+        position: ReadPosition | None,
+    ):
+        """The queue could not hold these events (a full disk): nothing of them is held, so
+        they go back first in line, and are put again after a backoff."""
         self._putting -= count
-        self.log.failure("the queue failed to hold {count} events", failure, count=count)
         segment[1] -= count
         if segment[1] <= 0 and segment in self._segments:
             self._segments.remove(segment)
-        self.stats.dropped += count
-        if waiter is not None:
-            waiter.settle(count, Dropped(f"the queue failed to hold them: {failure.value}"))
-        self._after_settle()
+        self._overflow.appendleft([events, waiter, position])
+        self._overflow_count += count
+        now = self.reactor.seconds()
+        if self._put_since is None:
+            self._put_since = now
+        waited = now - self._put_since
+        if waited >= self.queue_retry_timeout:
+            self._give_up(
+                f"the queue could not hold {count} events for {round(waited, 1)} s "
+                f"({failure.value}); is the disk full?",
+                failure,
+            )
+            return
+        delay = self._put_backoff.next()
+        self.log.error(
+            "the queue failed to hold {count} events ({reason}); nothing is skipped: the source "
+            "waits and the put is retried in {delay} s",
+            count=count,
+            reason=str(failure.value),
+            delay=round(delay, 3),
+        )
+        self._put_retry = self.reactor.callLater(delay, self._retry_put)
+        self._flow()
+
+    def _retry_put(self) -> None:
+        self._put_retry = None
+        if self._stopped:
+            return
+        self._feed()
+        self._flow()
+        self._pump()
 
     def _flow(self) -> None:
         """Pause sources while events wait for room in the queue; resume them once there is."""
@@ -421,6 +511,7 @@ class Output(service.Service):
         return (
             self.running
             and not self._stopped
+            and self._gave_up is None
             and self._available > 0
             and len(self._outstanding) < self.max_in_flight
         )
@@ -433,7 +524,11 @@ class Output(service.Service):
                 and now - self._waiting_since + _EPSILON < self.batch_delay
             ):
                 return
-            got = self.queue.get(min(self.batch_size, self._available))
+            try:
+                got = self.queue.get(min(self.batch_size, self._available))
+            except Exception as e:
+                self._give_up(f"the queue could not be read ({e})", Failure())
+                return
             if got is None:
                 self.log.error(
                     "the queue handed out nothing while {count} events were expected",
@@ -499,10 +594,71 @@ class Output(service.Service):
     def _delivered(self, _, batch: _Batch, host: Host) -> None:
         batch.attempt = None
         self.balancer.succeeded(host)
-        self.queue.ack(batch.ticket)
-        self.stats.acknowledged += len(batch.events)
-        self.stats.batches += 1
-        self._settle(batch, None)
+        self._forget(batch, None)
+
+    def _forget(self, batch: _Batch, outcome: DeadLettered | None) -> None:
+        """Acknowledge the batch in the queue, then settle it. A failed ack (a full disk)
+        leaves the batch in flight and is retried with backoff; past ``queue_retry_timeout``
+        the output gives up (the batch stays in the queue, sent again by the next run)."""
+        batch.retry_call = None
+        try:
+            self.queue.ack(batch.ticket)
+        except Exception as e:
+            now = self.reactor.seconds()
+            if batch.ack_since is None:
+                batch.ack_since = now
+            waited = now - batch.ack_since
+            if waited >= self.queue_retry_timeout:
+                self._give_up(
+                    f"the queue could not acknowledge {len(batch.events)} delivered events "
+                    f"for {round(waited, 1)} s ({e}); is the disk full?",
+                    Failure(),
+                )
+                return
+            if self._stopped:
+                self.log.warn(
+                    "the queue failed to acknowledge {count} events while stopping ({reason}); "
+                    "they stay in the queue and are sent again by the next run",
+                    count=len(batch.events),
+                    reason=str(e),
+                )
+                self._after_settle()
+                return
+            delay = batch.backoff.next()
+            self.log.error(
+                "the queue failed to acknowledge {count} delivered events ({reason}); "
+                "retrying in {delay} s",
+                count=len(batch.events),
+                reason=str(e),
+                delay=round(delay, 3),
+            )
+            batch.retry_call = self.reactor.callLater(delay, self._forget, batch, outcome)
+            return
+        if outcome is None:
+            self.stats.acknowledged += len(batch.events)
+            self.stats.batches += 1
+        elif type(outcome) is Dropped:
+            self.stats.dropped += len(batch.events)
+        else:
+            self.stats.dead_lettered += len(batch.events)
+        self._settle(batch, outcome)
+
+    def _give_up(self, reason: str, failure: Failure | None = None) -> None:
+        """The queue keeps failing: stop taking and putting events, and fail ``failed``."""
+        if self._gave_up is not None:
+            return
+        error = QueueFailedError(reason)
+        self._gave_up = error
+        if self._put_retry is not None and self._put_retry.active():
+            self._put_retry.cancel()
+        self._put_retry = None
+        self.log.critical(
+            "giving up on the queue: {reason}; nothing was dropped, what is not acknowledged "
+            "stays in the queue or in the source",
+            reason=reason,
+            log_failure=failure,
+        )
+        self.failed.errback(error)
 
     def _failed(self, failure: Failure, batch: _Batch, host: Host) -> None:
         batch.attempt = None
@@ -569,12 +725,7 @@ class Output(service.Service):
                 status=error.status,
             )
             outcome = Dropped(f"{error.reason} (host {error.host}, status {error.status})")
-        if type(outcome) is Dropped:
-            self.stats.dropped += count
-        else:
-            self.stats.dead_lettered += count
-        self.queue.ack(batch.ticket)
-        self._settle(batch, outcome)
+        self._forget(batch, outcome)
 
     def _settle(self, batch: _Batch, error: Exception | None) -> None:
         """The batch is done for good: tell its send() callers and make room."""

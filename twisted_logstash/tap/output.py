@@ -78,7 +78,14 @@ class Options(LogstashOptions):
         ["compression", None, None, "gzip (default), snappy, deflate or none"],
         ["compression-level", None, None, "level for gzip/deflate/zlib [gzip 1, lumberjack 3]"],
         ["queue", None, None, "memory (default) or disk:DIR"],
-        ["queue-max-events", None, None, "events held before the source is paused [4096]"],
+        ["queue-max-events", None, None, "events held before the source is paused [memory: 4096]"],
+        ["queue-max-bytes", None, None, "disk queue: bytes held before the source is paused [1gb]"],
+        [
+            "queue-retry-timeout",
+            None,
+            None,
+            "seconds a failing queue write (a full disk) is retried before the program stops [300]",
+        ],
         ["queue-sync", None, None, "disk queue: normal (kill -9 safe) or full (fsync) [normal]"],
         ["dead-letter", None, None, "file for refused batches [dead-letter.ndjson]"],
         ["cooloff", None, None, "seconds a failed host is isolated [60]"],
@@ -126,7 +133,16 @@ def settings_from(options: Options, environ=os.environ) -> tuple[dict, set[str],
             else None
         ),
         "queue": options["queue"] or "memory",
-        "queue_max_events": parse_int("queue-max-events", options["queue_max_events"] or "4096", 1),
+        # None when not given: 4096 for the memory queue, no event bound for the disk queue
+        "queue_max_events": (
+            parse_int("queue-max-events", options["queue_max_events"], 1)
+            if options["queue_max_events"]
+            else None
+        ),
+        "queue_max_bytes": options["queue_max_bytes"],
+        "queue_retry_timeout": float(
+            parse_int("queue-retry-timeout", options["queue_retry_timeout"] or "300", 1)
+        ),
         "queue_sync": (options["queue_sync"] or "normal").lower(),
         "dead_letter": options["dead_letter"] or "dead-letter.ndjson",
         "cooloff": float(parse_int("cooloff", options["cooloff"] or "60", 0)),
@@ -177,20 +193,29 @@ def make_transmitter(settings: dict, reactor, connector: Connector | None = None
 
 def make_queue(settings: dict, reactor):
     spec = settings["queue"]
-    capacity = settings["queue_max_events"]
+    capacity = settings.get("queue_max_events")
+    max_bytes = settings.get("queue_max_bytes")
     sync = settings.get("queue_sync", "normal")
     if sync not in ("normal", "full"):
         raise ConfigurationError(f"--queue-sync takes normal or full, not {sync!r}")
     if spec == "memory":
         if sync != "normal":
             raise ConfigurationError("--queue-sync applies to --queue disk:DIR only")
-        from twisted_logstash.pipeline.queue import MemoryQueue
+        if max_bytes is not None:
+            raise ConfigurationError(
+                "--queue-max-bytes applies to --queue disk:DIR only "
+                "(the memory queue is bounded by --queue-max-events)"
+            )
+        from twisted_logstash.pipeline.queue import DEFAULT_CAPACITY, MemoryQueue
 
-        return MemoryQueue(capacity)
+        return MemoryQueue(capacity or DEFAULT_CAPACITY)
     if spec.startswith("disk:") and spec[5:]:
-        from twisted_logstash.pipeline.diskqueue import DiskQueue
+        from twisted_logstash.pipeline.diskqueue import DEFAULT_MAX_BYTES, DiskQueue, parse_bytes
 
-        return DiskQueue(spec[5:], capacity=capacity, reactor=reactor, sync=sync)
+        limit = DEFAULT_MAX_BYTES if max_bytes is None else max_bytes
+        if isinstance(limit, str):
+            limit = parse_bytes(limit)
+        return DiskQueue(spec[5:], capacity=capacity, reactor=reactor, sync=sync, max_bytes=limit)
     raise ConfigurationError(f"--queue takes memory or disk:DIR, not {spec!r}")
 
 
@@ -224,6 +249,9 @@ class OutputProgram(service.MultiService):
             self._set_exit(1)
             stop_when_running(self._reactor)
             return
+        failed = getattr(self.output, "failed", None)
+        if failed is not None:
+            failed.addErrback(self._queue_failed)
         done = self.source.done  # ISource: fires when a finite source ended
         done.addCallback(lambda _: self.output.drain())
         done.addCallbacks(self._delivered, self._source_failed)
@@ -232,6 +260,14 @@ class OutputProgram(service.MultiService):
         self.finished = True
         stats = getattr(self.output, "stats", None)
         self.log.info("source finished and every event was handled: {stats}", stats=stats)
+        if self._reactor.running:
+            self._reactor.stop()
+
+    def _queue_failed(self, failure):
+        """The output gave up on its queue (a disk full for too long, an unreadable queue):
+        stop with an error; nothing was skipped."""
+        self.log.error("stopping: {reason}", reason=str(failure.value))
+        self._set_exit(1)
         if self._reactor.running:
             self._reactor.stop()
 
@@ -321,6 +357,7 @@ def build_output(settings: dict, explicit: set[str], reactor=None, *, close_queu
         cooloff=settings["cooloff"],
         stamp=True,  # events from files, stdin, tcp, the generator or send() go out as Logstash's
         close_queue=close_queue,
+        queue_retry_timeout=settings.get("queue_retry_timeout", 300.0),
     )
     return output, warnings
 
