@@ -49,6 +49,9 @@ from __future__ import annotations
 
 import datetime
 import enum
+import json
+import math
+import sys
 import uuid
 from collections import deque
 from collections.abc import Iterable, Mapping
@@ -56,8 +59,21 @@ from collections.abc import Set as AbstractSet
 from typing import Any
 
 import orjson
+from twisted.logger import Logger
 
-__all__ = ["CIRCULAR", "MAX_DEPTH", "dumps", "dumps_array", "dumps_lines", "string_form"]
+__all__ = [
+    "CIRCULAR",
+    "MAX_DEPTH",
+    "TooDeepError",
+    "dumps",
+    "dumps_array",
+    "dumps_lines",
+    "loads",
+    "long_digits",
+    "string_form",
+]
+
+log = Logger()
 
 MAX_DEPTH = 1000
 """Levels of nesting written as they are (an event itself is level 1): Logstash's (Jackson's)
@@ -67,7 +83,9 @@ queue and the dead-letter file wrap around an event."""
 CIRCULAR = "<circular reference>"
 
 _dumps = orjson.dumps
+_loads = orjson.loads
 _EncodeError = orjson.JSONEncodeError
+_DecodeError = orjson.JSONDecodeError
 _INT_MIN = -(2**63)
 _INT_MAX = 2**64 - 1
 _HOOKED = (AbstractSet, Mapping, deque)  # what the hook turns into a container
@@ -87,25 +105,166 @@ def dumps(obj: Any) -> bytes:
 
 
 def dumps_lines(events: Iterable[Any]) -> bytes:
-    """ndjson: each event as :func:`dumps` writes it, followed by ``\\n``; ``b""`` for none."""
+    """ndjson: each event as :func:`dumps` writes it, followed by ``\\n``; ``b""`` for none.
+
+    A batch: a NaN or an Infinity written as ``null`` is logged, once for the batch."""
     if not isinstance(events, list | tuple):
         events = list(events)
     try:
         body = b"\n".join(map(_dumps, events))
     except _EncodeError:
-        return b"".join([dumps(event) + b"\n" for event in events])
-    return body + b"\n" if body else b""
+        body = b"".join([dumps(event) + b"\n" for event in events])
+    else:
+        body = body + b"\n" if body else b""
+    if b"null" in body:
+        warn_nonfinite(events)
+    return body
 
 
 def dumps_array(events: Iterable[Any]) -> bytes:
     """A JSON array of events, each as :func:`dumps` writes it (its depth counted from the
-    event, not from the array)."""
+    event, not from the array). A batch: NaN/Infinity logged once, as by :func:`dumps_lines`."""
     if not isinstance(events, list):
         events = list(events)
     try:
-        return _dumps(events)
+        body = _dumps(events)
     except _EncodeError:
-        return b"[" + b",".join([dumps(event) for event in events]) + b"]"
+        body = b"[" + b",".join([dumps(event) for event in events]) + b"]"
+    if b"null" in body:
+        warn_nonfinite(events)
+    return body
+
+
+def warn_nonfinite(events: Iterable[Any]) -> int:
+    """Log (a warning) how many NaN/Infinity floats ``events`` hold, which the policy writes
+    as ``null``; the count (0: nothing logged). Walks the events: call it only when the
+    written text holds a ``null``, which is how this module calls it."""
+    values = holding = total = 0
+    for event in events:
+        total += 1
+        found = _count_nonfinite(event)
+        if found:
+            values += found
+            holding += 1
+    if values:
+        log.warn(
+            "{values} NaN/Infinity values in {holding} of {total} events written as null "
+            "(JSON has no such numbers)",
+            values=values,
+            holding=holding,
+            total=total,
+        )
+    return values
+
+
+def _count_nonfinite(value: Any) -> int:
+    """The NaN/Infinity floats in ``value`` (no recursion, cycles cut)."""
+    found = 0
+    seen: set[int] = set()
+    work = [value]
+    while work:
+        item = work.pop()
+        if isinstance(item, float):
+            if not math.isfinite(item):
+                found += 1
+        elif isinstance(item, dict | list | tuple | AbstractSet | deque):
+            if id(item) in seen:
+                continue
+            seen.add(id(item))
+            work.extend(item.values() if isinstance(item, dict) else item)
+    return found
+
+
+# -- reading --------------------------------------------------------------------------------------
+
+
+class TooDeepError(ValueError):
+    """A JSON text nested deeper than :data:`MAX_DEPTH`: what the policy cannot write as it is."""
+
+
+_DIGITS = bytes(48 if 48 <= byte <= 57 else 32 for byte in range(256))
+_LONG_RUN = b"0" * 19  # the fewest digits of an integer outside orjson's 64 bits
+_DEEP_TEXT = 2 * MAX_DEPTH  # the fewest bytes of a text nested deeper than MAX_DEPTH
+
+
+def long_digits(data: bytes | bytearray) -> bool:
+    """True when ``data`` holds a run of 19 digits or more: only then may it hold an integer
+    beyond 64 bits. Cheap (one translate, one find): callers test a whole body at once."""
+    return _LONG_RUN in data.translate(_DIGITS)
+
+
+def loads(data: bytes | bytearray, maybe_big: bool | None = None) -> Any:
+    """One JSON text, read by the policy; raises ValueError when it is not JSON (RFC 8259,
+    as orjson reads it) and :class:`TooDeepError` (a ValueError) when an event is nested
+    deeper than :data:`MAX_DEPTH` (the text itself, or for an array, each of its elements:
+    the events of a batch). An integer beyond 64 bits keeps its exact value (orjson alone
+    reads it as a float). ``maybe_big``: whether ``data`` may hold such an integer (None:
+    find out with :func:`long_digits`; False when a whole body was found not to).
+    """
+    try:
+        value = _loads(data)
+    except _DecodeError as error:
+        reason = str(error)
+        if reason.startswith("depth limit"):
+            raise TooDeepError(f"nested deeper than {MAX_DEPTH} levels") from None
+        if not reason.startswith("number is infinity"):
+            raise
+        value = _exact(data)  # an integer beyond what a double holds, or a float that is not
+    else:
+        if maybe_big is None:
+            maybe_big = long_digits(data)
+        if maybe_big:
+            value = _exact(data)
+    if len(data) > _DEEP_TEXT and data.count(b"[") + data.count(b"{") > MAX_DEPTH:
+        events = value if type(value) is list else (value,)
+        if any(_deeper(event, MAX_DEPTH) for event in events):
+            raise TooDeepError(f"nested deeper than {MAX_DEPTH} levels")
+    return value
+
+
+def _finite(text: str) -> float:
+    number = float(text)
+    if not math.isfinite(number):
+        raise ValueError(f"number {text} is out of range")
+    return number
+
+
+def _constant(text: str) -> None:
+    raise ValueError(f"{text} is not JSON")
+
+
+def _exact(data: bytes | bytearray) -> Any:
+    """``data`` read with every integer exact (the standard library's reader, told to refuse
+    what orjson refuses: NaN, Infinity, a float out of range, bad UTF-8)."""
+    text = bytes(data).decode("utf-8")  # UnicodeDecodeError is a ValueError
+    try:
+        return json.loads(text, parse_float=_finite, parse_constant=_constant)
+    except RecursionError:
+        pass
+    # the standard reader recurses: give it room for MAX_DEPTH levels (then orjson's limit)
+    limit = sys.getrecursionlimit()
+    sys.setrecursionlimit(limit + 1100)
+    try:
+        return json.loads(text, parse_float=_finite, parse_constant=_constant)
+    except RecursionError:
+        raise TooDeepError(f"nested deeper than {MAX_DEPTH} levels") from None
+    finally:
+        sys.setrecursionlimit(limit)
+
+
+def _deeper(value: Any, limit: int) -> bool:
+    """True when ``value`` nests containers deeper than ``limit`` levels (itself is level 1)."""
+    if type(value) is not dict and type(value) is not list:
+        return False
+    work = [(value, 1)]
+    while work:
+        node, depth = work.pop()
+        if depth > limit:
+            return True
+        depth += 1
+        members = node.values() if type(node) is dict else node
+        work.extend((m, depth) for m in members if type(m) is dict or type(m) is list)
+    return False
 
 
 def string_form(value: Any) -> str:
