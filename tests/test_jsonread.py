@@ -223,3 +223,74 @@ def test_nulls_alone_say_nothing(policy_log):
     ndjson.encode([{"a": None, "b": "null"}])
     jsonpolicy.dumps_array([{"a": None}])
     assert policy_log == []
+
+
+# -- the output's sources, and the dead-letter file they replay -----------------------------------
+
+
+def test_a_source_line_follows_the_same_policy():
+    from twisted_logstash.pipeline.sources import LineEvents, decode_line
+
+    assert decode_line(b'{"n":%d}' % 10**30) == {"n": 10**30}
+    deep = deep_line(MAX_DEPTH + 1)
+    assert decode_line(deep) == {"message": deep.decode()}
+    events = LineEvents()
+    body = b'{"n":1}\n{"big":%d}\n' % -(10**25) + deep + b"\n"
+    got = []
+    for n in range(0, len(body), 7):
+        got += events.feed(body[n : n + 7])
+    assert got == [{"n": 1}, {"big": -(10**25)}, {"message": deep.decode()}]
+
+
+@pytest.mark.parametrize("levels", [255, MAX_DEPTH])
+def test_a_dead_letter_record_of_a_deep_event_is_replayed_whole(levels, tmp_path):
+    """The record wraps the event in one more level: its depth counts from the event."""
+    from twisted_logstash.pipeline.deadletter import DeadLetterFile
+    from twisted_logstash.pipeline.sources import decode_line
+
+    event = orjson.loads(deep_line(levels))
+    dead = DeadLetterFile(str(tmp_path / "dead.ndjson"), Clock())
+    dead.write([{"n": 1}, event], "refused", "h:1", 400)
+    dead.close()
+    lines = (tmp_path / "dead.ndjson").read_bytes().splitlines()
+    assert decode_line(lines[0]) == {"n": 1}
+    assert same(decode_line(lines[1]), event)
+
+
+class Unprintable:
+    def __str__(self):
+        raise RuntimeError("no")
+
+
+def test_the_dead_letter_file_takes_any_event_the_receiver_refused(tmp_path):
+    """Whatever an event holds, its record is one readable line, the rest of the batch beside
+    it: the policy writes any value (its string form when JSON has no type for it)."""
+    from twisted_logstash.pipeline.deadletter import DeadLetterFile
+    from twisted_logstash.pipeline.sources import decode_line
+
+    nested: list = []
+    for _ in range(5000):
+        nested = [nested]
+    loop: dict = {}
+    loop["self"] = loop
+    odd = [
+        {"deep": nested},
+        {"loop": loop},
+        {"nan": float("nan"), "big": 2**100, "s": "x\udcff", "b": b"\xff", 1: 2},
+        {"thing": Unprintable(), "set": {1, 2}},
+        failure(deep_line(5000)),  # what an input made of a line it could not take
+    ]
+    events = [{"n": 0}, *odd, {"n": 9}]
+    dead = DeadLetterFile(str(tmp_path / "dead.ndjson"), Clock())
+    dead.write(events, "refused", "h:1", 400)
+    dead.close()
+    lines = (tmp_path / "dead.ndjson").read_bytes().splitlines()
+    assert len(lines) == len(events)
+    replayed = [decode_line(line) for line in lines]
+    assert all(type(event) is dict for event in replayed)  # none fell back to a text line
+    assert all("message" not in event for event in replayed[:-2])
+    assert replayed[0] == {"n": 0} and replayed[-1] == {"n": 9}
+    assert replayed[3]["big"] == str(2**100) and replayed[3]["nan"] is None
+    assert replayed[4]["thing"] == "<unprintable Unprintable>"
+    assert replayed[5] == failure(deep_line(5000))  # the raw line, as the input kept it
+    assert isinstance(replayed[1]["deep"], list)

@@ -67,10 +67,13 @@ __all__ = [
     "TooDeepError",
     "dumps",
     "dumps_array",
+    "dumps_each",
     "dumps_lines",
     "loads",
     "long_digits",
     "string_form",
+    "too_deep",
+    "warn_nonfinite",
 ]
 
 log = Logger()
@@ -135,6 +138,16 @@ def dumps_array(events: Iterable[Any]) -> bytes:
     return body
 
 
+def dumps_each(events: Iterable[Any]) -> list[bytes]:
+    """Each event as :func:`dumps` writes it, one ``bytes`` each (the framed wire's frames,
+    the dead-letter records); NaN/Infinity logged once for them all, as by
+    :func:`dumps_lines`."""
+    out = [dumps(event) for event in events]
+    if any(b"null" in text for text in out):
+        warn_nonfinite(events)
+    return out
+
+
 def warn_nonfinite(events: Iterable[Any]) -> int:
     """Log (a warning) how many NaN/Infinity floats ``events`` hold, which the policy writes
     as ``null``; the count (0: nothing logged). Walks the events: call it only when the
@@ -193,13 +206,17 @@ def long_digits(data: bytes | bytearray) -> bool:
     return _LONG_RUN in data.translate(_DIGITS)
 
 
-def loads(data: bytes | bytearray, maybe_big: bool | None = None) -> Any:
+def loads(
+    data: bytes | bytearray, maybe_big: bool | None = None, *, check_depth: bool = True
+) -> Any:
     """One JSON text, read by the policy; raises ValueError when it is not JSON (RFC 8259,
     as orjson reads it) and :class:`TooDeepError` (a ValueError) when an event is nested
     deeper than :data:`MAX_DEPTH` (the text itself, or for an array, each of its elements:
     the events of a batch). An integer beyond 64 bits keeps its exact value (orjson alone
     reads it as a float). ``maybe_big``: whether ``data`` may hold such an integer (None:
     find out with :func:`long_digits`; False when a whole body was found not to).
+    ``check_depth=False``: the caller checks the depth itself (:func:`too_deep`), from
+    where its events begin.
     """
     try:
         value = _loads(data)
@@ -215,11 +232,19 @@ def loads(data: bytes | bytearray, maybe_big: bool | None = None) -> Any:
             maybe_big = long_digits(data)
         if maybe_big:
             value = _exact(data)
-    if len(data) > _DEEP_TEXT and data.count(b"[") + data.count(b"{") > MAX_DEPTH:
-        events = value if type(value) is list else (value,)
-        if any(_deeper(event, MAX_DEPTH) for event in events):
-            raise TooDeepError(f"nested deeper than {MAX_DEPTH} levels")
+    if check_depth and too_deep(value, data):
+        raise TooDeepError(f"nested deeper than {MAX_DEPTH} levels")
     return value
+
+
+def too_deep(value: Any, data: bytes | bytearray) -> bool:
+    """True when ``value`` (read from the text ``data``), or for a list each of its elements,
+    nests deeper than :data:`MAX_DEPTH`. Cheap unless ``data`` is long and holds more than
+    MAX_DEPTH brackets."""
+    if len(data) <= _DEEP_TEXT or data.count(b"[") + data.count(b"{") <= MAX_DEPTH:
+        return False
+    events = value if type(value) is list else (value,)
+    return any(_deeper(event, MAX_DEPTH) for event in events)
 
 
 def _finite(text: str) -> float:
