@@ -16,11 +16,15 @@ The rule, value by value:
   ``dict``, ``list`` and their subclasses, ``bool``, ``None``, ``tuple``, ``datetime``/``date``/
   ``time`` (ISO 8601, ``2026-12-03T06:30:00.123000+00:00``; a naive one without an offset),
   ``uuid.UUID`` (its text), an ``enum.Enum`` (its value), a dataclass (an object).
-- NaN and ±Infinity (floats) become ``null``: JSON has no such numbers (orjson's rule).
+- NaN and ±Infinity (floats) become ``null``: JSON has no such numbers (orjson's rule). Not
+  silently: a batch writer (:func:`dumps_lines`, :func:`dumps_array`, :func:`dumps_each`) logs
+  one warning for the batch, naming how many values in how many events.
 - ``decimal.Decimal``: its decimal text, as a string (``"1.10"``, ``"NaN"``), so that no digit
   is lost to a float on the reading side.
-- An integer beyond 64 bits (orjson cannot write it; our readers would turn it into a float):
-  its decimal text, as a string.
+- An integer beyond 64 bits: its decimal text, as a string. Logstash (Jackson) reads it as a
+  BigInteger and writes it as a number; we cannot: orjson does not write it, and a receiver
+  built on a 64-bit reader (Beats' Go decoder, orjson itself) would turn that number into a
+  float and lose digits. As a string every digit arrives; only the JSON type changes.
 - ``set``/``frozenset``: a list, sorted when its items can be ordered.
 - A mapping that is not a dict: an object; a tuple subclass (a namedtuple), a deque: a list.
 - ``bytes``/``bytearray``/``memoryview``: UTF-8 text, each invalid byte replaced by U+FFFD.
@@ -38,6 +42,24 @@ What JSON cannot hold as it is:
   to read.
 - A circular reference (a container that holds itself): the inner occurrence becomes the string
   ``"<circular reference>"``.
+
+Reading (:func:`loads`, used by the native input's ndjson codec, the framed input's ``J``
+frames and the output's sources) is the same policy seen from the other side, so that an input
+takes exactly what the project can write again:
+
+- Strict RFC 8259, as orjson reads it: ``NaN``, ``Infinity``, a number beyond a double's range,
+  invalid UTF-8, a lone surrogate escape are not JSON.
+- An event nested deeper than :data:`MAX_DEPTH` is refused (:class:`TooDeepError`), whether
+  orjson could read it (up to its own 1024) or not; the event of a batch, not the batch: for a
+  top-level array, each element counts from itself. An input turns such a line into the
+  ``_jsonparsefailure`` event holding the raw line that Logstash's json codec makes of any line
+  it cannot parse: refused alone, never taking its batch-mates (or its window) with it.
+- An integer beyond 64 bits keeps its exact value, a Python ``int`` (orjson alone reads it as
+  a float, or refuses it past a double's range); it is then written as above.
+
+The reading cost stays orjson's: the standard library's reader (exact integers) is used only for
+a text holding a run of 19 digits or more (:func:`long_digits`, one ``translate`` per body), and
+the depth is walked only for a text over 2,000 bytes holding more than MAX_DEPTH brackets.
 
 Cost: the common case is orjson alone. An event orjson writes without help is written without
 any hook; only an event it refuses is written again through the hook, and only one the hook

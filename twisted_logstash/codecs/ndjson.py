@@ -18,6 +18,10 @@ Decisions where Logstash leaves room:
 - The raw line keeps a trailing ``\\r`` (CRLF input): JSON allows it as whitespace, and
   a failure message holds the line exactly as received.
 
+- JSON is read by the one JSON policy (:func:`jsonpolicy.loads`): an event nested deeper than
+  ``jsonpolicy.MAX_DEPTH`` (what the policy writes as it is) is a parse failure, alone, as a
+  line orjson cannot read; an integer beyond 64 bits keeps its exact value.
+
 Decoding never raises except :class:`TooLargeError` from :class:`LineDecoder`.
 """
 
