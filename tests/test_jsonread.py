@@ -294,3 +294,31 @@ def test_the_dead_letter_file_takes_any_event_the_receiver_refused(tmp_path):
     assert replayed[4]["thing"] == "<unprintable Unprintable>"
     assert replayed[5] == failure(deep_line(5000))  # the raw line, as the input kept it
     assert isinstance(replayed[1]["deep"], list)
+
+
+# -- the output's disk queue: what an input read, queued and read back across a restart ------------
+
+
+def test_the_disk_queue_keeps_every_event_an_input_can_read(tmp_path):
+    """Guard (issue 11): one event nested 255..1024 deep used to fail the whole put, and the
+    batch with it. Queued beside ordinary events, everything comes back after a restart."""
+    from twisted_logstash.pipeline.diskqueue import DiskQueue
+
+    lines = [b'{"n":0}', deep_line(255), deep_line(MAX_DEPTH), deep_line(1024), deep_line(5000)]
+    lines += [b'{"big":%d}' % 10**30, b'{"n":9}']
+    events = ndjson.decode(b"\n".join(lines))
+    events.append({"nan": float("nan")})  # from Python, at send()
+    queue = DiskQueue(str(tmp_path / "q"), capacity=100)
+    outcome = []
+    queue.put(events).addBoth(outcome.append)
+    assert outcome == [None]
+    queue.close()
+    queue = DiskQueue(str(tmp_path / "q"), capacity=100)
+    try:
+        _, got = queue.get(100)
+    finally:
+        queue.close()
+    assert len(got) == len(events)
+    assert same(got[:5], events[:5])
+    assert got[3] == failure(deep_line(1024)) and got[4] == failure(deep_line(5000))
+    assert got[5:] == [{"big": str(10**30)}, {"n": 9}, {"nan": None}]
