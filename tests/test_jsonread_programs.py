@@ -8,12 +8,10 @@ from __future__ import annotations
 import orjson
 import pytest
 import pytest_twisted
-from support_programs import programs_fixture
+from support_programs import programs_fixture  # noqa: F401 - the `programs` fixture
 from test_programs import PLAIN, expect_clean_exit, expect_stopped, read_ndjson, start_input
 
 from twisted_logstash.codecs import jsonpolicy
-
-programs = programs_fixture  # the fixture, under the name the tests take
 
 
 def deep_line(levels: int) -> bytes:
