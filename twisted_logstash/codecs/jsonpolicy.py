@@ -76,7 +76,7 @@ import math
 import sys
 import uuid
 from collections import deque
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from collections.abc import Set as AbstractSet
 from typing import Any
 
@@ -136,14 +136,13 @@ def dumps_lines(events: Iterable[Any]) -> bytes:
     if not isinstance(events, list | tuple):
         events = list(events)
     try:
-        body = b"\n".join(map(_dumps, events))
+        parts = list(map(_dumps, events))
     except _EncodeError:
-        body = b"".join([dumps(event) + b"\n" for event in events])
-    else:
-        body = body + b"\n" if body else b""
+        parts = [dumps(event) for event in events]
+    body = b"\n".join(parts)
     if b"null" in body:
-        warn_nonfinite(events)
-    return body
+        _check_nonfinite(events, parts)
+    return body + b"\n" if body else b""
 
 
 def dumps_array(events: Iterable[Any]) -> bytes:
@@ -154,9 +153,13 @@ def dumps_array(events: Iterable[Any]) -> bytes:
     try:
         body = _dumps(events)
     except _EncodeError:
-        body = b"[" + b",".join([dumps(event) for event in events]) + b"]"
-    if b"null" in body:
-        warn_nonfinite(events)
+        parts = [dumps(event) for event in events]
+        body = b"[" + b",".join(parts) + b"]"
+        if b"null" in body:
+            _check_nonfinite(events, parts)
+        return body
+    if b"null" in body and not _same(body, events):
+        _check_nonfinite(events, list(map(_dumps, events)))
     return body
 
 
@@ -164,19 +167,44 @@ def dumps_each(events: Iterable[Any]) -> list[bytes]:
     """Each event as :func:`dumps` writes it, one ``bytes`` each (the framed wire's frames,
     the dead-letter records); NaN/Infinity logged once for them all, as by
     :func:`dumps_lines`."""
-    out = [dumps(event) for event in events]
-    if any(b"null" in text for text in out):
-        warn_nonfinite(events)
-    return out
+    if not isinstance(events, list | tuple):
+        events = list(events)
+    parts = [dumps(event) for event in events]
+    if any(b"null" in part for part in parts):
+        _check_nonfinite(events, parts)
+    return parts
 
 
-def warn_nonfinite(events: Iterable[Any]) -> int:
+def _same(text: bytes, value: Any) -> bool:
+    """Whether ``text`` reads back equal to ``value``: then no NaN/Infinity became ``null``
+    (``None == nan`` is false). One loads and one comparison in C: far cheaper than walking
+    every value of an event that merely holds a ``None``."""
+    try:
+        return _loads(text) == value
+    except (ValueError, RecursionError):
+        return False
+
+
+def _check_nonfinite(events: Sequence[Any], parts: Sequence[bytes]) -> None:
+    """Warn once about the NaN/Infinity of ``events`` (``parts``: their written text); only an
+    event whose text holds ``null`` and does not read back equal is walked."""
+    suspects = [
+        event
+        for event, part in zip(events, parts, strict=True)
+        if b"null" in part and not _same(part, event)
+    ]
+    if suspects:
+        warn_nonfinite(suspects, total=len(events))
+
+
+def warn_nonfinite(events: Iterable[Any], total: int | None = None) -> int:
     """Log (a warning) how many NaN/Infinity floats ``events`` hold, which the policy writes
-    as ``null``; the count (0: nothing logged). Walks the events: call it only when the
-    written text holds a ``null``, which is how this module calls it."""
-    values = holding = total = 0
+    as ``null``; the count (0: nothing logged). Walks every value: the writers above call it
+    only for events whose text does not read back equal. ``total``: the size of the batch
+    (default: the events given)."""
+    values = holding = count = 0
     for event in events:
-        total += 1
+        count += 1
         found = _count_nonfinite(event)
         if found:
             values += found
@@ -187,7 +215,7 @@ def warn_nonfinite(events: Iterable[Any]) -> int:
             "(JSON has no such numbers)",
             values=values,
             holding=holding,
-            total=total,
+            total=count if total is None else total,
         )
     return values
 
