@@ -322,3 +322,19 @@ def test_the_disk_queue_keeps_every_event_an_input_can_read(tmp_path):
     assert same(got[:5], events[:5])
     assert got[3] == failure(deep_line(1024)) and got[4] == failure(deep_line(5000))
     assert got[5:] == [{"big": str(10**30)}, {"n": 9}, {"nan": None}]
+
+
+def test_a_big_integer_at_the_bottom_of_the_deepest_event_is_exact():
+    """The exact reader recurses: it is given room for MAX_DEPTH levels, and gives it back."""
+    import sys
+
+    limit = sys.getrecursionlimit()
+    line = b'{"d":' + b"[" * (MAX_DEPTH - 2) + b'{"n":%d}' % 10**30 + b"]" * (MAX_DEPTH - 2) + b"}"
+    (event,) = ndjson.decode(line)
+    value = event["d"]
+    while isinstance(value, list):
+        value = value[0]
+    assert value == {"n": 10**30}
+    assert sys.getrecursionlimit() == limit
+    (frame,) = FrameDecoder().feed(json_frame(1, line))
+    assert same(frame.event, event)
