@@ -223,3 +223,54 @@ def mutate(data: bytes, ops) -> bytes:
         else:  # duplicate a slice (a repeated header, a doubled frame)
             buf[at:at] = buf[at : at + length]
     return bytes(buf)
+
+
+# -- JSON the policy reads, and JSON it refuses alone (issue 11) ---------------------------------
+
+PARSE_FAILURE = "_jsonparsefailure"
+#: NaN and Infinity are not JSON (RFC 8259), nor a float out of a double's range
+NOT_JSON_NUMBERS = [b"NaN", b"-NaN", b"Infinity", b"-Infinity", b"1e400", b"-1e999"]
+
+
+def deep_line(levels: int) -> bytes:
+    """An event nested ``levels`` deep (the event itself is level 1)."""
+    return b'{"d":' + b"[" * (levels - 1) + b"]" * (levels - 1) + b"}"
+
+
+@st.composite
+def hostile_lines(draw, max_levels: int = 1100) -> tuple[bytes, dict]:
+    """One ndjson line and the one event the inputs must make of it: the event it holds, or a
+    ``_jsonparsefailure`` event holding the line (nested deeper than ``jsonpolicy.MAX_DEPTH``,
+    or a NaN/Infinity token)."""
+    import orjson
+
+    from twisted_logstash.codecs.jsonpolicy import MAX_DEPTH
+
+    kind = draw(st.sampled_from(["plain", "big", "deep", "nan"]))
+    if kind == "plain":
+        event = {"message": draw(st.text(max_size=8)), "n": draw(st.integers(-(2**63), 2**64 - 1))}
+        return orjson.dumps(event), event
+    if kind == "big":
+        magnitude = draw(st.integers(2**63, 10**60))
+        number = draw(st.sampled_from([magnitude, -magnitude, 2**64 + magnitude]))
+        event = {"n": number, "s": "x" * draw(st.integers(0, 3))}
+        return b'{"n":%d,"s":"%s"}' % (number, event["s"].encode()), event
+    if kind == "deep":
+        near = [254, 255, 256, MAX_DEPTH - 1, MAX_DEPTH, MAX_DEPTH + 1, 1023, 1024, 1025]
+        levels = draw(
+            st.sampled_from([n for n in near if n <= max_levels]) | st.integers(2, max_levels)
+        )
+        line = deep_line(levels)
+        if levels <= MAX_DEPTH:
+            return line, orjson.loads(line)
+        return line, {"message": line.decode(), "tags": [PARSE_FAILURE]}
+    token = draw(st.sampled_from(NOT_JSON_NUMBERS))
+    line = b'{"ok":1,"x":' + token + b"}"
+    return line, {"message": line.decode(), "tags": [PARSE_FAILURE]}
+
+
+def same_json(got, expected) -> bool:
+    """Equality for values nested deeper than Python's own comparison recurses."""
+    from twisted_logstash.codecs import jsonpolicy
+
+    return jsonpolicy.dumps(got) == jsonpolicy.dumps(expected)

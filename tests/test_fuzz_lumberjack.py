@@ -33,12 +33,15 @@ from hypothesis import given
 from hypothesis import strategies as st
 from support_fuzz import (
     FUZZ,
+    NOT_JSON_NUMBERS,
     SINK_MODES,
     LogWatch,
     ScriptedSink,
     Wire,
+    hostile_lines,
     mutate,
     mutations,
+    same_json,
     split,
     split_points,
 )
@@ -302,6 +305,41 @@ def test_valid_windows_split_anywhere_reach_the_sink_whole_and_are_acked(data, w
         expected_acks.append((win.version, win.last_seq))
     assert next(batches, None) is None, "a window after a failed one reached the sink"
     assert [(v, s) for _, v, s in acks] == expected_acks
+
+
+@FUZZ
+@given(
+    st.data(),
+    st.lists(hostile_lines(max_levels=1020), min_size=1, max_size=MAX_WINDOW),
+    st.booleans(),
+)
+def test_each_hostile_json_frame_is_taken_or_refused_alone_and_the_window_acked(
+    data, lines, compressed
+):
+    """Deep nesting (past what the policy writes; a J frame cannot hold orjson's own limit
+    under this input's max_frame) and integers beyond 64 bits: one event per J frame, the too
+    deep ones as ``_jsonparsefailure`` events holding the payload, the window delivered whole
+    and acknowledged, the connection kept. A NaN/Infinity token is not JSON: that stream is
+    refused with its reason."""
+    frames = b"".join(
+        b"2J" + u32(seq) + u32(len(line)) + line for seq, (line, _) in enumerate(lines, 1)
+    )
+    if compressed:
+        frames = b"".join(c_frame(f) for f in _frames(frames))
+    stream = encode_window_size(len(lines)) + frames
+    case, _ = run(stream, data.draw(split_points(len(stream))), ("ok",))
+    acks = case.check()
+    if any(token in line for line, _ in lines for token in NOT_JSON_NUMBERS):
+        # not JSON at all: the stream is refused with its reason, as Logstash's beats input
+        # does, and the window is not acknowledged (nothing of it reached the sink)
+        assert case.closed_by_error
+        assert case.sink.batches == [] and [seq for _, _, seq in acks if seq] == []
+        return
+    assert not case.closed_by_error
+    assert [seq for _, _, seq in acks][-1:] == [len(lines)]
+    (batch,) = case.sink.batches
+    got = [{k: v for k, v in e.items() if not k.startswith("@")} for e in batch.events]
+    assert same_json(got, [event for _, event in lines])
 
 
 def pipelines():

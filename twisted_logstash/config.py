@@ -154,6 +154,7 @@ def check_credentials(settings: Mapping, warning: str) -> list[str]:
     if is_given(settings, "username"):
         if not is_given(settings, "password"):
             raise ConfigurationError("`password` is REQUIRED when `username` is provided")
+        _check_not_empty(settings, ("password",))  # `--password ''`, `password=""`
         if not ssl_on(settings):
             return [warning]
     elif is_given(settings, "password"):

@@ -16,11 +16,15 @@ The rule, value by value:
   ``dict``, ``list`` and their subclasses, ``bool``, ``None``, ``tuple``, ``datetime``/``date``/
   ``time`` (ISO 8601, ``2026-12-03T06:30:00.123000+00:00``; a naive one without an offset),
   ``uuid.UUID`` (its text), an ``enum.Enum`` (its value), a dataclass (an object).
-- NaN and ±Infinity (floats) become ``null``: JSON has no such numbers (orjson's rule).
+- NaN and ±Infinity (floats) become ``null``: JSON has no such numbers (orjson's rule). Not
+  silently: a batch writer (:func:`dumps_lines`, :func:`dumps_array`, :func:`dumps_each`) logs
+  one warning for the batch, naming how many values in how many events.
 - ``decimal.Decimal``: its decimal text, as a string (``"1.10"``, ``"NaN"``), so that no digit
   is lost to a float on the reading side.
-- An integer beyond 64 bits (orjson cannot write it; our readers would turn it into a float):
-  its decimal text, as a string.
+- An integer beyond 64 bits: its decimal text, as a string. Logstash (Jackson) reads it as a
+  BigInteger and writes it as a number; we cannot: orjson does not write it, and a receiver
+  built on a 64-bit reader (Beats' Go decoder, orjson itself) would turn that number into a
+  float and lose digits. As a string every digit arrives; only the JSON type changes.
 - ``set``/``frozenset``: a list, sorted when its items can be ordered.
 - A mapping that is not a dict: an object; a tuple subclass (a namedtuple), a deque: a list.
 - ``bytes``/``bytearray``/``memoryview``: UTF-8 text, each invalid byte replaced by U+FFFD.
@@ -39,6 +43,24 @@ What JSON cannot hold as it is:
 - A circular reference (a container that holds itself): the inner occurrence becomes the string
   ``"<circular reference>"``.
 
+Reading (:func:`loads`, used by the native input's ndjson codec, the framed input's ``J``
+frames and the output's sources) is the same policy seen from the other side, so that an input
+takes exactly what the project can write again:
+
+- Strict RFC 8259, as orjson reads it: ``NaN``, ``Infinity``, a number beyond a double's range,
+  invalid UTF-8, a lone surrogate escape are not JSON.
+- An event nested deeper than :data:`MAX_DEPTH` is refused (:class:`TooDeepError`), whether
+  orjson could read it (up to its own 1024) or not; the event of a batch, not the batch: for a
+  top-level array, each element counts from itself. An input turns such a line into the
+  ``_jsonparsefailure`` event holding the raw line that Logstash's json codec makes of any line
+  it cannot parse: refused alone, never taking its batch-mates (or its window) with it.
+- An integer beyond 64 bits keeps its exact value, a Python ``int`` (orjson alone reads it as
+  a float, or refuses it past a double's range); it is then written as above.
+
+The reading cost stays orjson's: the standard library's reader (exact integers) is used only for
+a text holding a run of 19 digits or more (:func:`long_digits`, one ``translate`` per body), and
+the depth is walked only for a text over 2,000 bytes holding more than MAX_DEPTH brackets.
+
 Cost: the common case is orjson alone. An event orjson writes without help is written without
 any hook; only an event it refuses is written again through the hook, and only one the hook
 cannot save (a non-str key, deep nesting, a cycle, a huge integer, a surrogate) is written by
@@ -49,15 +71,34 @@ from __future__ import annotations
 
 import datetime
 import enum
+import json
+import math
+import sys
 import uuid
 from collections import deque
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from collections.abc import Set as AbstractSet
 from typing import Any
 
 import orjson
+from twisted.logger import Logger
 
-__all__ = ["CIRCULAR", "MAX_DEPTH", "dumps", "dumps_array", "dumps_lines", "string_form"]
+__all__ = [
+    "CIRCULAR",
+    "MAX_DEPTH",
+    "TooDeepError",
+    "dumps",
+    "dumps_array",
+    "dumps_each",
+    "dumps_lines",
+    "loads",
+    "long_digits",
+    "string_form",
+    "too_deep",
+    "warn_nonfinite",
+]
+
+log = Logger()
 
 MAX_DEPTH = 1000
 """Levels of nesting written as they are (an event itself is level 1): Logstash's (Jackson's)
@@ -67,7 +108,9 @@ queue and the dead-letter file wrap around an event."""
 CIRCULAR = "<circular reference>"
 
 _dumps = orjson.dumps
+_loads = orjson.loads
 _EncodeError = orjson.JSONEncodeError
+_DecodeError = orjson.JSONDecodeError
 _INT_MIN = -(2**63)
 _INT_MAX = 2**64 - 1
 _HOOKED = (AbstractSet, Mapping, deque)  # what the hook turns into a container
@@ -87,25 +130,216 @@ def dumps(obj: Any) -> bytes:
 
 
 def dumps_lines(events: Iterable[Any]) -> bytes:
-    """ndjson: each event as :func:`dumps` writes it, followed by ``\\n``; ``b""`` for none."""
+    """ndjson: each event as :func:`dumps` writes it, followed by ``\\n``; ``b""`` for none.
+
+    A batch: a NaN or an Infinity written as ``null`` is logged, once for the batch."""
     if not isinstance(events, list | tuple):
         events = list(events)
     try:
-        body = b"\n".join(map(_dumps, events))
+        parts = list(map(_dumps, events))
     except _EncodeError:
-        return b"".join([dumps(event) + b"\n" for event in events])
+        parts = [dumps(event) for event in events]
+    body = b"\n".join(parts)
+    if b"null" in body:
+        _check_nonfinite(events, parts)
     return body + b"\n" if body else b""
 
 
 def dumps_array(events: Iterable[Any]) -> bytes:
     """A JSON array of events, each as :func:`dumps` writes it (its depth counted from the
-    event, not from the array)."""
+    event, not from the array). A batch: NaN/Infinity logged once, as by :func:`dumps_lines`."""
     if not isinstance(events, list):
         events = list(events)
     try:
-        return _dumps(events)
+        body = _dumps(events)
     except _EncodeError:
-        return b"[" + b",".join([dumps(event) for event in events]) + b"]"
+        parts = [dumps(event) for event in events]
+        body = b"[" + b",".join(parts) + b"]"
+        if b"null" in body:
+            _check_nonfinite(events, parts)
+        return body
+    if b"null" in body and not _same(body, events):
+        _check_nonfinite(events, list(map(_dumps, events)))
+    return body
+
+
+def dumps_each(events: Iterable[Any]) -> list[bytes]:
+    """Each event as :func:`dumps` writes it, one ``bytes`` each (the framed wire's frames,
+    the dead-letter records); NaN/Infinity logged once for them all, as by
+    :func:`dumps_lines`."""
+    if not isinstance(events, list | tuple):
+        events = list(events)
+    parts = [dumps(event) for event in events]
+    if any(b"null" in part for part in parts):
+        _check_nonfinite(events, parts)
+    return parts
+
+
+def _same(text: bytes, value: Any) -> bool:
+    """Whether ``text`` reads back equal to ``value``: then no NaN/Infinity became ``null``
+    (``None == nan`` is false). One loads and one comparison in C: far cheaper than walking
+    every value of an event that merely holds a ``None``."""
+    try:
+        return _loads(text) == value
+    except (ValueError, RecursionError):
+        return False
+
+
+def _check_nonfinite(events: Sequence[Any], parts: Sequence[bytes]) -> None:
+    """Warn once about the NaN/Infinity of ``events`` (``parts``: their written text); only an
+    event whose text holds ``null`` and does not read back equal is walked."""
+    suspects = [
+        event
+        for event, part in zip(events, parts, strict=True)
+        if b"null" in part and not _same(part, event)
+    ]
+    if suspects:
+        warn_nonfinite(suspects, total=len(events))
+
+
+def warn_nonfinite(events: Iterable[Any], total: int | None = None) -> int:
+    """Log (a warning) how many NaN/Infinity floats ``events`` hold, which the policy writes
+    as ``null``; the count (0: nothing logged). Walks every value: the writers above call it
+    only for events whose text does not read back equal. ``total``: the size of the batch
+    (default: the events given)."""
+    values = holding = count = 0
+    for event in events:
+        count += 1
+        found = _count_nonfinite(event)
+        if found:
+            values += found
+            holding += 1
+    if values:
+        log.warn(
+            "{values} NaN/Infinity values in {holding} of {total} events written as null "
+            "(JSON has no such numbers)",
+            values=values,
+            holding=holding,
+            total=count if total is None else total,
+        )
+    return values
+
+
+def _count_nonfinite(value: Any) -> int:
+    """The NaN/Infinity floats in ``value`` (no recursion, cycles cut)."""
+    found = 0
+    seen: set[int] = set()
+    work = [value]
+    while work:
+        item = work.pop()
+        if isinstance(item, float):
+            if not math.isfinite(item):
+                found += 1
+        elif isinstance(item, dict | list | tuple | AbstractSet | deque):
+            if id(item) in seen:
+                continue
+            seen.add(id(item))
+            work.extend(item.values() if isinstance(item, dict) else item)
+    return found
+
+
+# -- reading --------------------------------------------------------------------------------------
+
+
+class TooDeepError(ValueError):
+    """A JSON text nested deeper than :data:`MAX_DEPTH`: what the policy cannot write as it is."""
+
+
+_DIGITS = bytes(48 if 48 <= byte <= 57 else 32 for byte in range(256))
+_LONG_RUN = b"0" * 19  # the fewest digits of an integer outside orjson's 64 bits
+_DEEP_TEXT = 2 * MAX_DEPTH  # the fewest bytes of a text nested deeper than MAX_DEPTH
+
+
+def long_digits(data: bytes | bytearray) -> bool:
+    """True when ``data`` holds a run of 19 digits or more: only then may it hold an integer
+    beyond 64 bits. Cheap (one translate, one find): callers test a whole body at once."""
+    return _LONG_RUN in data.translate(_DIGITS)
+
+
+def loads(
+    data: bytes | bytearray, maybe_big: bool | None = None, *, check_depth: bool = True
+) -> Any:
+    """One JSON text, read by the policy; raises ValueError when it is not JSON (RFC 8259,
+    as orjson reads it) and :class:`TooDeepError` (a ValueError) when an event is nested
+    deeper than :data:`MAX_DEPTH` (the text itself, or for an array, each of its elements:
+    the events of a batch). An integer beyond 64 bits keeps its exact value (orjson alone
+    reads it as a float). ``maybe_big``: whether ``data`` may hold such an integer (None:
+    find out with :func:`long_digits`; False when a whole body was found not to).
+    ``check_depth=False``: the caller checks the depth itself (:func:`too_deep`), from
+    where its events begin.
+    """
+    try:
+        value = _loads(data)
+    except _DecodeError as error:
+        reason = str(error)
+        if reason.startswith("depth limit"):
+            raise TooDeepError(f"nested deeper than {MAX_DEPTH} levels") from None
+        if not reason.startswith("number is infinity"):
+            raise
+        value = _exact(data)  # an integer beyond what a double holds, or a float that is not
+    else:
+        if maybe_big is None:
+            maybe_big = long_digits(data)
+        if maybe_big:
+            value = _exact(data)
+    if check_depth and too_deep(value, data):
+        raise TooDeepError(f"nested deeper than {MAX_DEPTH} levels")
+    return value
+
+
+def too_deep(value: Any, data: bytes | bytearray) -> bool:
+    """True when ``value`` (read from the text ``data``), or for a list each of its elements,
+    nests deeper than :data:`MAX_DEPTH`. Cheap unless ``data`` is long and holds more than
+    MAX_DEPTH brackets."""
+    if len(data) <= _DEEP_TEXT or data.count(b"[") + data.count(b"{") <= MAX_DEPTH:
+        return False
+    events = value if type(value) is list else (value,)
+    return any(_deeper(event, MAX_DEPTH) for event in events)
+
+
+def _finite(text: str) -> float:
+    number = float(text)
+    if not math.isfinite(number):
+        raise ValueError(f"number {text} is out of range")
+    return number
+
+
+def _constant(text: str) -> None:
+    raise ValueError(f"{text} is not JSON")
+
+
+def _exact(data: bytes | bytearray) -> Any:
+    """``data`` read with every integer exact (the standard library's reader, told to refuse
+    what orjson refuses: NaN, Infinity, a float out of range, bad UTF-8)."""
+    text = bytes(data).decode("utf-8")  # UnicodeDecodeError is a ValueError
+    try:
+        return json.loads(text, parse_float=_finite, parse_constant=_constant)
+    except RecursionError:
+        pass
+    # the standard reader recurses: give it room for MAX_DEPTH levels (then orjson's limit)
+    limit = sys.getrecursionlimit()
+    sys.setrecursionlimit(limit + 1100)
+    try:
+        return json.loads(text, parse_float=_finite, parse_constant=_constant)
+    except RecursionError:
+        raise TooDeepError(f"nested deeper than {MAX_DEPTH} levels") from None
+    finally:
+        sys.setrecursionlimit(limit)
+
+
+def _deeper(value: Any, limit: int) -> bool:
+    """True when ``value`` nests containers deeper than ``limit`` levels (itself is level 1)."""
+    if type(value) is not dict and type(value) is not list:
+        return False
+    work = [(value, 1)]
+    while work:
+        node, depth = work.pop()
+        if depth > limit:
+            return True
+        depth += 1
+        members = node.values() if type(node) is dict else node
+        work.extend((m, depth) for m in members if type(m) is dict or type(m) is list)
+    return False
 
 
 def string_form(value: Any) -> str:

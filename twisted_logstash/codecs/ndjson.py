@@ -18,6 +18,10 @@ Decisions where Logstash leaves room:
 - The raw line keeps a trailing ``\\r`` (CRLF input): JSON allows it as whitespace, and
   a failure message holds the line exactly as received.
 
+- JSON is read by the one JSON policy (:func:`jsonpolicy.loads`): an event nested deeper than
+  ``jsonpolicy.MAX_DEPTH`` (what the policy writes as it is) is a parse failure, alone, as a
+  line orjson cannot read; an integer beyond 64 bits keeps its exact value.
+
 Decoding never raises except :class:`TooLargeError` from :class:`LineDecoder`.
 """
 
@@ -27,7 +31,7 @@ from collections.abc import Iterable
 
 import orjson
 
-from twisted_logstash.codecs.jsonpolicy import dumps_lines
+from twisted_logstash.codecs.jsonpolicy import MAX_DEPTH, dumps_lines, loads, long_digits
 from twisted_logstash.errors import CodecError, TooLargeError
 
 __all__ = [
@@ -46,6 +50,7 @@ DEFAULT_MAX_LINE_LENGTH = 100 * 1024 * 1024
 
 _loads = orjson.loads
 _JSONDecodeError = orjson.JSONDecodeError
+_DEEP_LINE = 2 * MAX_DEPTH  # a shorter line cannot nest deeper than the policy writes
 
 
 class NdjsonError(CodecError):
@@ -65,26 +70,31 @@ def encode(events: Iterable[dict]) -> bytes:
 def decode(data: bytes) -> list[dict]:
     """Every event of an ndjson body (complete: the last line needs no ``\\n``)."""
     out: list[dict] = []
-    _decode_lines(bytes(data).split(b"\n"), out)
+    data = bytes(data)
+    _decode_lines(data.split(b"\n"), out, long_digits(data))
     return out
 
 
 def decode_line(line: bytes) -> list[dict]:
     """The events of one line (without its ``\\n``): zero, one, or one per array element."""
     out: list[dict] = []
-    _decode_lines((line,), out)
+    _decode_lines((line,), out, long_digits(line))
     return out
 
 
-def _decode_lines(lines: Iterable[bytes], out: list[dict]) -> None:
-    """The hot loop: the common case (an object per line) costs one loads and one append."""
+def _decode_lines(lines: Iterable[bytes], out: list[dict], maybe_big: bool) -> None:
+    """The hot loop: the common case (an object per line) costs one loads and one append.
+
+    A line that may hold an integer beyond 64 bits (``maybe_big``: a run of 19 digits was
+    seen) or may nest deeper than the policy writes (a long one) is read by
+    :func:`jsonpolicy.loads`, which keeps the integer exact and refuses the depth."""
     append = out.append
     for line in lines:
         if not line:
             continue
         try:
-            parsed = _loads(line)
-        except _JSONDecodeError:
+            parsed = loads(line) if maybe_big or len(line) > _DEEP_LINE else _loads(line)
+        except ValueError:  # orjson's JSONDecodeError, TooDeepError
             if line.strip():
                 append(_failure(line))
             continue
@@ -175,7 +185,11 @@ class LineDecoder(LineSplitter):
     def feed(self, data: bytes) -> list[dict]:
         """The events of every line completed by ``data``."""
         out: list[dict] = []
-        _decode_lines(self.lines(data), out)
+        split = self._held > 0  # the first line began in an earlier feed
+        lines = self.lines(data)
+        if lines:
+            maybe_big = long_digits(data) or (split and long_digits(lines[0]))
+            _decode_lines(lines, out, maybe_big)
         return out
 
     def finish(self) -> list[dict]:

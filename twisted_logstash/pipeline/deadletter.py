@@ -40,7 +40,7 @@ def _records(events: Sequence[dict], info: dict) -> bytes:
     event written by the JSON policy on its own, exactly as it would have gone on the wire
     (its nesting counted from the event, not from the record)."""
     head, tail = b'{"event":', b',"dead_letter":' + jsonpolicy.dumps(info) + b"}\n"
-    return b"".join([head + jsonpolicy.dumps(event) + tail for event in events])
+    return b"".join([head + text + tail for text in jsonpolicy.dumps_each(events)])
 
 
 def unwrap(obj: Any) -> Any:

@@ -24,6 +24,7 @@ from twisted.internet.interfaces import IHalfCloseableProtocol, IPushProducer
 from twisted.logger import Logger
 from zope.interface import implementer
 
+from twisted_logstash.codecs import jsonpolicy
 from twisted_logstash.codecs.ndjson import DEFAULT_MAX_LINE_LENGTH, LineSplitter
 from twisted_logstash.errors import ConfigurationError, TooLargeError
 from twisted_logstash.interfaces import IResumableSource, ISource
@@ -44,7 +45,7 @@ __all__ = [
 SPECS = "stdin, file:PATH, tcp:PORT, generator:COUNT"
 
 _loads = orjson.loads
-_JSONDecodeError = orjson.JSONDecodeError
+_DEEP_LINE = 2 * jsonpolicy.MAX_DEPTH  # a shorter line cannot nest deeper than the policy writes
 
 
 def file_key(path: str) -> str:
@@ -52,19 +53,35 @@ def file_key(path: str) -> str:
     return "file:" + os.path.abspath(path)
 
 
-def decode_line(line: bytes) -> dict | None:
-    """The event of one source line (without its ``\\n``), or None for a blank line."""
+def decode_line(line: bytes, maybe_big: bool | None = None) -> dict | None:
+    """The event of one source line (without its ``\\n``), or None for a blank line.
+
+    Read by the JSON policy (:func:`jsonpolicy.loads`): an integer beyond 64 bits keeps its
+    exact value; an event (a dead-letter record's own event) nested deeper than the policy
+    writes is taken as a line of text, as anything else that is not an object.
+    ``maybe_big``: as for :func:`jsonpolicy.loads` (None: find out)."""
     try:
-        parsed = _loads(line)
-    except _JSONDecodeError:
+        if maybe_big is False and len(line) <= _DEEP_LINE:
+            parsed = _loads(line)
+        else:
+            parsed = jsonpolicy.loads(line, maybe_big, check_depth=False)
+    except ValueError:  # orjson's JSONDecodeError, as the policy's reader raises it
         if not line.strip():
             return None
     else:
         if type(parsed) is dict:
-            return unwrap(parsed)
+            event = unwrap(parsed)
+            if not jsonpolicy.too_deep(event, line):
+                return event
     if line.endswith(b"\r"):
         line = line[:-1]
     return {"message": line.decode("utf-8", "replace")}
+
+
+def _maybe_big(data: bytes, first: bytes, split: bool) -> bool:
+    """Whether the lines ``data`` completed may hold an integer beyond 64 bits: one scan of
+    ``data``, and of the first line when it began in an earlier feed."""
+    return jsonpolicy.long_digits(data) or (split and jsonpolicy.long_digits(first))
 
 
 class LineEvents(LineSplitter):
@@ -76,8 +93,11 @@ class LineEvents(LineSplitter):
     def feed(self, data: bytes) -> list[dict]:
         out = []
         append = out.append
-        for line in self.lines(data):
-            event = decode_line(line)
+        split = self._held > 0  # the first line began in an earlier feed
+        lines = self.lines(data)
+        maybe_big = bool(lines) and _maybe_big(data, lines[0], split)
+        for line in lines:
+            event = decode_line(line, maybe_big)
             if event is not None:
                 append(event)
         return out
@@ -90,9 +110,12 @@ class LineEvents(LineSplitter):
         ends = []
         append, end = out.append, ends.append
         position = start
-        for line in self.lines(data):
+        split = self._held > 0
+        lines = self.lines(data)
+        maybe_big = bool(lines) and _maybe_big(data, lines[0], split)
+        for line in lines:
             position += len(line) + 1
-            event = decode_line(line)
+            event = decode_line(line, maybe_big)
             if event is not None:
                 append(event)
                 end(position)

@@ -32,6 +32,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
+from twisted_logstash.codecs import jsonpolicy
 from twisted_logstash.errors import RetriableError
 from twisted_logstash.interfaces import IExchange, ITransmitter, IWire
 from twisted_logstash.transport.attempt import Attempt, describe_failure
@@ -49,7 +50,6 @@ from twisted_logstash.wires.lumberjack.frames import (
     encode_compressed_frame,
     encode_json_documents,
     encode_window_size,
-    serialize_event,
 )
 
 __all__ = [
@@ -216,8 +216,9 @@ class LumberjackTransmitter:
         )
 
     def encode(self, events: list[dict[str, Any]]) -> LumberjackPayload:
-        """Serialise each event once, by the JSON policy (codecs/jsonpolicy.py: never fails)."""
-        return LumberjackPayload([serialize_event(event) for event in events])
+        """Serialise each event once, by the JSON policy (codecs/jsonpolicy.py: never fails;
+        NaN/Infinity written as null logged once for the batch)."""
+        return LumberjackPayload(jsonpolicy.dumps_each(events))
 
     def transmit(self, host: Host, payload: LumberjackPayload) -> defer.Deferred:
         """One attempt: fires once every event of `payload` was acknowledged."""

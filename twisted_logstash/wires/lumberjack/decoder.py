@@ -21,8 +21,7 @@ import struct
 import zlib
 from typing import Any
 
-import orjson
-
+from twisted_logstash.codecs.jsonpolicy import TooDeepError, loads
 from twisted_logstash.wires.lumberjack.frames import (
     CODE_ACK,
     CODE_COMPRESSED,
@@ -266,12 +265,25 @@ class FrameDecoder:
         return V1DataFrame(seq, event), cursor
 
 
+#: the tag of an event that stands for a payload we could not take (as the ndjson codec's)
+PARSE_FAILURE_TAG = "_jsonparsefailure"
+
+
 def _load_object(payload: bytearray, seq: int) -> dict[str, Any]:
-    """One event: a JSON object in UTF-8 (orjson: strict RFC 8259; an integer beyond
-    64 bits is read as a float)."""
+    """One event: a JSON object in UTF-8, read by the JSON policy (strict RFC 8259; an
+    integer beyond 64 bits kept exact).
+
+    An object nested deeper than the policy writes (``jsonpolicy.MAX_DEPTH``) is valid JSON
+    the project cannot carry as it is: it becomes a ``_jsonparsefailure`` event holding the
+    payload as text, as the native input does with such a line, so that it is refused alone
+    and its window is still acknowledged. (Logstash's beats input closes the connection
+    over it, and the sender retries the window forever.) Anything else that is not a JSON
+    object breaks the stream, as in Logstash."""
     try:
-        event = orjson.loads(payload)
-    except orjson.JSONDecodeError as exc:
+        event = loads(payload)
+    except TooDeepError:
+        return {"message": payload.decode("utf-8", "replace"), "tags": [PARSE_FAILURE_TAG]}
+    except ValueError as exc:
         raise LumberjackProtocolError(f"J frame seq {seq} is not valid JSON: {exc}") from None
     if not isinstance(event, dict):
         raise LumberjackProtocolError(

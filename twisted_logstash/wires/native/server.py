@@ -66,6 +66,17 @@ _ENCODINGS = {
     b"snappy": "snappy",
 }
 
+MULTIPLE_CODINGS = (
+    "more than one Content-Encoding: stacked content codings are not supported; "
+    "send one of gzip, deflate, snappy, identity"
+)
+"""The ``400`` answer to a request with more than one ``Content-Encoding`` line, or a list of
+codings in one. By RFC 9110 (8.4) such a list means codings applied one after the other, even
+twice the same one (compressed twice); the input decodes exactly one, so it refuses rather than
+read the last one and hand the sink bytes still compressed. The body is read and dropped; the
+connection stays usable."""
+_MULTIPLE = "multiple"
+
 TLS_ON_PLAIN_PORT = (
     "TLS handshake received on a plain HTTP port (is ssl_enabled false on this input?)"
 )
@@ -212,8 +223,10 @@ class HttpExchange:
         elif self._connection.input.pending >= settings.max_pending_requests:
             status, text = 429, "too many requests waiting; retry later"
         else:
-            encoding = _encoding(head.get(b"content-encoding"))
-            if encoding is None:
+            encoding = _encoding(head.values(b"content-encoding"))
+            if encoding is _MULTIPLE:
+                status, text = 400, MULTIPLE_CODINGS
+            elif encoding is None:
                 status, text = 415, "unsupported Content-Encoding"
             else:
                 if encoding != "identity":
@@ -317,10 +330,14 @@ class HttpExchange:
             self._reject = (400, "body does not decompress")
 
 
-def _encoding(value: bytes | None) -> str | None:
-    """The content coding named by a ``Content-Encoding`` value, or None if unsupported."""
-    if value is None:
+def _encoding(values: list[bytes]) -> str | None:
+    """The content coding named by the ``Content-Encoding`` lines, None if unsupported,
+    ``_MULTIPLE`` if they name more than one (see :data:`MULTIPLE_CODINGS`)."""
+    if not values:
         return "identity"
+    if len(values) > 1 or b"," in values[0]:
+        return _MULTIPLE
+    value = values[0]
     found = _ENCODINGS.get(value.lower())
     if found is not None:
         return found

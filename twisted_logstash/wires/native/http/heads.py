@@ -66,6 +66,10 @@ class RequestHead:
                 return value
         return None
 
+    def values(self, name: bytes) -> list[bytes]:
+        """Every value of header ``name`` (lower case), in the order received."""
+        return [value for key, value in self.headers if key == name]
+
     def __repr__(self) -> str:
         return f"<RequestHead {self.method!r} {self.target!r} {self.version!r}>"
 
