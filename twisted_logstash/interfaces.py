@@ -194,6 +194,12 @@ class IAttempt(Interface):
         "The pooled connection carrying it (its C{reusable} flag is the exchange's to clear)."
     )
     result = Attribute("A Deferred firing None on success or failing with a DeliveryError.")
+    deadline = Attribute(
+        "Reactor seconds at which the attempt's whole C{timeout} (from its start) ends."
+    )
+    overdue = Attribute(
+        "True once the attempt timed out at C{deadline} (False when a nearer C{extend} passed)."
+    )
 
     def succeed():
         """The answer acknowledged the payload; the connection goes back to the pool if it is
@@ -207,7 +213,8 @@ class IAttempt(Interface):
         """The connection cannot be trusted (a protocol error): abort it and fail."""
 
     def extend(seconds):
-        """The peer is working on it: the deadline is now C{seconds} from now."""
+        """The peer is working on it: time out C{seconds} from now, but never after
+        C{deadline} (a peer that only says it is working cannot hold the attempt forever)."""
 
 
 class IConnectionPool(Interface):

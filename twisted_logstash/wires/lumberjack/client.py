@@ -16,10 +16,15 @@ Connections are pooled per host by the pool both wires share (`transport/pool.py
 in flight on each, and each transmit is one `transport/attempt.py` attempt (cancel aborts its
 connection; a reused connection that closes before any byte came back is retried once). This
 module is only the exchange. A failure (refused, connect timeout, connection lost, no ACK
-within `ack_timeout`, a protocol error) fails the attempt with a `RetriableError` naming the
-cause and drops that connection. `timeout` bounds waiting for and opening a connection; from
-the window on, the deadline is `ack_timeout`, restarted by every ACK, an `A 0` keep-alive
-included, as it is in the Beats.
+within `ack_timeout`, the window not acknowledged within `timeout`, a protocol error) fails the
+attempt with a `RetriableError` naming the cause and drops that connection.
+
+Two timers. `ack_timeout` bounds the wait for each ACK and is restarted by every one, an `A 0`
+keep-alive included, as in the Beats: a receiver still working on a window is not given up on
+early, which would only make it receive the window twice. `timeout` bounds the whole attempt,
+from its start (waiting for a connection included), whatever keep-alives arrive: unlike the
+Beats, a receiver stuck forever behind keep-alives does not hold its windows forever; they fail
+as retriable and the output moves them to another host (partial ACKs kept).
 """
 
 from __future__ import annotations
@@ -54,13 +59,13 @@ from twisted_logstash.wires.lumberjack.frames import (
 
 __all__ = [
     "DEFAULT_ACK_TIMEOUT",
-    "DEFAULT_CONNECT_TIMEOUT",
+    "DEFAULT_TIMEOUT",
     "LumberjackPayload",
     "LumberjackTransmitter",
 ]
 
 DEFAULT_ACK_TIMEOUT = 30.0  # the Beats' `timeout`
-DEFAULT_CONNECT_TIMEOUT = 30.0
+DEFAULT_TIMEOUT = 60.0  # the whole attempt, as the native wire's and `--timeout`
 
 log = Logger(namespace="twisted_logstash.wires.lumberjack.client")
 
@@ -115,7 +120,7 @@ class _WindowExchange:
         payload = attempt.payload
         self.base = payload.acked
         self.count = payload.remaining
-        attempt.extend(self._transmitter.ack_timeout)  # from now on, the deadline is the ACK's
+        attempt.extend(self._transmitter.ack_timeout)  # from now on, the next ACK is due
         transport.write(payload.window(self._transmitter.compression_level))
 
     def receive(self, data: bytes, attempt: Attempt) -> None:
@@ -186,7 +191,7 @@ class LumberjackTransmitter:
 
     `endpoint_factory(host)` gives the client endpoint for a `Host` (TCP or TLS, decided by
     the caller). `ack_timeout` bounds the wait for the next ACK (keep-alives included),
-    `timeout` the wait for a connection.
+    `timeout` the whole attempt (keep-alives or not).
     """
 
     def __init__(
@@ -196,7 +201,7 @@ class LumberjackTransmitter:
         *,
         compression_level: int | None = DEFAULT_COMPRESSION_LEVEL,
         ack_timeout: float = DEFAULT_ACK_TIMEOUT,
-        timeout: float = DEFAULT_CONNECT_TIMEOUT,
+        timeout: float = DEFAULT_TIMEOUT,
         max_connections_per_host: int = DEFAULT_MAX_CONNECTIONS_PER_HOST,
         close_grace: float = DEFAULT_CLOSE_GRACE,
     ):
@@ -240,5 +245,7 @@ class LumberjackTransmitter:
     def timed_out(self, attempt: Attempt, exchange: _WindowExchange | None) -> str:
         if exchange is None:
             return "cannot connect: timed out"
-        got = attempt.payload.acked - exchange.base
-        return f"no ACK within {self.ack_timeout} s ({got} of {exchange.count} events acknowledged)"
+        got = f"{attempt.payload.acked - exchange.base} of {exchange.count} events acknowledged"
+        if attempt.overdue:
+            return f"window not fully acknowledged within {self.timeout:g} s ({got})"
+        return f"no ACK within {self.ack_timeout} s ({got})"
