@@ -25,6 +25,12 @@ class ITransmitter(Interface):
         """Encode a list of event dicts once, into a payload object that
         C{transmit} may send any number of times, to any host."""
 
+    def encode_within(events, max_bytes):
+        """Encode C{events} once, as C{encode} does, cut into consecutive parts of at most
+        C{max_bytes} of JSON each (an event over it alone): a list of C{(count, payload)}, in
+        order, the counts adding up to C{len(events)}; one part when all fit, the usual case.
+        (An output given a transmitter without it bounds its batches by count only.)"""
+
     def transmit(host, payload):
         """One attempt to deliver C{payload} to C{host} (a L{Host}).
 

@@ -37,6 +37,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
+from twisted_logstash.codecs.bytebound import cut
 from twisted_logstash.errors import RetriableError
 from twisted_logstash.interfaces import IExchange, ITransmitter, IWire
 from twisted_logstash.transport.attempt import Attempt, describe_failure
@@ -223,6 +224,20 @@ class LumberjackTransmitter:
     def encode(self, events: list[dict[str, Any]]) -> LumberjackPayload:
         """Serialise each event once, by the JSON policy (codecs/jsonpolicy.py: never fails)."""
         return LumberjackPayload([serialize_event(event) for event in events])
+
+    def encode_within(
+        self, events: list[dict[str, Any]], max_bytes: int
+    ) -> list[tuple[int, LumberjackPayload]]:
+        """As `encode`, cut into windows of at most `max_bytes` of JSON each (`cut`)."""
+        documents = [serialize_event(event) for event in events]
+        if sum(map(len, documents)) <= max_bytes:
+            return [(len(documents), LumberjackPayload(documents))]
+        parts = []
+        start = 0
+        for count in cut(map(len, documents), max_bytes):
+            parts.append((count, LumberjackPayload(documents[start : start + count])))
+            start += count
+        return parts
 
     def transmit(self, host: Host, payload: LumberjackPayload) -> defer.Deferred:
         """One attempt: fires once every event of `payload` was acknowledged."""
