@@ -68,18 +68,23 @@ __all__ = [
 DEFAULT_ACK_TIMEOUT = 30.0  # the Beats' `timeout`
 DEFAULT_TIMEOUT = 60.0  # the whole attempt, as the native wire's and `--timeout`
 
+_J_HEADER = 10  # what a `J` frame adds to its JSON: version, code, seq and length
+
 log = Logger(namespace="twisted_logstash.wires.lumberjack.client")
 
 
 class LumberjackPayload:
     """One batch, serialised once: the JSON of each event, and how far receivers have
-    acknowledged it (`acked` events, from the start)."""
+    acknowledged it (`acked` events, from the start). `frames`, when given, are the `J` frames
+    of every document numbered from 1, already built (by `encode_within`, which measured them):
+    the first window uses them instead of building them again."""
 
-    __slots__ = ("_wire", "acked", "documents")
+    __slots__ = ("_frames", "_wire", "acked", "documents")
 
-    def __init__(self, documents: list[bytes]):
+    def __init__(self, documents: list[bytes], frames: bytes | None = None):
         self.documents = documents
         self.acked = 0
+        self._frames = frames
         self._wire: tuple[int, int | None, bytes] | None = None
 
     @property
@@ -96,7 +101,9 @@ class LumberjackPayload:
         key = (self.acked, compression_level)
         if self._wire is None or self._wire[:2] != key:
             rest = self.documents[self.acked :]
-            frames = encode_json_documents(rest, 1)
+            frames, self._frames = self._frames, None
+            if frames is None or self.acked:
+                frames = encode_json_documents(rest, 1)
             if compression_level:
                 frames = encode_compressed_frame(frames, compression_level)
             self._wire = (*key, encode_window_size(len(rest)) + frames)
@@ -228,10 +235,13 @@ class LumberjackTransmitter:
     def encode_within(
         self, events: list[dict[str, Any]], max_bytes: int
     ) -> list[tuple[int, LumberjackPayload]]:
-        """As `encode`, cut into windows of at most `max_bytes` of JSON each (`cut`)."""
+        """As `encode`, cut into windows of at most `max_bytes` of JSON each (`cut`). The
+        `J` frames the first window needs anyway are built here, and measured: the common case
+        costs no more than `encode`."""
         documents = [serialize_event(event) for event in events]
-        if sum(map(len, documents)) <= max_bytes:
-            return [(len(documents), LumberjackPayload(documents))]
+        frames = encode_json_documents(documents, 1)
+        if len(frames) - _J_HEADER * len(documents) <= max_bytes:
+            return [(len(documents), LumberjackPayload(documents, frames))]
         parts = []
         start = 0
         for count in cut(map(len, documents), max_bytes):
