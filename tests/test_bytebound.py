@@ -53,3 +53,14 @@ def test_framed_encode_within_cuts_the_windows_and_keeps_one_part_when_all_fit()
     assert [orjson.loads(d) for _, p in parts for d in p.documents] == EVENTS
     [(count, payload)] = t.encode_within(EVENTS, 10_000)
     assert count == 5 and payload.documents == t.encode(EVENTS).documents
+
+
+@pytest.mark.parametrize("level", [3, None])
+def test_framed_windows_from_encode_within_are_the_windows_of_encode(level):
+    t = LumberjackTransmitter(Clock(), lambda host: None)
+    [(_, within)] = t.encode_within(EVENTS, 10_000)
+    plain = t.encode(EVENTS)
+    assert within.window(level) == plain.window(level)
+    within.acked = plain.acked = 2  # a partial ACK: the next window holds only the rest
+    assert within.window(level) == plain.window(level)
+    assert within.window(level) != t.encode(EVENTS).window(level)
