@@ -17,6 +17,7 @@ from twisted.internet import defer
 from zope.interface import implementer
 
 from twisted_logstash.codecs import ndjson
+from twisted_logstash.codecs.bytebound import cut
 from twisted_logstash.errors import RetriableError, TerminalError
 from twisted_logstash.interfaces import ITransmitter
 
@@ -98,6 +99,19 @@ class FakeTransmitter:
         if self.encode_error is not None and any("unencodable" in e for e in events):
             raise self.encode_error
         return ndjson.encode(events)
+
+    def encode_within(self, events, max_bytes):
+        """As the real transmitters: encoded once, cut into parts of at most ``max_bytes`` of
+        JSON (an event over it alone)."""
+        self.encodes += 1
+        if self.encode_error is not None and any("unencodable" in e for e in events):
+            raise self.encode_error
+        lines = [ndjson.encode([event]) for event in events]
+        parts, start = [], 0
+        for count in cut([len(line) - 1 for line in lines], max_bytes):
+            parts.append((count, b"".join(lines[start : start + count])))
+            start += count
+        return parts
 
     def transmit(self, host, payload):
         now = self.clock.seconds() if self.clock is not None else 0.0

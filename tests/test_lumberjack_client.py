@@ -179,7 +179,7 @@ def test_ack_timeout_is_retriable_and_drops_the_connection():
 
 
 def test_keepalive_and_partial_acks_restart_the_ack_timer():
-    clock, receivers, t = make(ack_timeout=10.0)
+    clock, receivers, t = make(ack_timeout=10.0, timeout=100.0)
     d = t.transmit(HOST, t.encode(events(2)))
     for _ in range(5):
         clock.advance(9)
@@ -191,6 +191,54 @@ def test_keepalive_and_partial_acks_restart_the_ack_timer():
     assert d.called and d.result is None
     clock.advance(100)
     assert clock.getDelayedCalls() == []
+
+
+def test_keepalives_do_not_hold_a_window_past_the_attempt_timeout():
+    # a receiver stuck forever that keeps sending keep-alives: the window fails at `timeout`
+    # from the start of the attempt, so that the output can move it to another host
+    clock, receivers, t = make(ack_timeout=10.0, timeout=60.0)
+    payload = t.encode(events(2))
+    d = t.transmit(HOST, payload)
+    receivers.reply(ack(1))
+    for _ in range(6):
+        clock.advance(9)
+        receivers.reply(ack(0))
+    assert not d.called  # 54 s: keep-alives still stop a premature resend
+    clock.advance(5.9)
+    assert not d.called
+    clock.advance(0.1)
+    reason = failure_of(d).reason
+    assert "window not fully acknowledged within 60 s (1 of 2 events acknowledged)" in reason
+    assert receivers.connections[0][2].lost
+    assert payload.acked == 1 and payload.remaining == 1
+    assert clock.getDelayedCalls() == []
+
+
+def test_the_ack_timeout_still_ends_a_silent_window_before_the_attempt_timeout():
+    clock, receivers, t = make(ack_timeout=10.0, timeout=60.0)
+    d = t.transmit(HOST, t.encode(events(2)))
+    clock.advance(5)
+    receivers.reply(ack(0))
+    clock.advance(9.9)
+    assert not d.called
+    clock.advance(0.1)
+    assert "no ACK within 10.0 s (0 of 2 events acknowledged)" in failure_of(d).reason
+
+
+def test_the_attempt_timeout_counts_the_wait_for_a_connection():
+    # the deadline runs from the start of the attempt, not from the window being written
+    clock, receivers, t = make(ack_timeout=10.0, timeout=12.0, max_connections_per_host=1)
+    first = t.transmit(HOST, t.encode(events(1)))
+    second = t.transmit(HOST, t.encode(events(1)))  # waits for the only connection
+    clock.advance(8)
+    receivers.reply(ack(1))
+    assert first.called and not second.called
+    receivers.received()
+    clock.advance(3.9)
+    receivers.reply(ack(0))  # a keep-alive would move the ACK timer to 21.9 s
+    assert not second.called
+    clock.advance(0.1)
+    assert "window not fully acknowledged within 12 s" in failure_of(second).reason
 
 
 def test_refused_and_connect_timeout_are_retriable():

@@ -129,6 +129,88 @@ def test_a_delayed_batch_leaves_as_soon_as_a_slot_frees(clock):
     assert fake.attempts[1].events == events(5, 6)
 
 
+# -- batches bounded by bytes (issue 11) ----------------------------------------------------
+# {"n":0} is 7 bytes of JSON, {"n":10} 8: a bound of 25 bytes takes three of the first ones.
+
+
+class AckCounting(MemoryQueue):
+    """A memory queue recording the tickets acknowledged."""
+
+    def __init__(self, capacity=4096):
+        super().__init__(capacity)
+        self.acked = []
+
+    def ack(self, ticket):
+        self.acked.append(ticket)
+        super().ack(ticket)
+
+
+def test_a_batch_is_bounded_by_the_bytes_of_its_encoded_events_too(clock):
+    fake = FakeTransmitter(clock)
+    output = make(clock, fake, batch_size=10, batch_max_bytes=25)
+    sent = Outcome(output.send(events(0, 10)))
+    assert [a.events for a in fake.attempts] == [
+        events(0, 3),
+        events(3, 6),
+        events(6, 9),
+        events(9, 10),
+    ]
+    assert fake.encodes == 1  # one get, encoded once, then cut
+    assert sent.value is None
+    assert output.stats.acknowledged == 10 and output.stats.batches == 4
+    assert output.pending() == 0
+
+
+def test_an_event_over_the_byte_bound_goes_in_a_batch_of_its_own(clock):
+    fake = FakeTransmitter(clock)
+    output = make(clock, fake, batch_size=10, batch_max_bytes=30)
+    big = {"text": "x" * 100}
+    batch = [{"n": 1}, {"n": 2}, big, {"n": 3}]
+    sent = Outcome(output.send(batch))
+    clock.advance(1)
+    assert sent.value is None
+    assert [a.events for a in fake.attempts] == [[{"n": 1}, {"n": 2}], [big], [{"n": 3}]]
+
+
+def test_the_parts_of_a_cut_batch_keep_max_in_flight_and_its_ticket_is_acked_once(clock):
+    fake = FakeTransmitter(clock, default=HANG)
+    queue = AckCounting()
+    output = make(clock, fake, batch_size=10, batch_max_bytes=25, max_in_flight=2, queue=queue)
+    sent = Outcome(output.send(events(0, 10)))
+    assert [a.events for a in fake.attempts] == [events(0, 3), events(3, 6)]
+    assert output.in_flight == 2
+    fake.attempts[1].succeed()
+    assert [a.events for a in fake.attempts[2:]] == [events(6, 9)]
+    fake.attempts[0].succeed()
+    fake.attempts[2].succeed()
+    assert queue.acked == [] and output.pending() == 10  # one part still out
+    fake.attempts[3].succeed()
+    assert len(queue.acked) == 1 and output.pending() == 0
+    assert sent.value is None
+
+
+def test_only_the_refused_part_of_a_cut_batch_is_dead_lettered(clock, tmp_path):
+    fake = FakeTransmitter(clock)
+    fake.script(A, OK, TERMINAL, OK)
+    path = tmp_path / "dead.ndjson"
+    dead = DeadLetterFile(str(path), clock)
+    output = make(clock, fake, batch_size=10, batch_max_bytes=30, dead_letter=dead)
+    big = {"text": "x" * 100}
+    sends = [Outcome(output.send([event])) for event in ({"n": 1}, big, {"n": 2})]
+    clock.advance(1)
+    assert [a.events for a in fake.attempts] == [[{"n": 1}], [big], [{"n": 2}]]
+    assert [unwrap(orjson.loads(line)) for line in path.read_bytes().splitlines()] == [big]
+    assert sends[0].value is None and sends[2].value is None
+    assert sends[1].failed_with(DeadLettered)
+    assert output.stats.acknowledged == 2 and output.stats.dead_lettered == 1
+    assert output.pending() == 0
+
+
+def test_the_byte_bound_must_be_positive(clock):
+    with pytest.raises(ConfigurationError, match="batch max bytes"):
+        make(clock, FakeTransmitter(clock), batch_max_bytes=0)
+
+
 # -- retry and balancing ---------------------------------------------------------------
 
 

@@ -326,6 +326,31 @@ def test_output_file_source_into_a_real_input(programs, tmp_path):
     yield expect_stopped(receiver)
 
 
+@pytest_twisted.inlineCallbacks
+def test_output_cuts_batches_over_batch_max_bytes_for_a_receiver_with_a_small_limit(
+    programs, tmp_path
+):
+    # issue 11: batches counted in events only made bodies over the receiver's limit (413),
+    # and every event was dead-lettered
+    sink = tmp_path / "received.ndjson"
+    limit = ("--max-content-length=65536",)
+    receiver, port = yield start_input(programs, *PLAIN, *limit, f"--sink=file:{sink}")
+    source = tmp_path / "events.ndjson"
+    write_ndjson(source, [{"id": n, "text": f"{n:04d}" * 500} for n in range(100)])
+    dead = tmp_path / "dead.ndjson"
+    sender = programs.output(
+        f"--hosts=127.0.0.1:{port}",
+        "--ssl-enabled=false",
+        f"--source=file:{source}",
+        f"--dead-letter={dead}",
+        "--batch-max-bytes=16384",
+    )
+    yield expect_clean_exit(sender)
+    assert sorted(e["id"] for e in read_ndjson(sink)) == list(range(100))
+    assert read_ndjson(dead) == []
+    yield expect_stopped(receiver)
+
+
 class Refusing(resource.Resource):
     """A receiver that answers every request 400, keeping the bodies it refused."""
 

@@ -123,10 +123,11 @@ def test_output_settings_reach_the_service(tmp_path):
         hosts="127.0.0.1:1, [::1]:2",
         ssl_enabled=False,
         batch_size=7,
+        batch_max_bytes=4096,
         max_in_flight=3,
         dead_letter=str(tmp_path / "dlq"),
     )
-    assert (output.batch_size, output.max_in_flight) == (7, 3)
+    assert (output.batch_size, output.batch_max_bytes, output.max_in_flight) == (7, 4096, 3)
     assert [str(host) for host in output.balancer.hosts] == ["127.0.0.1:1", "[::1]:2"]
 
 

@@ -60,3 +60,24 @@ def test_queue_sync_defaults_to_normal(tmp_path):
 def test_bad_queue_sync_is_a_configuration_error(tmp_path, argv):
     with pytest.raises(ConfigurationError, match="--queue-sync"):
         queue_of(tmp_path, *argv)
+
+
+def output_of(tmp_path, *argv):
+    from twisted_logstash.tap.output import Options, build_output, settings_from
+
+    options = Options()
+    dead = f"--dead-letter={tmp_path / 'dead.ndjson'}"
+    options.parseOptions(["--hosts", "127.0.0.1", "--ssl-enabled", "false", dead, *argv])
+    settings, explicit, _ = settings_from(options, environ={})
+    return build_output(settings, explicit, Clock())[0]
+
+
+def test_batch_max_bytes_reaches_the_output_and_defaults_to_20_mib(tmp_path):
+    assert output_of(tmp_path).batch_max_bytes == 20 * 1024 * 1024
+    assert output_of(tmp_path, "--batch-max-bytes=65536").batch_max_bytes == 65536
+
+
+@pytest.mark.parametrize("value", ["0", "-1", "20MiB"])
+def test_bad_batch_max_bytes_is_a_configuration_error(tmp_path, value):
+    with pytest.raises(ConfigurationError, match="--batch-max-bytes"):
+        output_of(tmp_path, f"--batch-max-bytes={value}")

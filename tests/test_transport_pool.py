@@ -60,7 +60,9 @@ class ToyWire:
         return ToyExchange()
 
     def timed_out(self, attempt, exchange):
-        return "waited" if exchange is None else "no answer"
+        if exchange is None:
+            return "waited"
+        return "overdue" if attempt.overdue else "no answer"
 
 
 class Endpoint:
@@ -150,18 +152,34 @@ def test_cap_and_first_come_waiting_line():
     assert conn.transport.value() == b"123"
 
 
-def test_the_deadline_covers_waiting_and_the_exchange_may_move_it_on():
+def test_the_deadline_covers_waiting_and_the_exchange_may_set_a_nearer_one():
     toy = Toy(max_connections_per_host=1)
-    busy = toy.attempt(timeout=5)
+    busy = toy.attempt(timeout=20)
     waiting = toy.attempt(timeout=3)
     toy.clock.advance(3)
     assert outcome(waiting).reason == "waited"
-    toy.answer(b"wait")  # at t=3: the deadline is now t=13
+    toy.answer(b"wait")  # at t=3: the answer is now due at t=13
     toy.clock.advance(9.9)
     assert not busy.called
     toy.clock.advance(0.1)
     assert outcome(busy).reason == "no answer"
     assert toy.endpoint.connections[0].transport.disconnected
+
+
+def test_extend_never_moves_the_deadline_past_the_attempts_timeout():
+    # a peer that only says it is working (keep-alives) cannot hold an attempt forever
+    toy = Toy()
+    attempt = toy.start(timeout=5)
+    assert attempt.deadline == 5
+    for _ in range(4):
+        toy.clock.advance(1)
+        toy.answer(b"wait")  # would be due 10 s later
+    assert not attempt.result.called and not attempt.overdue
+    toy.clock.advance(1)
+    assert attempt.overdue
+    assert outcome(attempt.result).reason == "overdue"
+    assert toy.endpoint.connections[0].transport.disconnected
+    assert not toy.clock.getDelayedCalls()
 
 
 def test_cancel_aborts_its_own_connection_only():

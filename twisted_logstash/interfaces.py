@@ -25,6 +25,12 @@ class ITransmitter(Interface):
         """Encode a list of event dicts once, into a payload object that
         C{transmit} may send any number of times, to any host."""
 
+    def encode_within(events, max_bytes):
+        """Encode C{events} once, as C{encode} does, cut into consecutive parts of at most
+        C{max_bytes} of JSON each (an event over it alone): a list of C{(count, payload)}, in
+        order, the counts adding up to C{len(events)}; one part when all fit, the usual case.
+        (An output given a transmitter without it bounds its batches by count only.)"""
+
     def transmit(host, payload):
         """One attempt to deliver C{payload} to C{host} (a L{Host}).
 
@@ -194,6 +200,12 @@ class IAttempt(Interface):
         "The pooled connection carrying it (its C{reusable} flag is the exchange's to clear)."
     )
     result = Attribute("A Deferred firing None on success or failing with a DeliveryError.")
+    deadline = Attribute(
+        "Reactor seconds at which the attempt's whole C{timeout} (from its start) ends."
+    )
+    overdue = Attribute(
+        "True once the attempt timed out at C{deadline} (False when a nearer C{extend} passed)."
+    )
 
     def succeed():
         """The answer acknowledged the payload; the connection goes back to the pool if it is
@@ -207,7 +219,8 @@ class IAttempt(Interface):
         """The connection cannot be trusted (a protocol error): abort it and fail."""
 
     def extend(seconds):
-        """The peer is working on it: the deadline is now C{seconds} from now."""
+        """The peer is working on it: time out C{seconds} from now, but never after
+        C{deadline} (a peer that only says it is working cannot hold the attempt forever)."""
 
 
 class IConnectionPool(Interface):

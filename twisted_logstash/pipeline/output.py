@@ -7,6 +7,13 @@ acknowledges it (the queue forgets it), refuses it for good (it goes to the dead
 the service stops (it stays in the queue, unacknowledged). Nothing is reported delivered before
 a receiver acknowledged it.
 
+A batch is bounded by bytes too: the transmitter cuts what it encoded into parts of at most
+``batch_max_bytes`` of JSON (``encode_within``; an event over it goes alone), so that a batch of
+big events never outgrows a receiver's limit and is refused whole. The parts of one batch share
+its queue ticket, acknowledged once every part is settled; each part is attempted, retried and,
+if refused, dead-lettered on its own, and waits for a slot under ``max_in_flight`` as a batch
+does.
+
 Events that do not fit in the queue wait in order in the output itself, and sources are paused
 until there is room again; ``send()`` callers see their Deferred fire later, which is their
 back-pressure. A resumable source's events travel with their ``ReadPosition``; with a queue that
@@ -35,6 +42,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
+from twisted_logstash.codecs.bytebound import DEFAULT_BATCH_MAX_BYTES
 from twisted_logstash.codecs.events import prepare, timestamp_now
 from twisted_logstash.errors import (
     ConfigurationError,
@@ -118,7 +126,9 @@ class _Waiter:
 
 
 class _Batch:
-    """Events handed out by the queue under one ticket, encoded once, attempted until settled."""
+    """Events handed out by the queue under one ticket, encoded once, attempted until settled.
+
+    A batch cut by bytes is several: each holds a ``_Share`` of the ticket instead."""
 
     __slots__ = (
         "ack_since",
@@ -142,6 +152,16 @@ class _Batch:
         self.ack_since: float | None = None  # when acknowledging it in the queue began failing
 
 
+class _Share:
+    """The queue ticket of a batch cut into ``parts``: acknowledged once all are settled."""
+
+    __slots__ = ("parts", "ticket")
+
+    def __init__(self, ticket, parts: int):
+        self.ticket = ticket
+        self.parts = parts
+
+
 @implementer(IEventSink)
 class Output(service.Service):
     """Sends events to receivers over one wire's transmitter; see the module docstring.
@@ -159,6 +179,7 @@ class Output(service.Service):
         reactor: IReactorTime | None = None,
         *,
         batch_size: int = 125,
+        batch_max_bytes: int = DEFAULT_BATCH_MAX_BYTES,
         batch_delay: float = 0.05,
         max_in_flight: int = 4,
         queue: IEventQueue | None = None,
@@ -173,6 +194,8 @@ class Output(service.Service):
             from twisted.internet import reactor
         if batch_size < 1:
             raise ConfigurationError(f"batch size must be at least 1, not {batch_size}")
+        if batch_max_bytes < 1:
+            raise ConfigurationError(f"batch max bytes must be at least 1, not {batch_max_bytes}")
         if batch_delay < 0:
             raise ConfigurationError(f"batch delay must not be negative, not {batch_delay}")
         if max_in_flight < 1:
@@ -183,6 +206,7 @@ class Output(service.Service):
         self.transmitter = transmitter
         self.reactor = reactor
         self.batch_size = batch_size
+        self.batch_max_bytes = batch_max_bytes
         self.batch_delay = batch_delay
         self.max_in_flight = max_in_flight
         self.stamp = stamp
@@ -220,6 +244,7 @@ class Output(service.Service):
         self._waiting_since: float | None = reactor.seconds() if held else None
         self._timer: IDelayedCall | None = None
         self._outstanding: list[_Batch] = []  # handed out, not settled
+        self._parts: deque[_Batch] = deque()  # parts of a cut batch waiting for a slot
         self._waiters: set[_Waiter] = set()
         self._drains: list[defer.Deferred] = []
         self._pumping = False
@@ -512,12 +537,17 @@ class Output(service.Service):
             self.running
             and not self._stopped
             and self._gave_up is None
-            and self._available > 0
+            and (self._available > 0 or bool(self._parts))
             and len(self._outstanding) < self.max_in_flight
         )
 
     def _take_batches(self) -> None:
         while self._can_take():
+            if self._parts:
+                batch = self._parts.popleft()
+                self._outstanding.append(batch)
+                self._attempt(batch)
+                continue
             now = self.reactor.seconds()
             if (
                 self._available < self.batch_size
@@ -540,15 +570,47 @@ class Output(service.Service):
             ticket, events = got
             self._available -= len(events)
             self._waiting_since = now if self._available > 0 else None
-            batch = _Batch(ticket, events, self._pieces(len(events)), self._new_backoff())
-            self._outstanding.append(batch)
             try:
-                batch.payload = self.transmitter.encode(events)
+                parts = self._encode(events)
             except Exception as e:
+                batch = _Batch(ticket, events, self._pieces(len(events)), self._new_backoff())
+                self._outstanding.append(batch)
                 self.log.failure("cannot encode a batch of {count} events", count=len(events))
                 self._refused(batch, TerminalError(f"cannot encode the batch: {e}"))
                 continue
-            self._attempt(batch)
+            if len(parts) == 1:
+                batch = _Batch(ticket, events, self._pieces(len(events)), self._new_backoff())
+                batch.payload = parts[0][1]
+                self._outstanding.append(batch)
+                self._attempt(batch)
+            else:
+                self._cut(ticket, events, parts)
+
+    def _encode(self, events: list[dict]) -> list:
+        """``[(count, payload)]``: the batch encoded once, cut by bytes if the transmitter can
+        (one written before ``encode_within`` gets batches bounded by count only)."""
+        within = getattr(self.transmitter, "encode_within", None)
+        if within is None:
+            return [(len(events), self.transmitter.encode(events))]
+        return within(events, self.batch_max_bytes)
+
+    def _cut(self, ticket, events: list[dict], parts: list) -> None:
+        """A batch over ``batch_max_bytes``: its parts wait for slots, sharing its ticket."""
+        share = _Share(ticket, len(parts))
+        self.log.info(
+            "a batch of {count} events is over {limit} bytes: sending it in {parts} parts",
+            count=len(events),
+            limit=self.batch_max_bytes,
+            parts=len(parts),
+        )
+        start = 0
+        for count, payload in parts:
+            part = _Batch(
+                share, events[start : start + count], self._pieces(count), self._new_backoff()
+            )
+            part.payload = payload
+            start += count
+            self._parts.append(part)
 
     def _pieces(self, count: int) -> list:
         """Which send() calls the next ``count`` events handed out belong to."""
@@ -594,15 +656,18 @@ class Output(service.Service):
     def _delivered(self, _, batch: _Batch, host: Host) -> None:
         batch.attempt = None
         self.balancer.succeeded(host)
-        self._forget(batch, None)
+        self._forget(batch, None, self._ticket(batch))
 
-    def _forget(self, batch: _Batch, outcome: DeadLettered | None) -> None:
+    def _forget(self, batch: _Batch, outcome: DeadLettered | None, ticket) -> None:
         """Acknowledge the batch in the queue, then settle it. A failed ack (a full disk)
         leaves the batch in flight and is retried with backoff; past ``queue_retry_timeout``
-        the output gives up (the batch stays in the queue, sent again by the next run)."""
+        the output gives up (the batch stays in the queue, sent again by the next run).
+        ``ticket``: what to acknowledge (None: a part of a cut batch whose other parts are not
+        settled yet)."""
         batch.retry_call = None
         try:
-            self.queue.ack(batch.ticket)
+            if ticket is not None:
+                self.queue.ack(ticket)
         except Exception as e:
             now = self.reactor.seconds()
             if batch.ack_since is None:
@@ -632,7 +697,7 @@ class Output(service.Service):
                 reason=str(e),
                 delay=round(delay, 3),
             )
-            batch.retry_call = self.reactor.callLater(delay, self._forget, batch, outcome)
+            batch.retry_call = self.reactor.callLater(delay, self._forget, batch, outcome, ticket)
             return
         if outcome is None:
             self.stats.acknowledged += len(batch.events)
@@ -725,7 +790,19 @@ class Output(service.Service):
                 status=error.status,
             )
             outcome = Dropped(f"{error.reason} (host {error.host}, status {error.status})")
-        self._forget(batch, outcome)
+        self._forget(batch, outcome, self._ticket(batch))
+
+    def _ticket(self, batch: _Batch):
+        """The queue ticket to acknowledge now that ``batch`` is settled (called once per
+        batch): its own, or for a part of a cut batch, the shared one once every part is
+        settled (None before)."""
+        ticket = batch.ticket
+        if type(ticket) is _Share:
+            ticket.parts -= 1
+            if ticket.parts:
+                return None
+            ticket = ticket.ticket
+        return ticket
 
     def _settle(self, batch: _Batch, error: Exception | None) -> None:
         """The batch is done for good: tell its send() callers and make room."""

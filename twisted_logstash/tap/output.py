@@ -17,6 +17,7 @@ from twisted.internet import defer
 from twisted.internet.error import CannotListenError
 from twisted.logger import Logger
 
+from twisted_logstash.codecs.bytebound import DEFAULT_BATCH_MAX_BYTES
 from twisted_logstash.errors import ConfigurationError
 from twisted_logstash.pipeline.deadletter import DeadLetterFile
 from twisted_logstash.pipeline.output import OutputStopped
@@ -73,6 +74,12 @@ class Options(LogstashOptions):
         ["password-file", None, None, "file whose first line is the password"],
         ["source", None, None, "stdin (default), file:PATH, tcp:PORT or generator:COUNT"],
         ["batch-size", None, None, "events per batch [125]"],
+        [
+            "batch-max-bytes",
+            None,
+            None,
+            f"bytes of encoded JSON per batch; a bigger batch is cut [{DEFAULT_BATCH_MAX_BYTES}]",
+        ],
         ["batch-delay", None, None, "milliseconds to wait for a full batch [50]"],
         ["max-in-flight", None, None, "batches in flight at once over all hosts [4]"],
         ["compression", None, None, "gzip (default), snappy, deflate or none"],
@@ -124,6 +131,9 @@ def settings_from(options: Options, environ=os.environ) -> tuple[dict, set[str],
         "ssl_verification_mode": lowered(options["ssl_verification_mode"]),
         "source": options["source"] or "stdin",
         "batch_size": parse_int("batch-size", options["batch_size"] or "125", 1),
+        "batch_max_bytes": parse_int(
+            "batch-max-bytes", options["batch_max_bytes"] or str(DEFAULT_BATCH_MAX_BYTES), 1
+        ),
         "batch_delay": parse_int("batch-delay", options["batch_delay"] or "50", 0) / 1000.0,
         "max_in_flight": parse_int("max-in-flight", options["max_in_flight"] or "4", 1),
         "compression": compression,
@@ -350,6 +360,7 @@ def build_output(settings: dict, explicit: set[str], reactor=None, *, close_queu
         settings["hosts"],
         reactor,
         batch_size=settings["batch_size"],
+        batch_max_bytes=settings["batch_max_bytes"],
         batch_delay=settings["batch_delay"],
         max_in_flight=settings["max_in_flight"],
         queue=make_queue(settings, reactor),

@@ -2,12 +2,15 @@
 
 Written once, so that a deadline, a cancel and a failure read the same whatever the wire:
 
-- **Deadline.** One reactor timer, armed when the attempt starts: it covers waiting in the
-  pool's line and connecting. A wire's exchange may move it on (`extend`) once the peer shows
-  it is working (the framed wire's ACKs and keep-alives); the native wire never does, so its
-  ``timeout`` bounds the whole attempt. When it passes, the wire words the reason
-  (`IWire.timed_out`), the wait or the connection in use is aborted, and the attempt fails at
-  once, without waiting for the transport to report the abort.
+- **Deadline.** ``timeout`` bounds the whole attempt, from its start: waiting in the pool's
+  line, connecting, sending and every answer. One reactor timer: a wire's exchange may set it
+  nearer (`extend`: the framed wire waits ``ack_timeout`` for each ACK, keep-alives included),
+  but never past the attempt's own deadline, so that a peer that only says it is working (a
+  receiver stuck behind keep-alives) cannot hold a batch forever: at the deadline the batch
+  fails as retriable and the output moves it to another host. When the timer passes, the wire
+  words the reason (`IWire.timed_out`; ``overdue`` tells it which limit passed), the wait or the
+  connection in use is aborted, and the attempt fails at once, without waiting for the
+  transport to report the abort.
 - **Cancel** (`Output.abort_attempts`, on a stop that cannot wait) fails the attempt with
   `CancelledError` and aborts its own connection, or leaves the line, or cancels the connect.
 - **A stale reused connection.** A peer may close an idle connection just as an attempt is
@@ -70,15 +73,19 @@ class Attempt:
     """
 
     __slots__ = (
+        "_final",
         "_pending",
         "_pool",
+        "_reactor",
         "_retried",
         "_reused",
         "_stopped",
         "_timer",
         "_wire",
         "connection",
+        "deadline",
         "host",
+        "overdue",
         "payload",
         "result",
     )
@@ -98,6 +105,10 @@ class Attempt:
         self.result = Deferred(self._cancel)
         self._pool = pool
         self._wire = wire
+        self._reactor = reactor
+        self.deadline = reactor.seconds() + timeout
+        self.overdue = False
+        self._final = True  # the timer is armed at the deadline itself
         self._pending: Deferred | None = None
         self._reused = False
         self._retried = False
@@ -167,7 +178,9 @@ class Attempt:
     def extend(self, seconds: float) -> None:
         timer = self._timer
         if timer is not None:
-            timer.reset(seconds)
+            left = self.deadline - self._reactor.seconds()
+            self._final = seconds >= left
+            timer.reset(max(0.0, left) if self._final else seconds)
 
     # -- called by the connection -----------------------------------------------------------------
 
@@ -190,6 +203,7 @@ class Attempt:
 
     def _expire(self) -> None:
         self._timer = None
+        self.overdue = self._final
         connection = self.connection
         reason = self._wire.timed_out(self, None if connection is None else connection.exchange)
         self._stop(reason)

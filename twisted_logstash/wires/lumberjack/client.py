@@ -16,10 +16,15 @@ Connections are pooled per host by the pool both wires share (`transport/pool.py
 in flight on each, and each transmit is one `transport/attempt.py` attempt (cancel aborts its
 connection; a reused connection that closes before any byte came back is retried once). This
 module is only the exchange. A failure (refused, connect timeout, connection lost, no ACK
-within `ack_timeout`, a protocol error) fails the attempt with a `RetriableError` naming the
-cause and drops that connection. `timeout` bounds waiting for and opening a connection; from
-the window on, the deadline is `ack_timeout`, restarted by every ACK, an `A 0` keep-alive
-included, as it is in the Beats.
+within `ack_timeout`, the window not acknowledged within `timeout`, a protocol error) fails the
+attempt with a `RetriableError` naming the cause and drops that connection.
+
+Two timers. `ack_timeout` bounds the wait for each ACK and is restarted by every one, an `A 0`
+keep-alive included, as in the Beats: a receiver still working on a window is not given up on
+early, which would only make it receive the window twice. `timeout` bounds the whole attempt,
+from its start (waiting for a connection included), whatever keep-alives arrive: unlike the
+Beats, a receiver stuck forever behind keep-alives does not hold its windows forever; they fail
+as retriable and the output moves them to another host (partial ACKs kept).
 """
 
 from __future__ import annotations
@@ -33,6 +38,7 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from twisted_logstash.codecs import jsonpolicy
+from twisted_logstash.codecs.bytebound import cut
 from twisted_logstash.errors import RetriableError
 from twisted_logstash.interfaces import IExchange, ITransmitter, IWire
 from twisted_logstash.transport.attempt import Attempt, describe_failure
@@ -54,26 +60,31 @@ from twisted_logstash.wires.lumberjack.frames import (
 
 __all__ = [
     "DEFAULT_ACK_TIMEOUT",
-    "DEFAULT_CONNECT_TIMEOUT",
+    "DEFAULT_TIMEOUT",
     "LumberjackPayload",
     "LumberjackTransmitter",
 ]
 
 DEFAULT_ACK_TIMEOUT = 30.0  # the Beats' `timeout`
-DEFAULT_CONNECT_TIMEOUT = 30.0
+DEFAULT_TIMEOUT = 60.0  # the whole attempt, as the native wire's and `--timeout`
+
+_J_HEADER = 10  # what a `J` frame adds to its JSON: version, code, seq and length
 
 log = Logger(namespace="twisted_logstash.wires.lumberjack.client")
 
 
 class LumberjackPayload:
     """One batch, serialised once: the JSON of each event, and how far receivers have
-    acknowledged it (`acked` events, from the start)."""
+    acknowledged it (`acked` events, from the start). `frames`, when given, are the `J` frames
+    of every document numbered from 1, already built (by `encode_within`, which measured them):
+    the first window uses them instead of building them again."""
 
-    __slots__ = ("_wire", "acked", "documents")
+    __slots__ = ("_frames", "_wire", "acked", "documents")
 
-    def __init__(self, documents: list[bytes]):
+    def __init__(self, documents: list[bytes], frames: bytes | None = None):
         self.documents = documents
         self.acked = 0
+        self._frames = frames
         self._wire: tuple[int, int | None, bytes] | None = None
 
     @property
@@ -90,7 +101,9 @@ class LumberjackPayload:
         key = (self.acked, compression_level)
         if self._wire is None or self._wire[:2] != key:
             rest = self.documents[self.acked :]
-            frames = encode_json_documents(rest, 1)
+            frames, self._frames = self._frames, None
+            if frames is None or self.acked:
+                frames = encode_json_documents(rest, 1)
             if compression_level:
                 frames = encode_compressed_frame(frames, compression_level)
             self._wire = (*key, encode_window_size(len(rest)) + frames)
@@ -115,7 +128,7 @@ class _WindowExchange:
         payload = attempt.payload
         self.base = payload.acked
         self.count = payload.remaining
-        attempt.extend(self._transmitter.ack_timeout)  # from now on, the deadline is the ACK's
+        attempt.extend(self._transmitter.ack_timeout)  # from now on, the next ACK is due
         transport.write(payload.window(self._transmitter.compression_level))
 
     def receive(self, data: bytes, attempt: Attempt) -> None:
@@ -186,7 +199,7 @@ class LumberjackTransmitter:
 
     `endpoint_factory(host)` gives the client endpoint for a `Host` (TCP or TLS, decided by
     the caller). `ack_timeout` bounds the wait for the next ACK (keep-alives included),
-    `timeout` the wait for a connection.
+    `timeout` the whole attempt (keep-alives or not).
     """
 
     def __init__(
@@ -196,7 +209,7 @@ class LumberjackTransmitter:
         *,
         compression_level: int | None = DEFAULT_COMPRESSION_LEVEL,
         ack_timeout: float = DEFAULT_ACK_TIMEOUT,
-        timeout: float = DEFAULT_CONNECT_TIMEOUT,
+        timeout: float = DEFAULT_TIMEOUT,
         max_connections_per_host: int = DEFAULT_MAX_CONNECTIONS_PER_HOST,
         close_grace: float = DEFAULT_CLOSE_GRACE,
     ):
@@ -220,6 +233,23 @@ class LumberjackTransmitter:
         NaN/Infinity written as null logged once for the batch)."""
         return LumberjackPayload(jsonpolicy.dumps_each(events))
 
+    def encode_within(
+        self, events: list[dict[str, Any]], max_bytes: int
+    ) -> list[tuple[int, LumberjackPayload]]:
+        """As `encode`, cut into windows of at most `max_bytes` of JSON each (`cut`). The
+        `J` frames the first window needs anyway are built here, and measured: the common case
+        costs no more than `encode`."""
+        documents = jsonpolicy.dumps_each(events)
+        frames = encode_json_documents(documents, 1)
+        if len(frames) - _J_HEADER * len(documents) <= max_bytes:
+            return [(len(documents), LumberjackPayload(documents, frames))]
+        parts = []
+        start = 0
+        for count in cut(map(len, documents), max_bytes):
+            parts.append((count, LumberjackPayload(documents[start : start + count])))
+            start += count
+        return parts
+
     def transmit(self, host: Host, payload: LumberjackPayload) -> defer.Deferred:
         """One attempt: fires once every event of `payload` was acknowledged."""
         if not payload.remaining and not self._pools.closed:
@@ -241,5 +271,7 @@ class LumberjackTransmitter:
     def timed_out(self, attempt: Attempt, exchange: _WindowExchange | None) -> str:
         if exchange is None:
             return "cannot connect: timed out"
-        got = attempt.payload.acked - exchange.base
-        return f"no ACK within {self.ack_timeout} s ({got} of {exchange.count} events acknowledged)"
+        got = f"{attempt.payload.acked - exchange.base} of {exchange.count} events acknowledged"
+        if attempt.overdue:
+            return f"window not fully acknowledged within {self.timeout:g} s ({got})"
+        return f"no ACK within {self.ack_timeout} s ({got})"

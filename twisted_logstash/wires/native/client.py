@@ -44,6 +44,7 @@ from zope.interface import implementer
 
 from twisted_logstash.codecs import compression as codecs
 from twisted_logstash.codecs import ndjson
+from twisted_logstash.codecs.bytebound import cut
 from twisted_logstash.errors import ConfigurationError, RetriableError, TerminalError
 from twisted_logstash.interfaces import IExchange, ITransmitter, IWire
 from twisted_logstash.transport.attempt import Attempt, describe_failure, is_tls
@@ -180,6 +181,22 @@ class HttpTransmitter:
     def encode(self, events: Sequence[dict]) -> bytes:
         """The request body: the events as ndjson by the JSON policy, compressed."""
         return codecs.compress(ndjson.encode(events), self.encoding, self._level)
+
+    def encode_within(self, events: Sequence[dict], max_bytes: int) -> list[tuple[int, bytes]]:
+        """As `encode`, cut into bodies of at most `max_bytes` of JSON each (`cut`); the
+        ndjson is written once and, when over, split at its line ends (JSON text holds none)."""
+        body = ndjson.encode(events)
+        if len(body) - len(events) <= max_bytes:
+            return [(len(events), codecs.compress(body, self.encoding, self._level))]
+        lines = body.split(b"\n")
+        lines.pop()  # after the last line's \n
+        parts = []
+        start = 0
+        for count in cut([len(line) for line in lines], max_bytes):
+            part = b"\n".join(lines[start : start + count]) + b"\n"
+            parts.append((count, codecs.compress(part, self.encoding, self._level)))
+            start += count
+        return parts
 
     def transmit(self, host: Host, payload: bytes) -> Deferred:
         """One attempt to deliver `payload` to `host`; fires None on a 2xx response."""
