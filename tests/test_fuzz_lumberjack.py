@@ -46,6 +46,7 @@ from twisted.internet.error import ConnectionDone
 from twisted.internet.task import Clock
 from twisted.python.failure import Failure
 
+from twisted_logstash.wires.lumberjack.decoder import _INFLATE_STEP
 from twisted_logstash.wires.lumberjack.frames import encode_json_frames, encode_window_size
 from twisted_logstash.wires.lumberjack.server import LumberjackInputFactory
 
@@ -138,7 +139,8 @@ class LumberjackRun:
         decoder = self.proto.exchange.decoder
         assert len(decoder._buffer) <= MAX_FRAME + 10
         if decoder._inflation is not None:
-            assert len(decoder._inflation.inflated) <= MAX_INFLATED
+            assert decoder._inflation.total <= MAX_INFLATED
+            assert len(decoder._inflation.inner.buf) <= MAX_FRAME + 10 + _INFLATE_STEP
         window = self.proto.exchange.window
         if window is not None:
             assert len(window.events) <= MAX_WINDOW
