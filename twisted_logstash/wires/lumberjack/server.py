@@ -17,6 +17,15 @@ Behaviour, after logstash-input-beats (BeatsParser, BeatsHandler, ConnectionHand
   (never while a window is with the sink).
 - A protocol error, or a sink failure, closes the connection: the windows not yet ACKed are
   dropped and the sender resends them.
+
+Memory is bounded by bytes, not by counts: what a connection holds (`held()`: input not parsed
+yet, inflated bytes not parsed yet, and the decoded events not yet handed to the sink, each
+counted as its JSON length plus `EVENT_OVERHEAD`) may not pass `max_window_bytes`; a stream that
+would hold more (a `W 10000` whose `C` frames inflate to a gigabyte and never complete it) is a
+protocol error, and the connection is closed as soon as it passes, before the rest is inflated.
+Neither logstash-input-beats nor go-lumber bounds a window by bytes (only by its count and a
+frame's length); a sender whose window is refused gets no ACK and resends it, as after any
+protocol error. The input skeleton sums `held()` over its connections for its byte budget.
 """
 
 from __future__ import annotations
@@ -42,6 +51,7 @@ from twisted_logstash.wires.lumberjack.decoder import (
 )
 from twisted_logstash.wires.lumberjack.frames import (
     AckFrame,
+    FrameTooLargeError,
     LumberjackProtocolError,
     WindowSizeFrame,
     encode_ack,
@@ -50,6 +60,8 @@ from twisted_logstash.wires.lumberjack.frames import (
 __all__ = [
     "DEFAULT_CLIENT_INACTIVITY_TIMEOUT",
     "DEFAULT_KEEPALIVE_INTERVAL",
+    "DEFAULT_MAX_WINDOW_BYTES",
+    "EVENT_OVERHEAD",
     "LumberjackExchange",
     "LumberjackInputFactory",
     "LumberjackInputProtocol",
@@ -58,6 +70,15 @@ __all__ = [
 
 DEFAULT_CLIENT_INACTIVITY_TIMEOUT = 60.0  # the beats input's client_inactivity_timeout
 DEFAULT_KEEPALIVE_INTERVAL = 5.0  # the beats input's writer-idle keep-alive
+DEFAULT_MAX_WINDOW_BYTES = 128 * 1024 * 1024
+"""What one connection may hold, in accounted bytes: room for a window of `max_inflated`
+(100 MiB) of events with their overhead; Filebeat's default window (2048 events of a few KiB)
+takes a few MiB."""
+EVENT_OVERHEAD = 512
+"""The bytes one decoded event is counted for besides its JSON length: a Python dict and its
+keys, and the fields the input adds (`@timestamp`, `@version`). An estimate, measured on
+Filebeat-like events and on `{}` (bench/memory.py): a decoded event costs its JSON length plus
+200 to 500 bytes of Python objects."""
 
 log = Logger(namespace="twisted_logstash.wires.lumberjack.server")
 
@@ -65,13 +86,14 @@ log = Logger(namespace="twisted_logstash.wires.lumberjack.server")
 class _Window:
     """Events of one window as they arrive, and the seq to acknowledge them with."""
 
-    __slots__ = ("count", "events", "last_seq", "version")
+    __slots__ = ("bytes", "count", "events", "last_seq", "version")
 
     def __init__(self, count: int, version: int):
         self.count = count
         self.version = version
         self.events: list[dict[str, Any]] = []
         self.last_seq = 0
+        self.bytes = 0  # what its events are counted for (JSON length plus EVENT_OVERHEAD each)
 
 
 LumberjackInputProtocol = InputProtocol
@@ -80,11 +102,13 @@ LumberjackInputProtocol = InputProtocol
 
 @dataclass(frozen=True, slots=True)
 class LumberjackInputSettings:
-    """What every connection of one framed input shares: the decoder's limits."""
+    """What every connection of one framed input shares: the decoder's limits, and the bytes a
+    connection may hold."""
 
     max_window: int = DEFAULT_MAX_WINDOW
     max_frame: int = DEFAULT_MAX_FRAME
     max_inflated: int = DEFAULT_MAX_INFLATED
+    max_window_bytes: int = DEFAULT_MAX_WINDOW_BYTES
 
 
 @implementer(IInputExchange)
@@ -94,9 +118,11 @@ class LumberjackExchange:
     def __init__(self, connection: IInputConnection, settings: LumberjackInputSettings):
         self._connection = connection
         self.decoder = FrameDecoder(settings.max_window, settings.max_frame, settings.max_inflated)
+        self.max_window_bytes = settings.max_window_bytes
         self.window: _Window | None = None
         """The window whose frames are arriving."""
         self._ready: deque[_Window] = deque()
+        self._decoded = 0  # bytes counted for the events of self.window and self._ready
         self._busy: _Window | None = None
         self._failed = False  # a protocol error or a sink failure: close, read nothing more
         self._draining = False
@@ -108,10 +134,17 @@ class LumberjackExchange:
         if self._failed:
             return
         try:
-            for frame in self.decoder.feed(data):
+            for frame in self.decoder.decode(data):
                 self._frame(frame)
+            if self._decoded + self.decoder.held() > self.max_window_bytes:
+                self._too_much()
         except LumberjackProtocolError as exc:
             self._fail("protocol error: {reason}", reason=str(exc))
+
+    def held(self) -> int:
+        """Bytes held: input not parsed yet, inflated bytes not parsed yet, and the events
+        decoded but not yet handed to the sink (JSON length plus `EVENT_OVERHEAD` each)."""
+        return self._decoded + self.decoder.held()
 
     def receive(self, data: bytes) -> list:
         """The `A 0` of empty windows and the next complete window, in order."""
@@ -129,6 +162,7 @@ class LumberjackExchange:
                 out.append(encode_ack(0, window.version))
                 continue
             self._busy = window
+            self._decoded -= window.bytes
             out.append(window.events)
             break
         return out
@@ -156,7 +190,7 @@ class LumberjackExchange:
             count=len(window.events),
         )
         self._failed = True
-        self._ready.clear()
+        self._forget()
         return Close()
 
     def keepalive(self) -> bytes:
@@ -179,14 +213,13 @@ class LumberjackExchange:
         """Take nothing more; the window with the sink (if any) is still ACKed. Windows not yet
         with the sink are dropped unACKed: the sender resends them."""
         self._draining = True
-        self._ready.clear()
-        self.window = None
+        self._forget()
         return True
 
     def lost(self) -> None:
         self._lost = True
-        self._ready.clear()
-        self.window = None
+        self._forget()
+        self.decoder.discard()
 
     # -- windows ----------------------------------------------------------------------
 
@@ -215,6 +248,11 @@ class LumberjackExchange:
                 raise LumberjackProtocolError(f"data frame seq {frame.seq} outside a window")
             window.events.append(frame.event)
             window.last_seq = frame.seq
+            cost = frame.size + EVENT_OVERHEAD
+            window.bytes += cost
+            self._decoded += cost
+            if self._decoded + self.decoder.held() > self.max_window_bytes:
+                self._too_much()
             if len(window.events) == window.count:
                 self._ready.append(window)
                 self.window = None
@@ -227,8 +265,24 @@ class LumberjackExchange:
             **fields,
         )
         self._failed = True
+        self._forget()
+        self.decoder.discard()
+
+    def _too_much(self) -> None:
+        held = self._decoded + self.decoder.held()
+        events = sum(len(w.events) for w in self._ready)
+        if self.window is not None:
+            events += len(self.window.events)
+        raise FrameTooLargeError(
+            f"the connection would hold {held} bytes ({events} events not yet delivered, "
+            f"the rest undecoded) over max_window_bytes {self.max_window_bytes}"
+        )
+
+    def _forget(self) -> None:
+        """Drop the windows not yet with the sink (their sender resends them)."""
         self._ready.clear()
         self.window = None
+        self._decoded = 0
 
 
 class LumberjackInputFactory(InputFactory):
@@ -247,8 +301,12 @@ class LumberjackInputFactory(InputFactory):
         max_inflated: int = DEFAULT_MAX_INFLATED,
         decorations: Decorations | None = None,
         max_connections: int = 1000,
+        max_window_bytes: int = DEFAULT_MAX_WINDOW_BYTES,
     ):
-        self.settings = LumberjackInputSettings(max_window, max_frame, max_inflated)
+        self.settings = LumberjackInputSettings(
+            max_window, max_frame, max_inflated, max_window_bytes
+        )
+        self.max_window_bytes = max_window_bytes
         self.client_inactivity_timeout = client_inactivity_timeout
         self.keepalive_interval = keepalive_interval
         self.max_window = max_window
