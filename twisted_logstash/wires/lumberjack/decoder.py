@@ -180,19 +180,6 @@ class FrameDecoder:
             raise LumberjackProtocolError(f"stream already failed: {self._failure}")
         if self._discarded:
             raise LumberjackProtocolError("stream discarded")
-        try:
-            yield from self._decode(data)
-        except LumberjackProtocolError as exc:
-            self._failure = exc
-            self._clear()
-            raise
-
-    def _clear(self) -> None:
-        self._stream = _Stream()
-        self._pos = 0
-        self._inflation = None
-
-    def _decode(self, data: bytes) -> Iterator[Frame]:
         stream = self._stream
         buf = stream.buf
         buf += data
@@ -221,10 +208,19 @@ class FrameDecoder:
                 self._pos = pos
                 if frame is not None:
                     yield frame
+        except LumberjackProtocolError as exc:
+            self._failure = exc
+            self._clear()
+            raise
         finally:
             if stream is self._stream:
                 del buf[:pos]
                 self._pos = 0
+
+    def _clear(self) -> None:
+        self._stream = _Stream()
+        self._pos = 0
+        self._inflation = None
 
     def _inflate(self, inflation: _Inflation, chunk: bytes) -> Iterator[Frame]:
         """Inflate `chunk` a step at a time, handing out the nested frames completed."""
@@ -259,20 +255,21 @@ class FrameDecoder:
         if inflation.inner.buf:
             raise CompressedFrameError("C frame holds a truncated frame")
 
-    def _nested(self, inner: _Stream, version: int) -> Iterator[Frame]:
+    def _nested(self, inner: _Stream, version: int) -> list[Frame]:
         """The whole frames in the inflated bytes of a `C` frame, which must hold data frames
         only (or nothing: Logstash accepts an empty one)."""
         buf = inner.buf
+        end = len(buf)
+        frames: list[Frame] = []
         pos = 0
-        try:
-            while len(buf) - pos >= 2:
-                result = self._parse(inner, pos, len(buf), version)
-                if result is _NEED_MORE:
-                    break
-                frame, pos = result
-                yield frame
-        finally:
-            del buf[:pos]
+        while end - pos >= 2:
+            result = self._parse(inner, pos, end, version)
+            if result is _NEED_MORE:
+                break
+            frame, pos = result
+            frames.append(frame)
+        del buf[:pos]
+        return frames
 
     def _parse(self, stream: _Stream, pos: int, end: int, nested_in: int | None):
         """One frame at `pos`: `(frame, next_pos)`, `(None, next_pos)` when a `C` frame
@@ -291,7 +288,6 @@ class FrameDecoder:
                     f"frame {_name(version, code)} is not allowed inside a "
                     f"{_name(nested_in, CODE_COMPRESSED)} frame"
                 )
-        self.steps += 1
         if code == CODE_JSON_DATA and version == VERSION_2:
             return self._json(buf, pos, end)
         if code == CODE_DATA and version == VERSION_1:
@@ -352,6 +348,7 @@ class FrameDecoder:
             partial = stream.partial = _PartialData(seq, pairs)
         seq = partial.seq
         strings = partial.strings
+        self.steps += 1
         want = 2 * partial.pairs
         limit = pos + self.max_frame
         cursor = pos + partial.offset

@@ -52,7 +52,9 @@ from twisted_logstash.wires.lumberjack.decoder import (
 from twisted_logstash.wires.lumberjack.frames import (
     AckFrame,
     FrameTooLargeError,
+    JsonDataFrame,
     LumberjackProtocolError,
+    V1DataFrame,
     WindowSizeFrame,
     encode_ack,
 )
@@ -133,9 +135,27 @@ class LumberjackExchange:
     def feed(self, data: bytes) -> None:
         if self._failed:
             return
+        limit = self.max_window_bytes
         try:
             for frame in self.decoder.decode(data):
-                self._frame(frame)
+                kind = type(frame)
+                if kind is not JsonDataFrame and kind is not V1DataFrame:
+                    self._control(frame)
+                    continue
+                window = self.window
+                if window is None:
+                    raise LumberjackProtocolError(f"data frame seq {frame.seq} outside a window")
+                events = window.events
+                events.append(frame.event)
+                window.last_seq = frame.seq
+                cost = frame.size + EVENT_OVERHEAD
+                window.bytes += cost
+                self._decoded += cost
+                if self._decoded > limit:  # the bytes not decoded yet are checked below
+                    self._too_much()
+                if len(events) == window.count:
+                    self._ready.append(window)
+                    self.window = None
             if self._decoded + self.decoder.held() > self.max_window_bytes:
                 self._too_much()
         except LumberjackProtocolError as exc:
@@ -223,7 +243,8 @@ class LumberjackExchange:
 
     # -- windows ----------------------------------------------------------------------
 
-    def _frame(self, frame) -> None:
+    def _control(self, frame) -> None:
+        """A frame other than a data frame: a window opens, or a protocol error."""
         if isinstance(frame, WindowSizeFrame):
             if self.window is not None:
                 log.warn(
@@ -243,19 +264,7 @@ class LumberjackExchange:
         elif isinstance(frame, AckFrame):
             raise LumberjackProtocolError("a sender must not send ACK frames")
         else:
-            window = self.window
-            if window is None:
-                raise LumberjackProtocolError(f"data frame seq {frame.seq} outside a window")
-            window.events.append(frame.event)
-            window.last_seq = frame.seq
-            cost = frame.size + EVENT_OVERHEAD
-            window.bytes += cost
-            self._decoded += cost
-            if self._decoded + self.decoder.held() > self.max_window_bytes:
-                self._too_much()
-            if len(window.events) == window.count:
-                self._ready.append(window)
-                self.window = None
+            raise LumberjackProtocolError(f"unexpected frame {frame!r}")
 
     def _fail(self, message: str, **fields: Any) -> None:
         """Stop reading and close; a window already with the sink still gets its ACK."""
