@@ -312,3 +312,39 @@ def test_loopback_connections_over_max_connections_are_closed_and_a_slot_frees()
         yield port.stopListening()
         for client in clients[1:]:
             yield _bounded(client.closed)
+
+
+# -- a W 0 flood (keep-alive windows) -------------------------------------------------------------
+
+
+class CountingTransport(StringTransport):
+    writes = 0
+
+    def write(self, data):
+        self.writes += 1
+        super().write(data)
+
+
+def test_a_w0_flood_is_counted_while_held_and_answered_in_one_write():
+    """Each `A 0` written alone cost Twisted's write buffer a bytes object of its own (a W 0
+    flood held 9 times what it sent): the answers of one read go out as one write."""
+    c = Connection()
+    c.transport = CountingTransport()
+    c.protocol = c.factory.buildProtocol(None)
+    c.protocol.makeConnection(c.transport)
+    c.send(window(1) + json_frame(1, b"{}"))  # with the sink: the W 0s behind it wait
+    c.send(window(0) * 10_000)
+    assert c.held() >= 10_000 * 6
+    c.sink.release()
+    assert c.transport.value() == ack(1) + ack(0) * 10_000
+    assert c.transport.writes <= 2
+    assert c.held() == 0
+
+
+def test_a_w0_flood_over_max_window_bytes_is_refused(logged):
+    c = Connection(max_window_bytes=50_000)
+    c.send(window(1) + json_frame(1, b"{}"))
+    c.send(window(0) * 10_000)
+    assert "max_window_bytes" in text(logged) and c.held() == 0
+    c.sink.release()  # the window with the sink still gets its ACK, then the close
+    assert c.transport.value() == ack(1) and c.closed
