@@ -133,6 +133,8 @@ class LumberjackExchange:
         self._decoded = 0  # bytes counted for the events of self.window and self._ready
         self._busy: _Window | None = None
         self._failed = False  # a protocol error or a sink failure: close, read nothing more
+        self.error: str | None = None
+        """The protocol error that closes the connection, if one does."""
         self._draining = False
         self._lost = False
 
@@ -289,6 +291,7 @@ class LumberjackExchange:
             **fields,
         )
         self._failed = True
+        self.error = fields.get("reason", message)
         self._forget()
         self.decoder.discard()
 
