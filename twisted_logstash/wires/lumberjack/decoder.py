@@ -4,9 +4,12 @@ Sans-IO, in the shape of h11: a Protocol feeds whatever `dataReceived` got and a
 frames handed back. Version 2 (`W`, `J`, `C`, `A`) and version 1 (`W`, `D`, `C`, `A`, as
 logstash-forwarder and go-lumber's v1 server speak it) are both read.
 
-A `C` frame is inflated as its bytes arrive, so that a zlib bomb is refused as soon as its
-inflated size passes `max_inflated`, without inflating the rest. Its nested frames are handed
-out in order, in place of the `C` frame (`CompressedFrame` never comes out of here). Only data
+A `C` frame is inflated as its bytes arrive, a step of at most 256 KiB at a time, and its
+nested frames are parsed and handed out between two steps, in order, in place of the `C` frame
+(`CompressedFrame` never comes out of here): a zlib bomb is refused as soon as its inflated
+size passes `max_inflated`, and a caller counting the events it holds can stop the stream
+before the rest is inflated. Nothing is parsed twice: a `D` frame cut by a read resumes at its
+next field, so the time taken is linear in the bytes fed however they are cut. Only data
 frames of the `C` frame's own version may be nested (`J` in `2C`, `D` in `1C`): a window, an
 ACK or another `C` inside a `C` is refused, as go-lumber's reader refuses them.
 
