@@ -90,10 +90,10 @@ class _PartialData:
 
     __slots__ = ("offset", "pairs", "seq", "size", "strings")
 
-    def __init__(self, seq: int, pairs: int) -> None:
+    def __init__(self, seq: int, pairs: int, strings: list[str]) -> None:
         self.seq = seq
         self.pairs = pairs
-        self.strings: list[str] = []
+        self.strings = strings
         self.offset = 10  # from the frame's first byte
         self.size = 0  # bytes of the strings read so far
 
@@ -174,11 +174,13 @@ class FrameDecoder:
 
     def feed(self, data: bytes) -> list[Frame]:
         """Every frame completed by `data` (and what was fed before), in stream order."""
-        return list(self.decode(data))
+        return [frame for frames in self.decode(data) for frame in frames]
 
-    def decode(self, data: bytes) -> Iterator[Frame]:
-        """The frames completed by `data`, one at a time as they are parsed (the iterator must
-        be run to its end for the stream to go on; left early, the decoder is to be discarded)."""
+    def decode(self, data: bytes) -> Iterator[list[Frame]]:
+        """The frames completed by `data`, in runs as they are parsed: the frames read straight
+        from `data`, then those of each inflation step of a `C` frame, and so on (the iterator
+        must be run to its end for the stream to go on; left early, the decoder is to be
+        discarded)."""
         if self._failure is not None:
             raise LumberjackProtocolError(f"stream already failed: {self._failure}")
         if self._discarded:
@@ -187,10 +189,15 @@ class FrameDecoder:
         buf = stream.buf
         buf += data
         pos = 0
+        frames: list[Frame] = []
         try:
             while True:
                 inflation = self._inflation
                 if inflation is not None:
+                    if frames:
+                        self._pos = pos
+                        yield frames
+                        frames = []
                     take = min(inflation.remaining, len(buf) - pos)
                     if take:
                         chunk = bytes(buf[pos : pos + take])
@@ -208,9 +215,11 @@ class FrameDecoder:
                 if result is _NEED_MORE:
                     break
                 frame, pos = result
-                self._pos = pos
                 if frame is not None:
-                    yield frame
+                    frames.append(frame)
+            if frames:
+                self._pos = pos
+                yield frames
         except LumberjackProtocolError as exc:
             self._failure = exc
             self._clear()
@@ -225,7 +234,7 @@ class FrameDecoder:
         self._pos = 0
         self._inflation = None
 
-    def _inflate(self, inflation: _Inflation, chunk: bytes) -> Iterator[Frame]:
+    def _inflate(self, inflation: _Inflation, chunk: bytes) -> Iterator[list[Frame]]:
         """Inflate `chunk` a step at a time, handing out the nested frames completed."""
         inflater = inflation.inflater
         if inflater.eof:
@@ -246,7 +255,9 @@ class FrameDecoder:
                 raise CompressedFrameError("bytes after the end of the zlib stream in a C frame")
             if out:
                 inner.buf += out
-                yield from self._nested(inner, inflation.version)
+                frames = self._nested(inner, inflation.version)
+                if frames:
+                    yield frames
             data = inflater.unconsumed_tail
             if not data and len(out) < step:
                 return
@@ -348,14 +359,18 @@ class FrameDecoder:
                 raise FrameTooLargeError(
                     f"D frame of {pairs} fields over the limit {self.max_frame}"
                 )
-            partial = stream.partial = _PartialData(seq, pairs)
-        seq = partial.seq
-        strings = partial.strings
+            strings: list[str] = []
+            want = 2 * pairs
+            cursor = pos + 10
+            size = 0
+        else:
+            seq = partial.seq
+            strings = partial.strings
+            want = 2 * partial.pairs
+            cursor = pos + partial.offset
+            size = partial.size
         self.steps += 1
-        want = 2 * partial.pairs
         limit = pos + self.max_frame
-        cursor = pos + partial.offset
-        size = partial.size
         steps = 0
         unpack = _U32.unpack_from
         while len(strings) < want:
@@ -376,6 +391,8 @@ class FrameDecoder:
             cursor = stop
         self.steps += steps
         if len(strings) < want:
+            if partial is None:
+                partial = stream.partial = _PartialData(seq, want // 2, strings)
             partial.offset = cursor - pos
             partial.size = size
             return _NEED_MORE

@@ -145,25 +145,28 @@ class LumberjackExchange:
             return
         limit = self.max_window_bytes
         try:
-            for frame in self.decoder.decode(data):
-                kind = type(frame)
-                if kind is not JsonDataFrame and kind is not V1DataFrame:
-                    self._control(frame)
-                    continue
-                window = self.window
-                if window is None:
-                    raise LumberjackProtocolError(f"data frame seq {frame.seq} outside a window")
-                events = window.events
-                events.append(frame.event)
-                window.last_seq = frame.seq
-                cost = frame.size + EVENT_OVERHEAD
-                window.bytes += cost
-                self._decoded += cost
-                if self._decoded > limit:  # the bytes not decoded yet are checked below
-                    self._too_much()
-                if len(events) == window.count:
-                    self._ready.append(window)
-                    self.window = None
+            for frames in self.decoder.decode(data):
+                for frame in frames:
+                    kind = type(frame)
+                    if kind is not JsonDataFrame and kind is not V1DataFrame:
+                        self._control(frame)
+                        continue
+                    window = self.window
+                    if window is None:
+                        raise LumberjackProtocolError(
+                            f"data frame seq {frame.seq} outside a window"
+                        )
+                    events = window.events
+                    events.append(frame.event)
+                    window.last_seq = frame.seq
+                    cost = frame.size + EVENT_OVERHEAD
+                    window.bytes += cost
+                    self._decoded += cost
+                    if self._decoded > limit:  # the bytes not decoded yet are checked below
+                        self._too_much()
+                    if len(events) == window.count:
+                        self._ready.append(window)
+                        self.window = None
             if self._decoded + self.decoder.held() > self.max_window_bytes:
                 self._too_much()
         except LumberjackProtocolError as exc:
