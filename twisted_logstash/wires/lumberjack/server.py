@@ -23,9 +23,9 @@ yet, inflated bytes not parsed yet, and the decoded events not yet handed to the
 counted as its JSON length plus `EVENT_OVERHEAD`) may not pass `max_window_bytes`; a stream that
 would hold more (a `W 10000` whose `C` frames inflate to a gigabyte and never complete it) is a
 protocol error, and the connection is closed as soon as it passes, before the rest is inflated.
-Neither logstash-input-beats nor go-lumber bounds a window by bytes (only by its count and a
-frame's length); a sender whose window is refused gets no ACK and resends it, as after any
-protocol error. The input skeleton sums `held()` over its connections for its byte budget.
+The byte bound is our own (the count bound, `max_window`, is go-lumber's server default); a
+sender whose window is refused gets no ACK and resends it, as after any protocol error.
+The input skeleton sums `held()` over its connections for its byte budget.
 """
 
 from __future__ import annotations
