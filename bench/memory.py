@@ -12,6 +12,10 @@ Scenarios (all on 127.0.0.1):
 - ``output``: the real output program (``twistd logstash-output``) with a generator source of
   ``--events`` events and two receivers that are down (nothing listens on their ports), so every
   attempt fails and is retried; runs ``--seconds``.
+- ``framed``: a framed input (``--serve-framed``) under issue 11's attacks, one after another,
+  each with its own peak: a ``W 10000`` whose ``C`` frames (1 MB inflated for 1 KB sent) never
+  complete it, the same on ``--framed-connections`` connections at once, a ``W 0`` flood whose
+  answers are never read (``--framed-flood`` bytes), and 8 MB of v1 ``D`` frames (CPU seconds).
 
 For each child the peak RSS is sampled from /proc/PID/status (VmHWM) and printed with the bound
 it is held to (``--input-bound-mb``, ``--output-bound-mb``); the exit status is 1 if a bound or
@@ -411,7 +415,7 @@ def run_output(args, results: dict) -> bool:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--serve-input", action="store_true", help=argparse.SUPPRESS)
-    parser.add_argument("--scenario", choices=("all", "input", "output"), default="all")
+    parser.add_argument("--scenario", choices=("all", "input", "output", "framed"), default="all")
     parser.add_argument("--seconds", type=float, default=60.0)
     parser.add_argument("--sink-rate", type=float, default=2000.0, help="events/s")
     parser.add_argument("--load-factor", type=float, default=10.0)
@@ -425,8 +429,12 @@ def main() -> int:
     parser.add_argument("--queue", type=int, default=4096)
     parser.add_argument("--input-bound-mb", type=float, default=150.0)
     parser.add_argument("--output-bound-mb", type=float, default=100.0)
+    add_framed_arguments(parser)
     args = parser.parse_args()
     OUT.mkdir(parents=True, exist_ok=True)
+    if args.serve_framed:
+        serve_framed(args)
+        return 0
     if args.serve_input:
         serve_input(args)
         return 0
@@ -436,8 +444,271 @@ def main() -> int:
         ok = run_output(args, results) and ok
     if args.scenario in ("all", "input"):
         ok = run_input(args, results) and ok
+    if args.scenario in ("all", "framed"):
+        ok = run_framed(args, results) and ok
     (OUT / "results.json").write_text(json.dumps(results, indent=2))
     return 0 if ok else 1
+
+
+# -- the framed input (Lumberjack) under issue 11's attacks ----------------------------------------
+
+
+def serve_framed(args) -> None:
+    """The child: a framed input whose sink takes every window at once; prints ``PORT n``."""
+    from twisted.internet import defer, reactor
+    from twisted.internet.endpoints import TCP4ServerEndpoint
+    from twisted.logger import (
+        FilteringLogObserver,
+        LogLevel,
+        LogLevelFilterPredicate,
+        globalLogBeginner,
+        textFileLogObserver,
+    )
+    from zope.interface import implementer
+
+    from twisted_logstash.interfaces import IEventSink
+    from twisted_logstash.wires.lumberjack.server import LumberjackInputFactory
+
+    log_file = open(OUT / "framed.log", "w")  # noqa: SIM115 - open for the process' life
+    predicate = LogLevelFilterPredicate(defaultLogLevel=LogLevel.warn)
+    globalLogBeginner.beginLoggingTo(
+        [FilteringLogObserver(textFileLogObserver(log_file), [predicate])],
+        redirectStandardIO=False,
+    )
+
+    @implementer(IEventSink)
+    class Sink:
+        def deliver(self, events):
+            return defer.succeed(None)
+
+    options = {"max_connections": args.max_connections}
+    if args.max_window_bytes:
+        options["max_window_bytes"] = args.max_window_bytes
+    factory = LumberjackInputFactory(Sink(), reactor, **options)
+
+    def listening(port) -> None:
+        print(f"PORT {port.getHost().port}", flush=True)
+
+    TCP4ServerEndpoint(reactor, 0, interface="127.0.0.1").listen(factory).addCallback(listening)
+    reactor.run()
+
+
+def _u32(value: int) -> bytes:
+    return value.to_bytes(4, "big")
+
+
+def _c_frame_of_big_events(first: int, count: int = 10, size: int = 100_000) -> bytes | None:
+    """One C frame of ``count`` J frames of ``size`` bytes of 'x' (about 1 KB on the wire, a
+    megabyte inflated), or None once the next would complete a window of 10000 events."""
+    if first + count > 10_000:
+        return None
+    import zlib
+
+    payload = b'{"message":"' + b"x" * size + b'"}'
+    inner = b"".join(
+        b"2J" + _u32(seq) + _u32(len(payload)) + payload for seq in range(first, first + count)
+    )
+    body = zlib.compress(inner, 9)
+    return b"2C" + _u32(len(body)) + body
+
+
+def _framed_connect(port: int) -> socket.socket:
+    sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+    sock.settimeout(10)
+    return sock
+
+
+def _send_until_closed(socks: list[socket.socket], frames, budget: int) -> tuple[int, int]:
+    """Send ``frames(n)`` round-robin on every socket until ``budget`` bytes went on each, the
+    input closed it or there are no more frames; (bytes sent in all, connections the input
+    closed)."""
+    sent = 0
+    live = list(socks)
+    each = dict.fromkeys(range(len(socks)), 0)
+    n = 0
+    while live:
+        for sock in list(live):
+            index = socks.index(sock)
+            data = frames(n)
+            if data is None:
+                live.remove(sock)
+                continue
+            try:
+                sock.sendall(data)
+            except OSError:
+                live.remove(sock)
+                continue
+            sent += len(data)
+            each[index] += len(data)
+            if each[index] >= budget:
+                live.remove(sock)
+        n += 1
+    closed = 0
+    for sock in socks:
+        sock.settimeout(5)
+        try:
+            closed += sock.recv(65536) == b""
+        except TimeoutError:
+            pass  # still open
+        except OSError:
+            closed += 1
+    return sent, closed
+
+
+def _reset_peak(pid: int, sampler: Sampler) -> None:
+    """Start a new peak (VmHWM) for the next attack, where the kernel lets us (clear_refs 5)."""
+    try:
+        with open(f"/proc/{pid}/clear_refs", "w") as f:
+            f.write("5")
+    except OSError:
+        return
+    sampler.hwm = 0
+    sampler.sample()
+
+
+def _cpu_seconds(pid: int) -> float:
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def run_framed(args, results: dict) -> bool:
+    """The framed input against: a W 10000 whose C frames never complete it, the same on many
+    connections at once, a W 0 flood from a client that never reads, 8 MB of v1 D frames."""
+    log_path = OUT / "framed-child.log"
+    with open(log_path, "w") as log:
+        child = subprocess.Popen(
+            [PYTHON, __file__, "--serve-framed", f"--max-connections={args.max_connections}"]
+            + ([f"--max-window-bytes={args.max_window_bytes}"] if args.max_window_bytes else []),
+            stdout=subprocess.PIPE,
+            stderr=log,
+            text=True,
+        )
+    port = int(child.stdout.readline().split()[1])
+    sampler = Sampler(child.pid)
+    import threading
+
+    stop = threading.Event()
+
+    def sample() -> None:
+        while not stop.is_set():
+            sampler.sample()
+            time.sleep(0.02)
+
+    sampling = threading.Thread(target=sample, daemon=True)
+    sampling.start()
+    ok = True
+    framed: dict = {}
+    results["framed"] = framed
+    try:
+        sampler.sample()
+        framed["baseline_mb"] = mb(sampler.hwm)
+
+        def attack(name: str, run) -> None:
+            if args.framed_only and name.split()[0] not in args.framed_only.split(","):
+                return
+            before = mb(sampler.hwm)
+            _reset_peak(child.pid, sampler)
+            start = time.monotonic()
+            outcome = run()
+            sampler.sample()
+            framed[name] = dict(
+                outcome, peak_mb=mb(sampler.hwm), seconds=round(time.monotonic() - start, 1)
+            )
+            print(f"framed: {name}: {framed[name]} (highest peak before: {before} MB)")
+
+        # 1. one connection: W 10000, then C frames of 100 events of 10 KB that never complete it
+        def unfinished_window():
+            sock = _framed_connect(port)
+            sock.sendall(b"2W" + _u32(10_000))
+            sent, closed = _send_until_closed(
+                [sock], lambda n: _c_frame_of_big_events(n * 10 + 1), args.framed_send
+            )
+            sock.close()
+            return {"sent_bytes": sent, "closed": closed}
+
+        attack("W 10000 with unfinished C frames", unfinished_window)
+
+        # 2. the same on many connections at once (round-robin: all hold their windows together)
+        def many_unfinished():
+            socks = [_framed_connect(port) for _ in range(args.framed_connections)]
+            for sock in socks:
+                sock.sendall(b"2W" + _u32(10_000))
+            sent, closed = _send_until_closed(
+                socks, lambda n: _c_frame_of_big_events(n * 10 + 1), args.framed_send
+            )
+            for sock in socks:
+                sock.close()
+            return {"connections": len(socks), "sent_bytes": sent, "closed": closed}
+
+        attack("many unfinished windows", many_unfinished)
+
+        # 3. a W 0 flood from a client that never reads its A 0 answers
+        def w0_flood():
+            sock = _framed_connect(port)
+            chunk = b"2W" + _u32(0)
+            chunk *= 65536 // len(chunk)
+            sent = 0
+            sock.settimeout(2)
+            try:
+                while sent < args.framed_flood:
+                    sock.sendall(chunk)
+                    sent += len(chunk)
+            except OSError:
+                pass
+            sock.close()
+            return {"sent_bytes": sent, "stalled": sent < args.framed_flood}
+
+        attack("flood of W 0, answers never read", w0_flood)
+
+        # 4. 8 MB of v1 D frames (one window of one frame of many fields), and its CPU time
+        def v1_data():
+            pairs = b"".join(
+                _u32(len(k)) + k + _u32(100) + b"y" * 100
+                for k in (b"f%d" % i for i in range(72_000))
+            )
+            stream = b"1W" + _u32(1) + b"1D" + _u32(1) + _u32(72_000) + pairs
+            cpu = _cpu_seconds(child.pid)
+            sock = _framed_connect(port)
+            sock.settimeout(120)
+            for at in range(0, len(stream), 16384):
+                sock.sendall(stream[at : at + 16384])
+            answer = sock.recv(6)
+            sock.close()
+            return {
+                "sent_bytes": len(stream),
+                "acked": answer == b"1A" + _u32(1),
+                "cpu_seconds": round(_cpu_seconds(child.pid) - cpu, 2),
+            }
+
+        attack("8 MB of v1 D frames", v1_data)
+    finally:
+        stop.set()
+        sampling.join()
+        child.terminate()
+        child.wait(30)
+    results["framed_peak_mb"] = max(
+        [framed["baseline_mb"]] + [v["peak_mb"] for v in framed.values() if isinstance(v, dict)]
+    )
+    bound_ok = results["framed_peak_mb"] <= args.framed_bound_mb
+    ok = ok and bound_ok and framed.get("8 MB of v1 D frames", {}).get("acked", True)
+    print(
+        f"framed: peak RSS {results['framed_peak_mb']} MB over all attacks "
+        f"(bound {args.framed_bound_mb} MB: {'ok' if bound_ok else 'OVER'})"
+    )
+    return ok
+
+
+def add_framed_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--serve-framed", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--max-window-bytes", type=int, default=0, help="0: the default")
+    parser.add_argument("--framed-connections", type=int, default=10)
+    parser.add_argument("--framed-send", type=int, default=1_000_000, help="bytes per connection")
+    parser.add_argument("--framed-flood", type=int, default=120_000_000, help="W 0 bytes")
+    parser.add_argument("--framed-bound-mb", type=float, default=1000.0)
+    parser.add_argument(
+        "--framed-only", default="", help="first words of the attacks to run: W,many,flood,8"
+    )
 
 
 if __name__ == "__main__":

@@ -12,7 +12,8 @@ bytes, these must hold:
 - a protocol error closes the connection with its reason logged (once the window already with the
   sink, if any, is settled);
 - the decoder holds at most one frame (``max_frame``), a ``C`` frame inflates to at most
-  ``max_inflated``, an open window holds at most ``max_window`` events;
+  ``max_inflated``, an open window holds at most ``max_window`` events, and the connection holds
+  at most ``max_window_bytes`` accounted bytes (``held()``);
 - no hang: once the sink answered, advancing the clock past the inactivity timeout closes the
   connection, and no timer is left behind.
 
@@ -49,6 +50,7 @@ from twisted.internet.error import ConnectionDone
 from twisted.internet.task import Clock
 from twisted.python.failure import Failure
 
+from twisted_logstash.wires.lumberjack.decoder import _INFLATE_STEP
 from twisted_logstash.wires.lumberjack.frames import encode_json_frames, encode_window_size
 from twisted_logstash.wires.lumberjack.server import LumberjackInputFactory
 
@@ -87,6 +89,7 @@ class LumberjackRun:
         self.backlog: deque[bytes] = deque()
         self.gone = False
         self.closed_by_error = False
+        self.peak_held = 0
 
     def pump(self) -> None:
         while self.backlog and not self.gone and not self.wire.paused:
@@ -124,7 +127,7 @@ class LumberjackRun:
         assert not self.sink.held()
         if not self.gone and self.backlog:
             assert not self.wire.paused, "paused with nothing left to wait for"
-        if self.proto.exchange.decoder._failure is not None:
+        if self.proto.exchange.error is not None:
             # a protocol error: closed as soon as the window with the sink was settled
             assert self.wire.disconnecting, "protocol error, connection left open"
             self.closed_by_error = True
@@ -138,13 +141,18 @@ class LumberjackRun:
         assert self.factory.connections == 0
 
     def _check_bounds(self) -> None:
+        factory = self.factory
         decoder = self.proto.exchange.decoder
-        assert len(decoder._buffer) <= MAX_FRAME + 10
+        assert len(decoder._buffer) <= factory.max_frame + 10
         if decoder._inflation is not None:
-            assert len(decoder._inflation.inflated) <= MAX_INFLATED
+            assert decoder._inflation.total <= factory.max_inflated
+            assert len(decoder._inflation.inner.buf) <= factory.max_frame + 10 + _INFLATE_STEP
         window = self.proto.exchange.window
         if window is not None:
-            assert len(window.events) <= MAX_WINDOW
+            assert len(window.events) <= factory.max_window
+        # what the connection holds, in accounted bytes, never passes max_window_bytes
+        assert self.proto.exchange.held() <= self.factory.max_window_bytes
+        self.peak_held = max(self.peak_held, self.proto.exchange.held())
 
     def acks(self) -> list[tuple[int, bytes, int]]:
         """(offset, version, seq) of every frame written; they must all be ACKs."""
@@ -474,3 +482,80 @@ def test_keepalives_while_the_sink_holds_a_window_and_no_timeout_meanwhile():
     case.finish()
     assert orjson.dumps(case.sink.batches[0].events[0]["a"]) == b"1"
     assert case.acks()[-1][2] == 3
+
+
+# -- the memory and CPU attacks of issue 11 -------------------------------------------------------
+
+ATTACK_WINDOW_BYTES = 256 * 1024
+
+
+def _big_events(count: int, first: int, size: int = 10_000) -> bytes:
+    payload = b'{"message":"' + b"x" * size + b'"}'
+    return b"".join(j(seq, payload) for seq in range(first, first + count))
+
+
+def _unfinished_c_window() -> bytes:
+    """W 10000 whose C frames of very compressible events never complete it (1 MB sent held
+    1.1 GB before max_window_bytes)."""
+    frames = []
+    for n in range(0, 200, 10):
+        inner = _big_events(10, n + 1)
+        body = zlib.compress(inner, 9)
+        frames.append(b"2C" + u32(len(body)) + body)
+    return b"2W" + u32(10_000) + b"".join(frames)
+
+
+def _unfinished_j_window() -> bytes:
+    return b"2W" + u32(10_000) + _big_events(200, 1, size=1_000)
+
+
+def _w0_flood() -> bytes:
+    return W1 + j(1, b"{}") + (b"2W" + u32(0)) * 5_000
+
+
+ATTACKS = {
+    "W 10000, C frames never completing it": (_unfinished_c_window, ("ok",)),
+    "W 10000, J frames never completing it": (_unfinished_j_window, ("ok",)),
+    "W 0 flood behind a window with the sink": (_w0_flood, ("held",)),
+}
+
+
+@pytest.mark.parametrize("piece", [1, 7, 4096, 1 << 30])
+@pytest.mark.parametrize("name", sorted(ATTACKS))
+def test_attacks_are_refused_by_bytes_held(name, piece):
+    make, modes = ATTACKS[name]
+    stream = make()
+    with LogWatch() as watch:
+        case = LumberjackRun(
+            modes,
+            max_window=10_000,
+            max_frame=1 << 20,
+            max_inflated=1 << 20,
+            max_window_bytes=ATTACK_WINDOW_BYTES,
+        )
+        pieces = [stream[at : at + piece] for at in range(0, len(stream), piece)]
+        if piece == 1 and len(pieces) > 40_000:
+            pieces = [*pieces[:20_000], b"".join(pieces[20_000:])]  # the rest in one read
+        case.send(pieces)
+        case.finish()
+    if "W 0" in name and piece < len(stream):
+        # read after read: each W 0 answered as it comes while the paused transport waits
+        assert not case.closed_by_error and len(case.acks()) == 5_001
+    else:
+        assert case.closed_by_error and "max_window_bytes" in watch.text()
+    assert watch.defects() == []
+    assert case.peak_held <= ATTACK_WINDOW_BYTES
+    assert case.proto.exchange.held() == 0
+    case.check()
+
+
+def test_v1_data_frames_cut_anywhere_cost_steps_linear_in_their_fields():
+    pairs = {f"k{i}": "v" * (i % 7) for i in range(3_000)}
+    stream = b"1W" + u32(1) + v1_data(1, pairs)
+    for piece in (1, 3, 64, 4096):
+        case = LumberjackRun(max_frame=1 << 20)
+        case.send([stream[at : at + piece] for at in range(0, len(stream), piece)])
+        case.finish()
+        assert case.sink.batches[0].events[0]["k2999"] == "v" * (2999 % 7)
+        steps = case.proto.exchange.decoder.steps
+        assert steps <= 2 * len(pairs) + len(stream) // piece + 2

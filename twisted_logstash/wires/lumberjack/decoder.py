@@ -4,9 +4,12 @@ Sans-IO, in the shape of h11: a Protocol feeds whatever `dataReceived` got and a
 frames handed back. Version 2 (`W`, `J`, `C`, `A`) and version 1 (`W`, `D`, `C`, `A`, as
 logstash-forwarder and go-lumber's v1 server speak it) are both read.
 
-A `C` frame is inflated as its bytes arrive, so that a zlib bomb is refused as soon as its
-inflated size passes `max_inflated`, without inflating the rest. Its nested frames are handed
-out in order, in place of the `C` frame (`CompressedFrame` never comes out of here). Only data
+A `C` frame is inflated as its bytes arrive, a step of at most 256 KiB at a time, and its
+nested frames are parsed and handed out between two steps, in order, in place of the `C` frame
+(`CompressedFrame` never comes out of here): a zlib bomb is refused as soon as its inflated
+size passes `max_inflated`, and a caller counting the events it holds can stop the stream
+before the rest is inflated. Nothing is parsed twice: a `D` frame cut by a read resumes at its
+next field, so the time taken is linear in the bytes fed however they are cut. Only data
 frames of the `C` frame's own version may be nested (`J` in `2C`, `D` in `1C`): a window, an
 ACK or another `C` inside a `C` is refused, as go-lumber's reader refuses them.
 
@@ -19,6 +22,7 @@ from __future__ import annotations
 
 import struct
 import zlib
+from collections.abc import Iterator
 from typing import Any
 
 from twisted_logstash.codecs.jsonpolicy import TooDeepError, loads
@@ -64,36 +68,54 @@ TLS_ON_PLAIN_PORT = (
 )
 
 
-class _Inflation:
-    """A `C` frame being received: how much of it is still to come, and what it inflated to."""
+class _Stream:
+    """Frame bytes not parsed yet, and the part of a `D` frame already read from them: a `D`
+    frame cut by a read resumes at its next field instead of being parsed again from its start
+    (which made 8 MB of `D` frames cost 41 s of CPU)."""
 
-    __slots__ = ("inflated", "inflater", "remaining", "version")
+    __slots__ = ("buf", "partial")
+
+    def __init__(self) -> None:
+        self.buf = bytearray()
+        self.partial: _PartialData | None = None
+
+    def held(self, start: int = 0) -> int:
+        partial = self.partial
+        return len(self.buf) - start + (partial.size if partial is not None else 0)
+
+
+class _PartialData:
+    """A `D` frame read in part: its header, the strings read so far, where the next one is."""
+
+    __slots__ = ("offset", "pairs", "seq", "size", "strings")
+
+    def __init__(self, seq: int, pairs: int, strings: list[str]) -> None:
+        self.seq = seq
+        self.pairs = pairs
+        self.strings = strings
+        self.offset = 10  # from the frame's first byte
+        self.size = 0  # bytes of the strings read so far
+
+
+class _Inflation:
+    """A `C` frame being received: how much of it is still to come, what it inflated to so far,
+    and the inflated bytes not yet parsed into frames."""
+
+    __slots__ = ("inflater", "inner", "remaining", "total", "version")
 
     def __init__(self, version: int, length: int):
         self.version = version
         self.remaining = length
         self.inflater = zlib.decompressobj()
-        self.inflated = bytearray()
+        self.inner = _Stream()
+        self.total = 0
 
-    def feed(self, chunk: bytes, limit: int) -> None:
-        self.remaining -= len(chunk)
-        if self.inflater.eof:
-            raise CompressedFrameError("bytes after the end of the zlib stream in a C frame")
-        room = limit - len(self.inflated)
-        try:
-            out = self.inflater.decompress(chunk, room + 1)
-        except zlib.error as exc:
-            raise CompressedFrameError(f"C frame is not a valid zlib stream: {exc}") from None
-        if len(out) > room:
-            raise FrameTooLargeError(f"C frame inflates to more than {limit} bytes")
-        self.inflated += out
-        if self.inflater.unused_data:
-            raise CompressedFrameError("bytes after the end of the zlib stream in a C frame")
 
-    def finish(self) -> bytearray:
-        if not self.inflater.eof:
-            raise CompressedFrameError("C frame ends before its zlib stream does")
-        return self.inflated
+#: what one zlib call may inflate at most: nested frames are parsed (and counted by the caller)
+#: between two calls, so a bomb never sits inflated in memory
+_INFLATE_STEP = 256 * 1024
+#: what zlib's state holds for an inflater (its 32 KiB window and tables), counted in `held`
+_INFLATER_BYTES = 48 * 1024
 
 
 class FrameDecoder:
@@ -102,6 +124,12 @@ class FrameDecoder:
     `max_window` bounds a `W` count, `max_frame` the length a `J`, `D` or `C` frame may
     announce, `max_inflated` what one `C` frame may inflate to; over any of them,
     `FrameTooLargeError` is raised as soon as the header says so.
+
+    `decode` hands frames out one at a time as they are parsed, a `C` frame's nested frames as
+    its payload inflates, so that the caller can count what it holds and stop a stream that
+    would hold too much before the rest is inflated; `held()` is what the decoder itself holds.
+    Linear in the bytes fed, however they are cut: `steps` counts the parse steps taken (a field
+    of a `D` frame, a frame header), for the tests that hold it so.
     """
 
     def __init__(
@@ -113,74 +141,153 @@ class FrameDecoder:
         self.max_window = max_window
         self.max_frame = max_frame
         self.max_inflated = max_inflated
-        self._buffer = bytearray()
+        self._stream = _Stream()
+        self._pos = 0  # in self._stream.buf, while `decode` runs: what is parsed already
         self._inflation: _Inflation | None = None
         self._failure: LumberjackProtocolError | None = None
+        self._discarded = False
+        self.steps = 0
+
+    @property
+    def _buffer(self) -> bytearray:
+        return self._stream.buf
 
     @property
     def pending(self) -> bool:
         """True while part of a frame is held: the stream cannot end cleanly here."""
-        return bool(self._buffer) or self._inflation is not None
+        return bool(self._stream.buf) or self._inflation is not None
+
+    def held(self) -> int:
+        """Bytes held: input not parsed yet, a `D` frame's strings read so far, inflated bytes
+        not parsed yet and the inflater's own state."""
+        held = self._stream.held(self._pos)
+        inflation = self._inflation
+        if inflation is not None:
+            held += inflation.inner.held() + _INFLATER_BYTES
+        return held
+
+    def discard(self) -> None:
+        """Drop what is held and take nothing more (the connection is closing)."""
+        self._discarded = True
+        self._clear()
 
     def feed(self, data: bytes) -> list[Frame]:
         """Every frame completed by `data` (and what was fed before), in stream order."""
+        return [frame for frames in self.decode(data) for frame in frames]
+
+    def decode(self, data: bytes) -> Iterator[list[Frame]]:
+        """The frames completed by `data`, in runs as they are parsed: the frames read straight
+        from `data`, then those of each inflation step of a `C` frame, and so on (the iterator
+        must be run to its end for the stream to go on; left early, the decoder is to be
+        discarded)."""
         if self._failure is not None:
             raise LumberjackProtocolError(f"stream already failed: {self._failure}")
+        if self._discarded:
+            raise LumberjackProtocolError("stream discarded")
+        stream = self._stream
+        buf = stream.buf
+        buf += data
+        pos = 0
+        frames: list[Frame] = []
         try:
-            return self._feed(data)
+            while True:
+                inflation = self._inflation
+                if inflation is not None:
+                    if frames:
+                        self._pos = pos
+                        yield frames
+                        frames = []
+                    take = min(inflation.remaining, len(buf) - pos)
+                    if take:
+                        chunk = bytes(buf[pos : pos + take])
+                        self._pos = pos = pos + take
+                        inflation.remaining -= take
+                        yield from self._inflate(inflation, chunk)
+                    if inflation.remaining:
+                        break
+                    self._inflated(inflation)
+                    self._inflation = None
+                    continue
+                if len(buf) - pos < 2:
+                    break
+                result = self._parse(stream, pos, len(buf), nested_in=None)
+                if result is _NEED_MORE:
+                    break
+                frame, pos = result
+                if frame is not None:
+                    frames.append(frame)
+            if frames:
+                self._pos = pos
+                yield frames
         except LumberjackProtocolError as exc:
             self._failure = exc
-            self._buffer.clear()
-            self._inflation = None
+            self._clear()
             raise
+        finally:
+            if stream is self._stream:
+                del buf[:pos]
+                self._pos = 0
 
-    def _feed(self, data: bytes) -> list[Frame]:
-        buf = self._buffer
-        buf += data
-        out: list[Frame] = []
-        pos = 0
-        end = len(buf)
+    def _clear(self) -> None:
+        self._stream = _Stream()
+        self._pos = 0
+        self._inflation = None
+
+    def _inflate(self, inflation: _Inflation, chunk: bytes) -> Iterator[list[Frame]]:
+        """Inflate `chunk` a step at a time, handing out the nested frames completed."""
+        inflater = inflation.inflater
+        if inflater.eof:
+            raise CompressedFrameError("bytes after the end of the zlib stream in a C frame")
+        limit = self.max_inflated
+        inner = inflation.inner
+        data = chunk
         while True:
-            inflation = self._inflation
-            if inflation is not None:
-                take = min(inflation.remaining, end - pos)
-                if take:
-                    inflation.feed(bytes(buf[pos : pos + take]), self.max_inflated)
-                    pos += take
-                if inflation.remaining:
-                    break
-                self._inflation = None
-                out.extend(self._nested(inflation.version, inflation.finish()))
-                continue
-            if end - pos < 2:
-                break
-            result = self._parse(buf, pos, end, nested_in=None)
-            if result is _NEED_MORE:
-                break
-            frame, pos = result
-            if frame is not None:
-                out.append(frame)
-        del buf[:pos]
-        return out
+            step = min(_INFLATE_STEP, limit - inflation.total + 1)
+            try:
+                out = inflater.decompress(data, step)
+            except zlib.error as exc:
+                raise CompressedFrameError(f"C frame is not a valid zlib stream: {exc}") from None
+            inflation.total += len(out)
+            if inflation.total > limit:
+                raise FrameTooLargeError(f"C frame inflates to more than {limit} bytes")
+            if inflater.unused_data:
+                raise CompressedFrameError("bytes after the end of the zlib stream in a C frame")
+            if out:
+                inner.buf += out
+                frames = self._nested(inner, inflation.version)
+                if frames:
+                    yield frames
+            data = inflater.unconsumed_tail
+            if not data and len(out) < step:
+                return
 
-    def _nested(self, version: int, inner: bytearray) -> list[Frame]:
-        """The frames of an inflated `C` payload, which must hold whole data frames only
-        (or nothing: Logstash accepts an empty one)."""
+    def _inflated(self, inflation: _Inflation) -> None:
+        """The end of a `C` frame: its zlib stream and its last nested frame must end too."""
+        if not inflation.inflater.eof:
+            raise CompressedFrameError("C frame ends before its zlib stream does")
+        if inflation.inner.buf:
+            raise CompressedFrameError("C frame holds a truncated frame")
+
+    def _nested(self, inner: _Stream, version: int) -> list[Frame]:
+        """The whole frames in the inflated bytes of a `C` frame, which must hold data frames
+        only (or nothing: Logstash accepts an empty one)."""
+        buf = inner.buf
+        end = len(buf)
         frames: list[Frame] = []
         pos = 0
-        end = len(inner)
-        while pos < end:
-            # _parse reads the version and type bytes: fewer than two left is a truncated frame
-            result = _NEED_MORE if end - pos < 2 else self._parse(inner, pos, end, version)
+        while end - pos >= 2:
+            result = self._parse(inner, pos, end, version)
             if result is _NEED_MORE:
-                raise CompressedFrameError("C frame holds a truncated frame")
+                break
             frame, pos = result
             frames.append(frame)
+        del buf[:pos]
         return frames
 
-    def _parse(self, buf: bytearray, pos: int, end: int, nested_in: int | None):
+    def _parse(self, stream: _Stream, pos: int, end: int, nested_in: int | None):
         """One frame at `pos`: `(frame, next_pos)`, `(None, next_pos)` when a `C` frame
         begins (its payload is then streamed into the inflater), or _NEED_MORE."""
+        buf = stream.buf
         version = buf[pos]
         code = buf[pos + 1]
         if version not in (VERSION_1, VERSION_2):
@@ -197,7 +304,7 @@ class FrameDecoder:
         if code == CODE_JSON_DATA and version == VERSION_2:
             return self._json(buf, pos, end)
         if code == CODE_DATA and version == VERSION_1:
-            return self._v1_data(buf, pos, end)
+            return self._v1_data(stream, pos, end)
         if code == CODE_WINDOW_SIZE:
             if end - pos < 6:
                 return _NEED_MORE
@@ -235,34 +342,62 @@ class FrameDecoder:
         stop = pos + 10 + length
         if stop > end:
             return _NEED_MORE
-        return JsonDataFrame(seq, _load_object(buf[pos + 10 : stop], seq)), stop
+        return JsonDataFrame(seq, _load_object(buf[pos + 10 : stop], seq), length), stop
 
-    def _v1_data(self, buf: bytearray, pos: int, end: int):
-        if end - pos < 10:
-            return _NEED_MORE
-        seq, pairs = _TWO_U32.unpack_from(buf, pos + 2)
-        if pairs == 0:
-            raise LumberjackProtocolError(f"D frame seq {seq} with no fields")
-        if 8 * pairs > self.max_frame:
-            raise FrameTooLargeError(f"D frame of {pairs} fields over the limit {self.max_frame}")
-        cursor = pos + 10
-        strings: list[str] = []
-        for _ in range(2 * pairs):
+    def _v1_data(self, stream: _Stream, pos: int, end: int):
+        """A `D` frame, read on from where the last read of it stopped (if it did)."""
+        buf = stream.buf
+        partial = stream.partial
+        if partial is None:
+            if end - pos < 10:
+                return _NEED_MORE
+            seq, pairs = _TWO_U32.unpack_from(buf, pos + 2)
+            if pairs == 0:
+                raise LumberjackProtocolError(f"D frame seq {seq} with no fields")
+            if 8 * pairs > self.max_frame:
+                raise FrameTooLargeError(
+                    f"D frame of {pairs} fields over the limit {self.max_frame}"
+                )
+            strings: list[str] = []
+            want = 2 * pairs
+            cursor = pos + 10
+            size = 0
+        else:
+            seq = partial.seq
+            strings = partial.strings
+            want = 2 * partial.pairs
+            cursor = pos + partial.offset
+            size = partial.size
+        self.steps += 1
+        limit = pos + self.max_frame
+        steps = 0
+        unpack = _U32.unpack_from
+        while len(strings) < want:
             if end - cursor < 4:
-                return _NEED_MORE
-            (length,) = _U32.unpack_from(buf, cursor)
-            cursor += 4
-            if cursor + length - pos > self.max_frame:
+                break
+            (length,) = unpack(buf, cursor)
+            stop = cursor + 4 + length
+            if stop > limit:
                 raise FrameTooLargeError(f"D frame seq {seq} over the limit {self.max_frame}")
-            if cursor + length > end:
-                return _NEED_MORE
+            if stop > end:
+                break
+            steps += 1
             try:
-                strings.append(buf[cursor : cursor + length].decode("utf-8"))
+                strings.append(buf[cursor + 4 : stop].decode("utf-8"))
             except UnicodeDecodeError as exc:
                 raise LumberjackProtocolError(f"D frame seq {seq}: invalid UTF-8: {exc}") from None
-            cursor += length
+            size += length
+            cursor = stop
+        self.steps += steps
+        if len(strings) < want:
+            if partial is None:
+                partial = stream.partial = _PartialData(seq, want // 2, strings)
+            partial.offset = cursor - pos
+            partial.size = size
+            return _NEED_MORE
+        stream.partial = None
         event = dict(zip(strings[0::2], strings[1::2], strict=True))
-        return V1DataFrame(seq, event), cursor
+        return V1DataFrame(seq, event, cursor - pos), cursor
 
 
 #: the tag of an event that stands for a payload we could not take (as the ndjson codec's)

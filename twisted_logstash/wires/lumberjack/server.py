@@ -17,6 +17,15 @@ Behaviour, after logstash-input-beats (BeatsParser, BeatsHandler, ConnectionHand
   (never while a window is with the sink).
 - A protocol error, or a sink failure, closes the connection: the windows not yet ACKed are
   dropped and the sender resends them.
+
+Memory is bounded by bytes, not by counts: what a connection holds (`held()`: input not parsed
+yet, inflated bytes not parsed yet, and the decoded events not yet handed to the sink, each
+counted as its JSON length plus `EVENT_OVERHEAD`) may not pass `max_window_bytes`; a stream that
+would hold more (a `W 10000` whose `C` frames inflate to a gigabyte and never complete it) is a
+protocol error, and the connection is closed as soon as it passes, before the rest is inflated.
+The byte bound is our own (the count bound, `max_window`, is go-lumber's server default); a
+sender whose window is refused gets no ACK and resends it, as after any protocol error.
+The input skeleton sums `held()` over its connections for its byte budget.
 """
 
 from __future__ import annotations
@@ -42,7 +51,10 @@ from twisted_logstash.wires.lumberjack.decoder import (
 )
 from twisted_logstash.wires.lumberjack.frames import (
     AckFrame,
+    FrameTooLargeError,
+    JsonDataFrame,
     LumberjackProtocolError,
+    V1DataFrame,
     WindowSizeFrame,
     encode_ack,
 )
@@ -50,6 +62,9 @@ from twisted_logstash.wires.lumberjack.frames import (
 __all__ = [
     "DEFAULT_CLIENT_INACTIVITY_TIMEOUT",
     "DEFAULT_KEEPALIVE_INTERVAL",
+    "DEFAULT_MAX_WINDOW_BYTES",
+    "EVENT_OVERHEAD",
+    "WINDOW_OVERHEAD",
     "LumberjackExchange",
     "LumberjackInputFactory",
     "LumberjackInputProtocol",
@@ -58,6 +73,20 @@ __all__ = [
 
 DEFAULT_CLIENT_INACTIVITY_TIMEOUT = 60.0  # the beats input's client_inactivity_timeout
 DEFAULT_KEEPALIVE_INTERVAL = 5.0  # the beats input's writer-idle keep-alive
+DEFAULT_MAX_WINDOW_BYTES = 64 * 1024 * 1024
+"""What one connection may hold, in accounted bytes (see `EVENT_OVERHEAD`). A Filebeat window
+(2048 events of a few hundred bytes of JSON by default) is counted for a few MiB; a window of
+events under the native input's 100 MiB body limit is not refused unless its events are large.
+Tighter than `max_inflated` on purpose: it bounds every connection, not one `C` frame."""
+EVENT_OVERHEAD = 1024
+"""The bytes a decoded event is counted for besides its JSON length: the Python objects of a
+dict, its keys and values beyond their JSON text, and the fields the input adds. An estimate,
+measured with tracemalloc (decoded and prepared): `{}` costs 192 bytes, a Filebeat-like event
+of 265 JSON bytes 1,690, a 10 KB message 10,234. JSON made of empty containers (`[{},{},...]`)
+costs up to about 25 times its length: that is beyond what this estimate covers."""
+WINDOW_OVERHEAD = 160
+"""The bytes a window is counted for besides its events (its object and list): a flood of `W 0`
+read while the sink holds a window is held as empty windows until their `A 0` go out."""
 
 log = Logger(namespace="twisted_logstash.wires.lumberjack.server")
 
@@ -65,13 +94,14 @@ log = Logger(namespace="twisted_logstash.wires.lumberjack.server")
 class _Window:
     """Events of one window as they arrive, and the seq to acknowledge them with."""
 
-    __slots__ = ("count", "events", "last_seq", "version")
+    __slots__ = ("bytes", "count", "events", "last_seq", "version")
 
     def __init__(self, count: int, version: int):
         self.count = count
         self.version = version
         self.events: list[dict[str, Any]] = []
         self.last_seq = 0
+        self.bytes = WINDOW_OVERHEAD  # plus its events' (JSON length plus EVENT_OVERHEAD each)
 
 
 LumberjackInputProtocol = InputProtocol
@@ -80,11 +110,13 @@ LumberjackInputProtocol = InputProtocol
 
 @dataclass(frozen=True, slots=True)
 class LumberjackInputSettings:
-    """What every connection of one framed input shares: the decoder's limits."""
+    """What every connection of one framed input shares: the decoder's limits, and the bytes a
+    connection may hold."""
 
     max_window: int = DEFAULT_MAX_WINDOW
     max_frame: int = DEFAULT_MAX_FRAME
     max_inflated: int = DEFAULT_MAX_INFLATED
+    max_window_bytes: int = DEFAULT_MAX_WINDOW_BYTES
 
 
 @implementer(IInputExchange)
@@ -94,11 +126,15 @@ class LumberjackExchange:
     def __init__(self, connection: IInputConnection, settings: LumberjackInputSettings):
         self._connection = connection
         self.decoder = FrameDecoder(settings.max_window, settings.max_frame, settings.max_inflated)
+        self.max_window_bytes = settings.max_window_bytes
         self.window: _Window | None = None
         """The window whose frames are arriving."""
         self._ready: deque[_Window] = deque()
+        self._decoded = 0  # bytes counted for the events of self.window and self._ready
         self._busy: _Window | None = None
         self._failed = False  # a protocol error or a sink failure: close, read nothing more
+        self.error: str | None = None
+        """The protocol error that closes the connection, if one does."""
         self._draining = False
         self._lost = False
 
@@ -107,11 +143,39 @@ class LumberjackExchange:
     def feed(self, data: bytes) -> None:
         if self._failed:
             return
+        limit = self.max_window_bytes
         try:
-            for frame in self.decoder.feed(data):
-                self._frame(frame)
+            for frames in self.decoder.decode(data):
+                for frame in frames:
+                    kind = type(frame)
+                    if kind is not JsonDataFrame and kind is not V1DataFrame:
+                        self._control(frame)
+                        continue
+                    window = self.window
+                    if window is None:
+                        raise LumberjackProtocolError(
+                            f"data frame seq {frame.seq} outside a window"
+                        )
+                    events = window.events
+                    events.append(frame.event)
+                    window.last_seq = frame.seq
+                    cost = frame.size + EVENT_OVERHEAD
+                    window.bytes += cost
+                    self._decoded += cost
+                    if self._decoded > limit:  # the bytes not decoded yet are checked below
+                        self._too_much()
+                    if len(events) == window.count:
+                        self._ready.append(window)
+                        self.window = None
+            if self._decoded + self.decoder.held() > self.max_window_bytes:
+                self._too_much()
         except LumberjackProtocolError as exc:
             self._fail("protocol error: {reason}", reason=str(exc))
+
+    def held(self) -> int:
+        """Bytes held: input not parsed yet, inflated bytes not parsed yet, and the events
+        decoded but not yet handed to the sink (JSON length plus `EVENT_OVERHEAD` each)."""
+        return self._decoded + self.decoder.held()
 
     def receive(self, data: bytes) -> list:
         """The `A 0` of empty windows and the next complete window, in order."""
@@ -123,14 +187,21 @@ class LumberjackExchange:
             out.append(Close())
             return out
         ready = self._ready
+        answers: list[bytes] = []  # one write for them all, not a buffered object per A 0
         while ready:
             window = ready.popleft()
+            self._decoded -= window.bytes
             if not window.events:
-                out.append(encode_ack(0, window.version))
+                answers.append(encode_ack(0, window.version))
                 continue
+            if answers:
+                out.append(b"".join(answers))
+                answers = []
             self._busy = window
             out.append(window.events)
             break
+        if answers:
+            out.append(b"".join(answers))
         return out
 
     def ack(self, events: list) -> bytes | Close:
@@ -156,7 +227,7 @@ class LumberjackExchange:
             count=len(window.events),
         )
         self._failed = True
-        self._ready.clear()
+        self._forget()
         return Close()
 
     def keepalive(self) -> bytes:
@@ -179,18 +250,18 @@ class LumberjackExchange:
         """Take nothing more; the window with the sink (if any) is still ACKed. Windows not yet
         with the sink are dropped unACKed: the sender resends them."""
         self._draining = True
-        self._ready.clear()
-        self.window = None
+        self._forget()
         return True
 
     def lost(self) -> None:
         self._lost = True
-        self._ready.clear()
-        self.window = None
+        self._forget()
+        self.decoder.discard()
 
     # -- windows ----------------------------------------------------------------------
 
-    def _frame(self, frame) -> None:
+    def _control(self, frame) -> None:
+        """A frame other than a data frame: a window opens, or a protocol error."""
         if isinstance(frame, WindowSizeFrame):
             if self.window is not None:
                 log.warn(
@@ -203,6 +274,9 @@ class LumberjackExchange:
                 self._ready.append(self.window)
                 self.window = None
             window = _Window(frame.count, frame.version)
+            self._decoded += WINDOW_OVERHEAD
+            if self._decoded > self.max_window_bytes:
+                self._too_much()
             if frame.count == 0:
                 self._ready.append(window)
             else:
@@ -210,14 +284,7 @@ class LumberjackExchange:
         elif isinstance(frame, AckFrame):
             raise LumberjackProtocolError("a sender must not send ACK frames")
         else:
-            window = self.window
-            if window is None:
-                raise LumberjackProtocolError(f"data frame seq {frame.seq} outside a window")
-            window.events.append(frame.event)
-            window.last_seq = frame.seq
-            if len(window.events) == window.count:
-                self._ready.append(window)
-                self.window = None
+            raise LumberjackProtocolError(f"unexpected frame {frame!r}")
 
     def _fail(self, message: str, **fields: Any) -> None:
         """Stop reading and close; a window already with the sink still gets its ACK."""
@@ -227,8 +294,25 @@ class LumberjackExchange:
             **fields,
         )
         self._failed = True
+        self.error = fields.get("reason", message)
+        self._forget()
+        self.decoder.discard()
+
+    def _too_much(self) -> None:
+        held = self._decoded + self.decoder.held()
+        events = sum(len(w.events) for w in self._ready)
+        if self.window is not None:
+            events += len(self.window.events)
+        raise FrameTooLargeError(
+            f"the connection would hold {held} bytes ({events} events not yet delivered, "
+            f"the rest undecoded) over max_window_bytes {self.max_window_bytes}"
+        )
+
+    def _forget(self) -> None:
+        """Drop the windows not yet with the sink (their sender resends them)."""
         self._ready.clear()
         self.window = None
+        self._decoded = 0
 
 
 class LumberjackInputFactory(InputFactory):
@@ -247,8 +331,12 @@ class LumberjackInputFactory(InputFactory):
         max_inflated: int = DEFAULT_MAX_INFLATED,
         decorations: Decorations | None = None,
         max_connections: int = 1000,
+        max_window_bytes: int = DEFAULT_MAX_WINDOW_BYTES,
     ):
-        self.settings = LumberjackInputSettings(max_window, max_frame, max_inflated)
+        self.settings = LumberjackInputSettings(
+            max_window, max_frame, max_inflated, max_window_bytes
+        )
+        self.max_window_bytes = max_window_bytes
         self.client_inactivity_timeout = client_inactivity_timeout
         self.keepalive_interval = keepalive_interval
         self.max_window = max_window
