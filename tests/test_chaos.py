@@ -43,7 +43,7 @@ class Client(protocol.Protocol):
 
     def __init__(self) -> None:
         self.data = b""
-        self.closed: defer.Deferred = defer.Deferred().addTimeout(TIMEOUT, reactor)
+        self._closed: defer.Deferred = defer.Deferred()
         self._waiting: list[tuple[int, defer.Deferred]] = []
 
     def dataReceived(self, data: bytes) -> None:
@@ -54,10 +54,24 @@ class Client(protocol.Protocol):
                 entry[1].callback(self.data)
 
     def connectionLost(self, reason=protocol.connectionDone) -> None:
-        self.closed.callback(reason.value)  # the exception, as a result
+        self._closed.callback(reason.value)  # the exception, as a result
         for _, d in self._waiting:
             d.errback(reason)
         self._waiting = []
+
+    @property
+    def closed(self) -> defer.Deferred:
+        """Fires with why the connection ended; fails after TIMEOUT. Made when awaited, so that
+        a client nobody waits on leaves no timed-out Deferred behind for a later test."""
+        d: defer.Deferred = defer.Deferred()
+
+        def relay(result):
+            if not d.called:  # not timed out meanwhile
+                d.callback(result)
+            return result
+
+        self._closed.addBoth(relay)
+        return d.addTimeout(TIMEOUT, reactor)
 
     def until(self, size: int) -> defer.Deferred:
         if len(self.data) >= size:
