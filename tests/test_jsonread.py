@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import gzip
 import io
+import itertools
 
 import orjson
 import pytest
@@ -200,9 +201,21 @@ def test_what_is_not_json_stays_a_parse_failure(line):
 
 @pytest.fixture
 def policy_log(monkeypatch):
+    """The policy's log lines, with every batch checked (no sampling)."""
     events: list[dict] = []
     monkeypatch.setattr(jsonpolicy, "log", Logger(observer=events.append))
+    monkeypatch.setattr(jsonpolicy, "NONFINITE_SAMPLE", 1)
     return events
+
+
+def test_nan_is_checked_on_the_first_batch_and_one_in_sample_after(monkeypatch):
+    logged: list[dict] = []
+    monkeypatch.setattr(jsonpolicy, "log", Logger(observer=logged.append))
+    monkeypatch.setattr(jsonpolicy, "_nonfinite_batches", itertools.count())
+    batch = [{"a": float("nan")}]
+    for _ in range(2 * jsonpolicy.NONFINITE_SAMPLE):
+        ndjson.encode(batch)
+    assert len(logged) == 2
 
 
 def test_nan_and_infinity_written_as_null_are_logged_once_per_batch(policy_log):

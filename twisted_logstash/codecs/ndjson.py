@@ -29,9 +29,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-import orjson
-
-from twisted_logstash.codecs.jsonpolicy import MAX_DEPTH, dumps_lines, loads, long_digits
+from twisted_logstash.codecs.jsonpolicy import MAX_DEPTH, dumps_lines, loads, read
 from twisted_logstash.errors import CodecError, TooLargeError
 
 __all__ = [
@@ -48,8 +46,6 @@ __all__ = [
 PARSE_FAILURE_TAG = "_jsonparsefailure"
 DEFAULT_MAX_LINE_LENGTH = 100 * 1024 * 1024
 
-_loads = orjson.loads
-_JSONDecodeError = orjson.JSONDecodeError
 _DEEP_LINE = 2 * MAX_DEPTH  # a shorter line cannot nest deeper than the policy writes
 
 
@@ -70,31 +66,32 @@ def encode(events: Iterable[dict]) -> bytes:
 def decode(data: bytes) -> list[dict]:
     """Every event of an ndjson body (complete: the last line needs no ``\\n``)."""
     out: list[dict] = []
-    data = bytes(data)
-    _decode_lines(data.split(b"\n"), out, long_digits(data))
+    _decode_lines(bytes(data).split(b"\n"), out)
     return out
 
 
 def decode_line(line: bytes) -> list[dict]:
     """The events of one line (without its ``\\n``): zero, one, or one per array element."""
     out: list[dict] = []
-    _decode_lines((line,), out, long_digits(line))
+    _decode_lines((line,), out)
     return out
 
 
-def _decode_lines(lines: Iterable[bytes], out: list[dict], maybe_big: bool) -> None:
-    """The hot loop: the common case (an object per line) costs one loads and one append.
+def _decode_lines(lines: Iterable[bytes], out: list[dict]) -> None:
+    """The hot loop: the common case (an object per line) costs one read and one append.
 
-    A line that may hold an integer beyond 64 bits (``maybe_big``: a run of 19 digits was
-    seen) or may nest deeper than the policy writes (a long one) is read by
-    :func:`jsonpolicy.loads`, which keeps the integer exact and refuses the depth."""
+    A line that may nest deeper than the policy writes (a long one, or one that reached the
+    recursion limit) is read by :func:`jsonpolicy.loads`, which refuses the depth."""
     append = out.append
     for line in lines:
         if not line:
             continue
         try:
-            parsed = loads(line) if maybe_big or len(line) > _DEEP_LINE else _loads(line)
-        except ValueError:  # orjson's JSONDecodeError, TooDeepError
+            try:
+                parsed = read(line) if len(line) <= _DEEP_LINE else loads(line)
+            except RecursionError:
+                parsed = loads(line)
+        except ValueError:  # not JSON (msgspec's DecodeError), TooDeepError
             if line.strip():
                 append(_failure(line))
             continue
@@ -185,11 +182,7 @@ class LineDecoder(LineSplitter):
     def feed(self, data: bytes) -> list[dict]:
         """The events of every line completed by ``data``."""
         out: list[dict] = []
-        split = self._held > 0  # the first line began in an earlier feed
-        lines = self.lines(data)
-        if lines:
-            maybe_big = long_digits(data) or (split and long_digits(lines[0]))
-            _decode_lines(lines, out, maybe_big)
+        _decode_lines(self.lines(data), out)
         return out
 
     def finish(self) -> list[dict]:

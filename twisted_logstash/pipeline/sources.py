@@ -18,7 +18,6 @@ import os
 import socket
 from collections.abc import Callable
 
-import orjson
 from twisted.internet import defer, protocol
 from twisted.internet.interfaces import IHalfCloseableProtocol, IPushProducer
 from twisted.logger import Logger
@@ -44,7 +43,6 @@ __all__ = [
 
 SPECS = "stdin, file:PATH, tcp:PORT, generator:COUNT"
 
-_loads = orjson.loads
 _DEEP_LINE = 2 * jsonpolicy.MAX_DEPTH  # a shorter line cannot nest deeper than the policy writes
 
 
@@ -53,19 +51,21 @@ def file_key(path: str) -> str:
     return "file:" + os.path.abspath(path)
 
 
-def decode_line(line: bytes, maybe_big: bool | None = None) -> dict | None:
+def decode_line(line: bytes) -> dict | None:
     """The event of one source line (without its ``\\n``), or None for a blank line.
 
     Read by the JSON policy (:func:`jsonpolicy.loads`): an integer beyond 64 bits keeps its
     exact value; an event (a dead-letter record's own event) nested deeper than the policy
-    writes is taken as a line of text, as anything else that is not an object.
-    ``maybe_big``: as for :func:`jsonpolicy.loads` (None: find out)."""
+    writes is taken as a line of text, as anything else that is not an object."""
     try:
-        if maybe_big is False and len(line) <= _DEEP_LINE:
-            parsed = _loads(line)
+        if len(line) <= _DEEP_LINE:
+            try:
+                parsed = jsonpolicy.read(line)
+            except RecursionError:
+                parsed = jsonpolicy.loads(line, check_depth=False)
         else:
-            parsed = jsonpolicy.loads(line, maybe_big, check_depth=False)
-    except ValueError:  # orjson's JSONDecodeError, as the policy's reader raises it
+            parsed = jsonpolicy.loads(line, check_depth=False)
+    except ValueError:  # not JSON, as the policy's reader raises it
         if not line.strip():
             return None
     else:
@@ -78,12 +78,6 @@ def decode_line(line: bytes, maybe_big: bool | None = None) -> dict | None:
     return {"message": line.decode("utf-8", "replace")}
 
 
-def _maybe_big(data: bytes, first: bytes, split: bool) -> bool:
-    """Whether the lines ``data`` completed may hold an integer beyond 64 bits: one scan of
-    ``data``, and of the first line when it began in an earlier feed."""
-    return jsonpolicy.long_digits(data) or (split and jsonpolicy.long_digits(first))
-
-
 class LineEvents(LineSplitter):
     """Incremental: feed bytes cut anywhere, get the events of the lines they complete.
 
@@ -93,11 +87,8 @@ class LineEvents(LineSplitter):
     def feed(self, data: bytes) -> list[dict]:
         out = []
         append = out.append
-        split = self._held > 0  # the first line began in an earlier feed
-        lines = self.lines(data)
-        maybe_big = bool(lines) and _maybe_big(data, lines[0], split)
-        for line in lines:
-            event = decode_line(line, maybe_big)
+        for line in self.lines(data):
+            event = decode_line(line)
             if event is not None:
                 append(event)
         return out
@@ -110,12 +101,9 @@ class LineEvents(LineSplitter):
         ends = []
         append, end = out.append, ends.append
         position = start
-        split = self._held > 0
-        lines = self.lines(data)
-        maybe_big = bool(lines) and _maybe_big(data, lines[0], split)
-        for line in lines:
+        for line in self.lines(data):
             position += len(line) + 1
-            event = decode_line(line, maybe_big)
+            event = decode_line(line)
             if event is not None:
                 append(event)
                 end(position)
