@@ -310,7 +310,8 @@ class InputProtocol(protocol.Protocol):
             transport.write(answer)
             if self.factory.send_at_once:
                 send_now(transport)  # not after every other event of this reactor turn
-        self._unpause(_SINK)
+        if self._pauses:
+            self._unpause(_SINK)
         if self.closing:
             self.account()  # answered before (the sink was too slow): nothing more is read
         elif not self._sync:

@@ -447,17 +447,27 @@ class HttpExchange:
             self._drop()
             return self._answer_error(*reject)
         parts = self.parts
+        events = self._events
         if parts:
             data = parts[0] if len(parts) == 1 else b"".join(parts)
             self.parts = []
             self._inflated = 0
             self._searched = 0
-            events = ndjson.decode(data)
-            if events:
-                self._events += events
-                self._cost += event_bytes(len(data), len(events))
-        if not self._events:
-            return self.ack(self._events)
+            decoded = ndjson.decode(data)
+            if decoded:
+                cost = len(data) * BYTE_FACTOR + len(decoded) * EVENT_OVERHEAD  # event_bytes
+                if events:
+                    events += decoded
+                    cost += self._cost
+                else:
+                    events = decoded
+                self._events = []
+                self._cost = 0
+                self._with_sink = cost
+                self._partial = False
+                return events
+        if not events:
+            return self.ack(events)
         return self._batch(partial=False)
 
     def _drop(self) -> None:
