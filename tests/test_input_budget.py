@@ -10,6 +10,8 @@ from __future__ import annotations
 import base64
 import gzip
 
+from hypothesis import given
+from hypothesis import strategies as st
 from twisted.internet import defer
 from twisted.internet.address import IPv4Address
 from twisted.internet.task import Clock
@@ -17,7 +19,9 @@ from twisted.internet.testing import StringTransport
 from twisted.logger import capturedLogs, formatEvent
 from zope.interface import implementer
 
+from twisted_logstash.codecs import compression, ndjson
 from twisted_logstash.interfaces import IEventSink
+from twisted_logstash.wires.native import server
 from twisted_logstash.wires.native.http import ResponseParser
 from twisted_logstash.wires.native.server import STEP, HttpInputFactory, event_bytes
 
@@ -315,3 +319,67 @@ def test_a_late_failure_of_the_sink_writes_nothing_more():
     transport.clear()
     sink.held.pop().errback(RuntimeError("late"))
     assert transport.value() == b"" and factory.pending == 0
+
+
+# -- fuzz: a body cut anywhere, in steps and batches of any size, gives the same events -------
+
+
+_lines = st.lists(
+    st.one_of(
+        st.just(b"{}"),
+        st.just(b""),
+        st.just(b"not json"),
+        st.builds(lambda n: b'{"n":%d}' % n, st.integers(0, 10**6)),
+        st.builds(lambda k: b"[" + b",".join([b'{"a":1}'] * k) + b"]", st.integers(0, 5)),
+        st.builds(lambda k: b'{"m":"' + b"x" * k + b'"}', st.integers(0, 300)),
+    ),
+    max_size=60,
+)
+
+
+@given(
+    lines=_lines,
+    encoding=st.sampled_from(["gzip", "deflate", "snappy", "identity"]),
+    step=st.integers(1, 64),
+    budget=st.integers(1, 4096),
+    cuts=st.lists(st.integers(1, 50), max_size=20),
+    release_late=st.booleans(),
+)
+def test_a_body_in_steps_and_batches_gives_the_events_of_the_whole(
+    lines, encoding, step, budget, cuts, release_late
+):
+    saved = server.STEP
+    server.STEP = step  # tiny steps and batches: every path of the streaming is taken
+    try:
+        _body_in_steps(lines, encoding, budget, cuts, release_late)
+    finally:
+        server.STEP = saved
+
+
+def _plain(events: list[dict]) -> list[dict]:
+    return [{k: v for k, v in e.items() if k not in ("@timestamp", "@version")} for e in events]
+
+
+def _body_in_steps(lines, encoding, budget, cuts, release_late) -> None:
+    body = b"\n".join(lines) + b"\n"
+    compressed = compression.compress(body, encoding)
+    header = b"" if encoding == "identity" else b"Content-Encoding: %s\r\n" % encoding.encode()
+    request = (
+        b"POST / HTTP/1.1\r\nHost: h\r\n" + header + b"Content-Length: %d\r\n\r\n" % len(compressed)
+    ) + compressed
+    sink = HeldSink()
+    factory = HttpInputFactory(sink, Clock(), max_held_bytes=budget)
+    proto, transport = connect(factory)
+    at = 0
+    for cut in [*cuts, len(request)]:
+        proto.dataReceived(request[at : at + cut])
+        at += cut
+        if not release_late:
+            sink.release()
+        if at >= len(request):
+            break
+    while sink.held:
+        sink.release()
+    assert _plain([e for b in sink.batches for e in b]) == _plain(ndjson.decode(body))
+    assert statuses(transport.value()) == [200]
+    assert factory.held == 0 and factory.pending == 0

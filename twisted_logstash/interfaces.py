@@ -305,6 +305,7 @@ class IInputConnection(Interface):
         " is with the sink), 'linger' (answered, closing)."
     )
     deadline = Attribute("reactor seconds at which the phase times out, or None.")
+    held = Attribute("The bytes its exchange held when last asked (C{held}).")
 
     def set_phase(phase):
         """Enter C{phase} ('idle', 'head' or 'body') now: its deadline starts again."""

@@ -324,7 +324,7 @@ class HttpExchange:
             status, text = 401, "missing or wrong credentials"
         elif the_input.pending >= settings.max_pending_requests:
             status, text = 429, "too many requests waiting; retry later"
-        elif the_input.held > the_input.max_held_bytes:
+        elif the_input.held - connection.held > the_input.max_held_bytes:  # others hold it
             status, text = 429, "the input holds too much; retry later"
         else:
             encoding = _encoding(head.get(b"content-encoding"))
@@ -412,8 +412,9 @@ class HttpExchange:
         self._inflated = len(rest)
         self._searched = 0
         events = ndjson.decode(data[:cut])
-        self._events += events
-        self._cost += event_bytes(cut, len(events))
+        if events:
+            self._events += events
+            self._cost += event_bytes(cut, len(events))
 
     def _batch(self, partial: bool) -> list:
         events, self._events = self._events, []
