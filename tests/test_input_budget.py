@@ -383,3 +383,28 @@ def _body_in_steps(lines, encoding, budget, cuts, release_late) -> None:
     assert _plain([e for b in sink.batches for e in b]) == _plain(ndjson.decode(body))
     assert statuses(transport.value()) == [200]
     assert factory.held == 0 and factory.pending == 0
+
+
+def test_batches_settled_at_once_give_the_reactor_back_between_turns():
+    """The gzip flood blocked the reactor for 30 s: batches that a sink settles at once are
+    worked through for TURN seconds, then the connection waits a reactor turn."""
+    clock = Clock()
+
+    @implementer(IEventSink)
+    class SlowImmediateSink:
+        batches = 0
+
+        def deliver(self, events):
+            self.batches += 1
+            clock.advance(0.02)  # each batch takes the reactor 20 ms
+            return defer.succeed(None)
+
+    sink = SlowImmediateSink()
+    factory = HttpInputFactory(sink, clock)
+    proto, transport = connect(factory)
+    proto.dataReceived(gzip_request(b'{"n":1}\n') * 20)
+    assert sink.batches < 20  # gave the reactor back
+    for _ in range(40):
+        clock.advance(0)
+    assert sink.batches == 20
+    assert statuses(transport.value()) == [200] * 20
