@@ -187,6 +187,8 @@ class Decompressor:
             raise ValueError(f"limit must be >= 0, not {limit}")
         self.limit = limit
         self.total = 0
+        self.more = False
+        """Whether ``feed(b"", max_length)`` may give more without new input."""
         self._failed = False
         self._finished = False
         self._codec = _codec(self.encoding, backend)
@@ -195,11 +197,6 @@ class Decompressor:
     def held(self) -> int:
         """Bytes of input kept, not inflated yet (a ``max_length`` reached, a header unfinished)."""
         return self._codec.held
-
-    @property
-    def more(self) -> bool:
-        """Whether ``feed(b"", max_length)`` may give more without new input."""
-        return self._codec.more
 
     def feed(self, chunk: bytes, max_length: int | None = None) -> bytes:
         """The bytes inflated from ``chunk`` and what was kept (possibly ``b""`` while a frame is
@@ -216,6 +213,7 @@ class Decompressor:
             self._failed = True
             raise
         self.total += len(out)
+        self.more = self._codec.more
         return out
 
     def finish(self) -> bytes:
@@ -339,7 +337,8 @@ class _Inflater:
                     self._tail = bytes(data)
                     self.more = True
                     break
-                length = min(length, cap - produced)
+                if cap - produced < length:
+                    length = cap - produced
             try:
                 piece = stream.decompress(data, length)
             except self._engine.error as e:
@@ -361,7 +360,7 @@ class _Inflater:
             else:
                 # Less than max_length came out, so every input byte was consumed.
                 data = b""
-        return out[0] if len(out) == 1 else b"".join(out)
+        return b"".join(out)
 
     def _start(self, data: bytes):
         """A decompressor for the member or stream ``data`` starts; None to wait for more."""

@@ -324,7 +324,10 @@ class HttpExchange:
             status, text = 401, "missing or wrong credentials"
         elif the_input.pending >= settings.max_pending_requests:
             status, text = 429, "too many requests waiting; retry later"
-        elif the_input.held - connection.held > the_input.max_held_bytes:  # others hold it
+        elif (
+            the_input.held > the_input.max_held_bytes
+            and the_input.held - connection.held > the_input.max_held_bytes  # others hold it
+        ):
             status, text = 429, "the input holds too much; retry later"
         else:
             encoding = _encoding(head.get(b"content-encoding"))
@@ -423,12 +426,12 @@ class HttpExchange:
         return events
 
     def _end(self) -> list | bytes | Close:
-        self._ended = True
         reject = self._reject
         decoder = self._decoder
         if reject is None and (self._inflated >= STEP or (decoder is not None and decoder.more)):
             result = self._step()
             if result is not None:
+                self._ended = True
                 return result  # a batch, or no room: the end comes later
             reject = self._reject
         self._ended = False
