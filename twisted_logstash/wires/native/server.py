@@ -378,17 +378,23 @@ class HttpExchange:
         limit = self._settings.max_batch_bytes
         self._backlog = False
         while self._reject is None:
-            if self._inflated >= STEP:
-                self._decode_lines()
             if self._events and (self._cost >= limit or crowded(connection)):
                 self._backlog = True
                 return self._batch(partial=True)
             decoder = self._decoder
-            if decoder is None or not decoder.more:
+            more = decoder is not None and decoder.more
+            if self._inflated < STEP and not more:
                 return None
-            if crowded(connection):
+            if crowded(connection):  # checked before the events of a step are made
                 self._backlog = True
                 return _WAIT
+            if self._inflated >= STEP:
+                decoded = len(self._events)
+                self._decode_lines()
+                if len(self._events) > decoded:
+                    continue  # new events: a batch yet?
+            if not more:
+                return None  # one long line so far: more body bytes are needed
             try:
                 data = decoder.feed(b"", STEP)
             except Exception as error:
