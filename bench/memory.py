@@ -9,6 +9,12 @@ Scenarios (all on 127.0.0.1):
 - ``slowloris``: ``--slow-clients`` connections trickle a request head, a byte a second; the
   input (``--header-timeout``) must drop every one of them, and the time it took is printed.
 - ``cap``: ``--max-connections`` + 100 idle connections; the ones over the cap must get 503.
+- ``attacks`` (issue 11), each against a fresh input with ``--max-held-bytes`` (256 MiB):
+  ``gzip-flood``, one request of 100 KiB of gzip inflating to 105 MB of ``{}`` lines (35 million
+  events), into a sink that takes every batch at once (it took an input to 6.9 GB); ``unfinished``,
+  ten such bodies left unfinished, into a sink that never settles (852 MB); ``no-reader``, a
+  client that sends pipelined requests answered without the sink and never reads its answers
+  (1,086 MB for 120 MB sent). The peak RSS of each is printed beside the budget.
 - ``output``: the real output program (``twistd logstash-output``) with a generator source of
   ``--events`` events and two receivers that are down (nothing listens on their ports), so every
   attempt fails and is retried; runs ``--seconds``.
@@ -89,12 +95,29 @@ def serve_input(args) -> None:
             self.events += len(events)
             d.callback(None)
 
+    @implementer(IEventSink)
+    class NullSink:
+        def __init__(self) -> None:
+            self.events = 0
+
+        def deliver(self, events):
+            self.events += len(events)
+            return defer.succeed(None)
+
+    @implementer(IEventSink)
+    class StuckSink:
+        def deliver(self, events):
+            return defer.Deferred()
+
+    sink = {"slow": lambda: SlowSink(args.sink_rate), "null": NullSink, "stuck": StuckSink}
     factory = HttpInputFactory(
-        SlowSink(args.sink_rate),
+        sink[args.sink](),
         reactor,
         max_pending_requests=args.max_pending,
         max_connections=args.max_connections,
         header_timeout=args.header_timeout,
+        max_held_bytes=args.max_held_bytes,
+        sink_timeout=None,
     )
 
     def listening(port) -> None:
@@ -342,13 +365,130 @@ def run_input(args, results: dict) -> bool:
     return ok and bound_ok
 
 
-def child_args(args) -> list[str]:
+def child_args(args, sink: str = "slow") -> list[str]:
     return [
+        f"--sink={sink}",
+        f"--max-held-bytes={args.max_held_bytes}",
         f"--sink-rate={args.sink_rate}",
         f"--max-pending={args.max_pending}",
         f"--max-connections={args.max_connections}",
         f"--header-timeout={args.header_timeout}",
     ]
+
+
+# -- issue 11's attacks, each against a fresh input ------------------------------------------------
+
+
+def start_input(args, sink: str):
+    child = subprocess.Popen(
+        [PYTHON, __file__, "--serve-input", *child_args(args, sink)],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    port = int(child.stdout.readline().split()[1])
+    return child, port, Sampler(child.pid)
+
+
+def stop_input(child) -> None:
+    child.send_signal(signal.SIGTERM)
+    try:
+        child.wait(10)
+    except subprocess.TimeoutExpired:
+        child.kill()
+        child.wait()
+
+
+def flood_request(lines: int) -> bytes:
+    body = gzip.compress(b"{}\n" * lines, 9)
+    return (
+        b"POST / HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Encoding: gzip\r\n"
+        b"Content-Length: %d\r\n\r\n" % len(body) + body
+    )
+
+
+def sample_while(sampler: Sampler, seconds: float, until=lambda: False) -> float:
+    start = time.monotonic()
+    while time.monotonic() - start < seconds and not until():
+        sampler.sample()
+        time.sleep(0.05)
+    sampler.sample()
+    return time.monotonic() - start
+
+
+def attack_gzip_flood(args, request: bytes) -> str:
+    child, port, sampler = start_input(args, "null")
+    with socket.create_connection(("127.0.0.1", port)) as client:
+        client.sendall(request)
+        client.setblocking(False)
+        answer = bytearray()
+
+        def answered() -> bool:
+            try:
+                answer.extend(client.recv(65536))
+            except BlockingIOError:
+                pass
+            return b"\r\n\r\n" in answer
+
+        took = sample_while(sampler, args.attack_seconds, answered)
+    stop_input(child)
+    status = bytes(answer[:12]).decode(errors="replace") or "no answer"
+    return (
+        f"gzip-flood: {len(request) // 1024} KiB of gzip, 105 MB of {{}} lines: '{status}' after "
+        f"{took:.1f} s; peak RSS {mb(sampler.hwm)} MB"
+    )
+
+
+def attack_unfinished(args, request: bytes) -> str:
+    child, port, sampler = start_input(args, "stuck")
+    clients = [socket.create_connection(("127.0.0.1", port)) for _ in range(10)]
+    for client in clients:
+        client.sendall(request[:-1000])
+    sample_while(sampler, min(args.attack_seconds, 10.0))
+    for client in clients:
+        client.close()
+    stop_input(child)
+    sent = 10 * (len(request) - 1000) / 1e6
+    return (
+        f"unfinished: 10 gzip bodies left unfinished ({sent:.1f} MB sent), a sink that never "
+        f"settles: peak RSS {mb(sampler.hwm)} MB"
+    )
+
+
+def attack_no_reader(args) -> str:
+    child, port, sampler = start_input(args, "null")
+    request = b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"  # 405, no sink
+    chunk = request * (65536 // len(request))
+    sent = 0
+    with socket.create_connection(("127.0.0.1", port)) as client:
+        client.setblocking(False)
+        start = time.monotonic()
+        while time.monotonic() - start < min(args.attack_seconds, 10.0) and sent < 120e6:
+            try:
+                sent += client.send(chunk)
+            except BlockingIOError:
+                time.sleep(0.01)  # the input stopped reading: its buffers and ours are full
+            sampler.sample()
+        sample_while(sampler, 1.0)
+    stop_input(child)
+    return (
+        f"no-reader: {sent / 1e6:.1f} MB of requests sent in 10 s, answers never read: "
+        f"peak RSS {mb(sampler.hwm)} MB"
+    )
+
+
+def run_attacks(args, results: dict) -> bool:
+    request = flood_request(args.flood_lines)
+    budget = args.max_held_bytes / 2**20
+    lines = [
+        attack_gzip_flood(args, request),
+        attack_unfinished(args, request),
+        attack_no_reader(args),
+    ]
+    results["attacks"] = lines
+    results["max_held_bytes"] = args.max_held_bytes
+    for line in lines:
+        print(f"{line} (budget {budget:.0f} MiB)")
+    return True
 
 
 def free_port() -> int:
@@ -415,7 +555,13 @@ def run_output(args, results: dict) -> bool:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--serve-input", action="store_true", help=argparse.SUPPRESS)
-    parser.add_argument("--scenario", choices=("all", "input", "output", "framed"), default="all")
+    parser.add_argument(
+        "--scenario", choices=("all", "input", "output", "framed", "attacks"), default="all"
+    )
+    parser.add_argument("--sink", choices=("slow", "null", "stuck"), default="slow")
+    parser.add_argument("--max-held-bytes", type=int, default=256 * 2**20)
+    parser.add_argument("--flood-lines", type=int, default=34_900_000)
+    parser.add_argument("--attack-seconds", type=float, default=120.0)
     parser.add_argument("--seconds", type=float, default=60.0)
     parser.add_argument("--sink-rate", type=float, default=2000.0, help="events/s")
     parser.add_argument("--load-factor", type=float, default=10.0)
@@ -446,6 +592,8 @@ def main() -> int:
         ok = run_input(args, results) and ok
     if args.scenario in ("all", "framed"):
         ok = run_framed(args, results) and ok
+    if args.scenario in ("all", "attacks"):
+        ok = run_attacks(args, results) and ok
     (OUT / "results.json").write_text(json.dumps(results, indent=2))
     return 0 if ok else 1
 

@@ -505,3 +505,24 @@ def test_damaged_bodies_raise_only_codec_errors_whole_or_in_pieces(
 def test_module_exports_the_contract():
     assert compression.ENCODINGS == ("gzip", "deflate", "snappy", "identity")
     assert compression.DEFAULT_GZIP_LEVEL == 1
+
+
+@pytest.mark.parametrize("encoding", ["gzip", "deflate", "snappy"])
+def test_max_length_inflates_a_step_at_a_time_and_keeps_the_rest(encoding):
+    """A 64 KiB read of gzip may inflate to 64 MiB: with ``max_length`` the caller takes it a
+    step at a time, and what is kept is counted (``held``)."""
+    data = b"{}\n" * 400_000
+    body = compress(data, encoding)
+    decompressor = Decompressor(encoding, len(data))
+    out = [decompressor.feed(body[:1000], 65536)]
+    rest = body[1000:]
+    steps = 1
+    while rest or decompressor.more:
+        assert len(out[-1]) <= 65536
+        assert decompressor.held <= len(body)
+        out.append(decompressor.feed(rest, 65536))
+        rest = b""
+        steps += 1
+    out.append(decompressor.finish())
+    assert b"".join(out) == data
+    assert steps >= len(data) // 65536 and decompressor.held == 0

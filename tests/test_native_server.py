@@ -571,7 +571,7 @@ def test_slow_body_dropped():
 
 
 def test_no_timeout_while_the_sink_holds_the_batch():
-    h = Harness(header_timeout=1.0, body_timeout=1.0, idle_timeout=1.0)
+    h = Harness(header_timeout=1.0, body_timeout=1.0, idle_timeout=1.0, sink_timeout=None)
     h.send(request(ndjson({"n": 1})))
     h.clock.advance(1000.0)
     assert not h.transport.disconnecting

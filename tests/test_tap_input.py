@@ -44,3 +44,23 @@ def test_native_only_flags_are_refused_on_the_framed_wire(flag):
     options.parseOptions(["--protocol", "lumberjack", flag])
     with pytest.raises(ConfigurationError, match="lumberjack"):
         settings_from(options, environ={})
+
+
+def test_the_budget_and_the_sink_timeout_reach_the_native_factory():
+    factory = built("--max-held-bytes=1048576", "--sink-timeout=3")
+    assert factory.max_held_bytes == 1048576 and factory.settings.sink_timeout == 3
+    assert factory.timeouts["waiting"] == 3
+    default = built()
+    assert default.max_held_bytes == 256 * 1024 * 1024 and default.settings.sink_timeout == 10
+
+
+def test_the_budget_reaches_the_framed_factory_too():
+    assert built("--protocol=lumberjack", "--max-held-bytes=1048576").max_held_bytes == 1048576
+    assert built("--protocol=lumberjack").max_held_bytes == 256 * 1024 * 1024
+
+
+def test_the_sink_timeout_is_refused_on_the_framed_wire():
+    options = Options()
+    options.parseOptions(["--protocol", "lumberjack", "--sink-timeout=3"])
+    with pytest.raises(ConfigurationError, match="lumberjack"):
+        settings_from(options, environ={})

@@ -268,6 +268,12 @@ class IInputExchange(Interface):
     ``refuse``.
     """
 
+    def held():
+        """The bytes this connection holds now, as the input's budget (C{max_held_bytes})
+        counts them: buffered input not parsed yet, inflated data, decoded events not settled
+        by the sink yet (estimated, cheaply), answers not written yet. Asked after every
+        C{receive}, C{feed} and settled batch: keep it cheap."""
+
     def feed(data):
         """Hold C{data} (bytes): a batch is with the sink, nothing may be decided yet."""
 
@@ -283,7 +289,9 @@ class IInputExchange(Interface):
         empty, or a ``Close``). Also called after the peer left, for the log line."""
 
     def keepalive():
-        """A batch has been with the sink for a while: bytes that keep the peer waiting."""
+        """A batch has been with the sink for a while: bytes that keep the peer waiting, or a
+        ``Close`` that answers the peer now (it waited long enough); the batch then stays with
+        the sink, and its late ``ack``/``refuse`` writes nothing."""
 
     def timed_out(phase, seconds):
         """The deadline of C{phase} passed (C{seconds} after it began): log why the connection
@@ -310,6 +318,7 @@ class IInputConnection(Interface):
         " is with the sink), 'linger' (answered, closing)."
     )
     deadline = Attribute("reactor seconds at which the phase times out, or None.")
+    held = Attribute("The bytes its exchange held when last asked (C{held}).")
 
     def set_phase(phase):
         """Enter C{phase} ('idle', 'head' or 'body') now: its deadline starts again."""
@@ -333,6 +342,10 @@ class IInput(Interface):
     connections = Attribute("How many connections are open.")
     pending = Attribute("How many batches the sink holds and has not settled yet.")
     draining = Attribute("True once ``drain`` was called.")
+    held = Attribute("Bytes its connections' exchanges hold, as they last said (``held``).")
+    max_held_bytes = Attribute(
+        "Its budget: over it, a connection that holds bytes reads no more until it drained."
+    )
 
     def drain():
         """Stop taking batches; return a Deferred that fires once every connection closed and
@@ -356,3 +369,8 @@ class IInputRegistry(Interface):
 
     def batch_settled():
         """The sink settled a batch (took it or failed it)."""
+
+    def crowded(connection):
+        """Whether C{connection}'s exchange should hold no more for now (the input is over its
+        budget, and others hold part of it); if so the connection reads no more, and its
+        exchange is asked to go on (C{receive(b"")}) once there is room."""

@@ -160,7 +160,10 @@ def decompress(data: bytes, encoding: str, limit: int, *, backend: str | None = 
 
 
 class _Codec(Protocol):
-    def feed(self, data: bytes, room: int) -> bytes: ...
+    held: int
+    more: bool
+
+    def feed(self, data: bytes, room: int, cap: int | None) -> bytes: ...
 
     def finish(self) -> bytes: ...
 
@@ -169,10 +172,13 @@ class Decompressor:
     """Incremental decoder for a body that arrives in pieces.
 
     Feeding a body cut anywhere yields, joined, the same bytes as :func:`decompress` of the
-    whole. :meth:`feed` raises :class:`TooLargeError` as soon as the total inflated size would
-    exceed ``limit``, before producing the excess; :meth:`finish` raises
-    :class:`DecompressionError` if the body stopped short. After an error the decompressor
-    refuses further input.
+    whole. With ``max_length``, :meth:`feed` gives at most that many bytes and keeps the rest of
+    its input (:attr:`held` bytes, :attr:`more`) for the next calls (``feed(b"", max_length)``),
+    so that a caller inflates a body a step at a time, never more than it chose to hold, whatever
+    a piece of input inflates to (a 64 KiB read of gzip may inflate to 64 MiB). :meth:`feed`
+    raises :class:`TooLargeError` as soon as the total inflated size would exceed ``limit``,
+    before producing the excess; :meth:`finish` raises :class:`DecompressionError` if the body
+    stopped short. After an error the decompressor refuses further input.
     """
 
     def __init__(self, encoding: str, limit: int, *, backend: str | None = None) -> None:
@@ -181,15 +187,23 @@ class Decompressor:
             raise ValueError(f"limit must be >= 0, not {limit}")
         self.limit = limit
         self.total = 0
+        self.more = False
+        """Whether ``feed(b"", max_length)`` may give more without new input."""
         self._failed = False
         self._finished = False
         self._codec = _codec(self.encoding, backend)
 
-    def feed(self, chunk: bytes) -> bytes:
-        """The bytes inflated from ``chunk`` (possibly ``b""`` while a frame is incomplete)."""
+    @property
+    def held(self) -> int:
+        """Bytes of input kept, not inflated yet (a ``max_length`` reached, a header unfinished)."""
+        return self._codec.held
+
+    def feed(self, chunk: bytes, max_length: int | None = None) -> bytes:
+        """The bytes inflated from ``chunk`` and what was kept (possibly ``b""`` while a frame is
+        incomplete); at most ``max_length`` of them when given."""
         self._check_open()
         try:
-            out = self._codec.feed(chunk, self.limit - self.total)
+            out = self._codec.feed(chunk, self.limit - self.total, max_length)
         except TooLargeError:
             self._failed = True
             raise TooLargeError(
@@ -199,6 +213,7 @@ class Decompressor:
             self._failed = True
             raise
         self.total += len(out)
+        self.more = self._codec.more
         return out
 
     def finish(self) -> bytes:
@@ -229,7 +244,10 @@ def _codec(encoding: str, backend: str | None) -> _Codec:
 
 
 class _Identity:
-    def feed(self, data: bytes, room: int) -> bytes:
+    held = 0
+    more = False
+
+    def feed(self, data: bytes, room: int, cap: int | None) -> bytes:
         if len(data) > room:
             raise TooLargeError()
         return bytes(data)
@@ -284,10 +302,23 @@ class _Inflater:
         self._stream = None  # the member (gzip) or stream (deflate) being inflated
         self._ended = False  # deflate: the stream ended; nothing may follow
         self._head = b""  # the start of a member or stream, held until it can be judged
+        self._tail = b""  # input kept when the caller's cap was reached
+        self.more = False  # the cap was reached: the stream may give more without input
 
-    def feed(self, data: bytes, room: int) -> bytes:
+    @property
+    def held(self) -> int:
+        return len(self._tail) + len(self._head)
+
+    def feed(self, data: bytes, room: int, cap: int | None) -> bytes:
+        if self._tail:
+            data = self._tail + data if data else self._tail
+            self._tail = b""
         out = []
-        while data:
+        produced = 0
+        flush = self.more and self._stream is not None
+        self.more = False
+        while data or flush:
+            flush = False
             stream = self._stream
             if stream is None:
                 if self._ended:
@@ -299,19 +330,33 @@ class _Inflater:
                     break
                 self._head = b""
                 self._stream = stream
+            # room + 1: one byte too many proves the limit is crossed; never 0 (unbounded).
+            length = room + 1
+            if cap is not None:
+                if produced >= cap:
+                    self._tail = bytes(data)
+                    self.more = True
+                    break
+                if cap - produced < length:
+                    length = cap - produced
             try:
-                # room + 1: one byte too many proves the limit is crossed; never 0 (unbounded).
-                piece = stream.decompress(data, room + 1)
+                piece = stream.decompress(data, length)
             except self._engine.error as e:
                 raise DecompressionError(f"invalid {self._name} data: {e}") from None
             if len(piece) > room:
                 raise TooLargeError()
             room -= len(piece)
+            produced += len(piece)
             out.append(piece)
             if stream.eof:
                 data = stream.unused_data
                 self._stream = None
                 self._ended = not self._gzip
+            elif len(piece) == length:
+                # the cap was reached: keep the rest; the stream may hold more output too
+                self._tail = bytes(stream.unconsumed_tail)
+                self.more = True
+                break
             else:
                 # Less than max_length came out, so every input byte was consumed.
                 data = b""
@@ -332,7 +377,7 @@ class _Inflater:
         return self._engine.decompressobj(wbits=31)
 
     def finish(self) -> bytes:
-        if self._stream is not None or self._head:
+        if self._stream is not None or self._head or self._tail:
             raise DecompressionError(f"truncated {self._name} data")
         return b""
 
@@ -354,8 +399,14 @@ class _SnappyFrames:
         self._buffer = bytearray()
         self._skip = 0  # bytes of a skippable chunk still to be dropped
         self._started = False
+        self.more = False  # the cap was reached with whole chunks left in the buffer
 
-    def feed(self, data: bytes, room: int) -> bytes:
+    @property
+    def held(self) -> int:
+        return len(self._buffer)
+
+    def feed(self, data: bytes, room: int, cap: int | None) -> bytes:
+        self.more = False
         if self._skip:
             dropped = min(self._skip, len(data))
             self._skip -= dropped
@@ -392,13 +443,18 @@ class _SnappyFrames:
             if end - at - 4 < length:
                 break  # wait for the rest of this chunk
             chunk = bytes(buffer[at : at + 4 + length])
-            at += 4 + length
             if kind == 0xFF:
+                at += 4 + length
                 if chunk != _SNAPPY_IDENTIFIER:
                     raise DecompressionError("invalid snappy stream identifier")
                 self._started = True
                 continue
-            size += self._inflated_size(kind, chunk)
+            inflated = self._inflated_size(kind, chunk)
+            if cap is not None and chunks and size + inflated > cap:
+                self.more = True  # the rest waits for the next call
+                break
+            at += 4 + length
+            size += inflated
             if size > room:
                 raise TooLargeError()
             chunks.append(chunk)

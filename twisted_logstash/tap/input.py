@@ -38,6 +38,7 @@ from twisted_logstash.tap.common import (
     wire_of,
 )
 from twisted_logstash.transport.inputservice import InputService
+from twisted_logstash.transport.server import DEFAULT_MAX_HELD_BYTES
 
 PROGRAM = "logstash-input"
 log = Logger(namespace="twisted_logstash.transport.inputservice")
@@ -53,6 +54,7 @@ ONLY = {
         "header_timeout",
         "body_timeout",
         "idle_timeout",
+        "sink_timeout",
     ),
     "lumberjack": ("client_inactivity_timeout",),
 }
@@ -91,6 +93,19 @@ class Options(LogstashOptions):
         ["max-pending-requests", None, None, "requests waiting for the sink before 429 [200]"],
         ["max-content-length", None, None, "largest body in bytes before 413 [104857600]"],
         ["max-connections", None, None, "connections at once (both wires) [1000]"],
+        [
+            "max-held-bytes",
+            None,
+            None,
+            "bytes the input holds at most (bodies, windows, events, answers) before it stops"
+            " reading (both wires) [268435456]",
+        ],
+        [
+            "sink-timeout",
+            None,
+            None,
+            "seconds a request's events may wait on the sink before 429 [10]",
+        ],
         ["header-timeout", None, None, "seconds for a request head to arrive [30]"],
         ["body-timeout", None, None, "seconds for a request body to arrive [60]"],
         ["idle-timeout", None, None, "seconds a keep-alive connection may idle [60]"],
@@ -140,6 +155,10 @@ def settings_from(options: Options, environ=os.environ) -> tuple[dict, set[str],
             "max-content-length", options["max_content_length"] or "104857600", 1
         ),
         "max_connections": parse_int("max-connections", options["max_connections"] or "1000", 1),
+        "max_held_bytes": parse_int(
+            "max-held-bytes", options["max_held_bytes"] or str(DEFAULT_MAX_HELD_BYTES), 1
+        ),
+        "sink_timeout": parse_int("sink-timeout", options["sink_timeout"] or "10", 1),
         "header_timeout": parse_int("header-timeout", options["header_timeout"] or "30", 1),
         "body_timeout": parse_int("body-timeout", options["body_timeout"] or "60", 1),
         "idle_timeout": parse_int("idle-timeout", options["idle_timeout"] or "60", 1),
@@ -201,6 +220,7 @@ def build(settings: dict, explicit: set[str], reactor=None):
             decorations=decorations,
             max_connections=settings["max_connections"],
         )
+        factory.max_held_bytes = settings["max_held_bytes"]  # the skeleton's budget
     else:
         from twisted_logstash.wires.native.server import HttpInputFactory
 
@@ -213,6 +233,8 @@ def build(settings: dict, explicit: set[str], reactor=None):
             max_pending_requests=settings["max_pending_requests"],
             max_content_length=settings["max_content_length"],
             max_connections=settings["max_connections"],
+            max_held_bytes=settings["max_held_bytes"],
+            sink_timeout=float(settings["sink_timeout"]),
             header_timeout=float(settings["header_timeout"]),
             body_timeout=float(settings["body_timeout"]),
             idle_timeout=float(settings["idle_timeout"]),

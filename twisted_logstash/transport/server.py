@@ -11,10 +11,12 @@ a writer per protocol version.
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Callable
 from typing import Any
 
 from twisted.internet import defer, protocol, task
+from twisted.internet.interfaces import IPushProducer
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
@@ -26,6 +28,7 @@ from twisted_logstash.transport.eager import send_now
 
 __all__ = [
     "BODY",
+    "DEFAULT_MAX_HELD_BYTES",
     "HEAD",
     "IDLE",
     "LINGER",
@@ -40,6 +43,23 @@ log = Logger()
 # connection phases, each with its own deadline
 IDLE, HEAD, BODY, WAITING, LINGER = "idle", "head", "body", "waiting", "linger"
 
+# why a connection does not read: any one of them pauses the transport, the last one gone resumes it
+_SINK = 1  # the sink holds the connection's batch
+_BUDGET = 2  # the input holds more bytes than its budget
+_WRITES = 4  # the transport holds more unsent answers than it buffers (the peer does not read)
+
+TURN = 0.05
+"""Seconds a connection works through batches the sink settles at once before it gives the
+reactor back for a turn (a 105 MB body of ``{}`` lines is 35 million events)."""
+
+DEFAULT_MAX_HELD_BYTES = 256 * 1024 * 1024
+"""Bytes an input holds at most (``max_held_bytes``), over all its connections, as its exchanges
+account them (``IInputExchange.held``): 256 MiB, a quarter of Logstash's default 1 GiB heap."""
+
+
+def _nothing() -> int:
+    return 0
+
 
 class Close:
     """A result of an exchange: write ``answer``, read no more, close."""
@@ -53,27 +73,38 @@ class Close:
         return f"Close({self.answer!r})"
 
 
-@implementer(IInputConnection)
+@implementer(IInputConnection, IPushProducer)
 class InputProtocol(protocol.Protocol):
-    """One connection of an input: the transport, the sink and the clock around an exchange."""
+    """One connection of an input: the transport, the sink and the clock around an exchange.
+
+    It is also the producer of its transport's writes (``registerProducer``): when the peer does
+    not read its answers and they pile up past the transport's buffer (64 KiB on TCP), the
+    transport pauses it, and it reads no more until they drained.
+    """
 
     def __init__(self, factory: InputFactory) -> None:
         self.factory = factory
         self.input = factory
         self.exchange: IInputExchange = factory.exchange(self)
+        # an exchange without ``held`` holds nothing the budget knows of
+        self._held_of = getattr(self.exchange, "held", _nothing)
         self.phase = IDLE
         self.deadline: float | None = None
         self.holding: list | None = None  # the batch with the sink
         self.closing = False  # nothing more is read
         self.lost = False
-        self._paused = False
+        self.held = 0  # bytes the exchange held when last asked (the factory's sum counts them)
+        self._pauses = 0  # _SINK | _BUDGET | _WRITES
         self._sync = False  # inside sink.deliver's callbacks being attached
+        self._running = False  # inside _run
+        self._again = False  # _run was asked to go on while running
         self._start: bytes | None = b"" if factory.sniff_tls else None  # until TLS is ruled out
 
     # -- Twisted ----------------------------------------------------------------------------------
 
     def connectionMade(self) -> None:
         self.factory.connected(self)
+        self.transport.registerProducer(self, True)
         if self.factory.draining:
             self.closing = True
             self.transport.loseConnection()
@@ -87,6 +118,7 @@ class InputProtocol(protocol.Protocol):
             return
         if self.holding is not None:
             self.exchange.feed(data)  # one batch at a time: the rest waits
+            self.account()
             return
         self._run(data)
 
@@ -95,7 +127,23 @@ class InputProtocol(protocol.Protocol):
         self.closing = True
         self.deadline = None
         self.exchange.lost()
+        self.account()
         self.factory.disconnected(self)
+
+    # -- IPushProducer: the transport's write buffer ----------------------------------------------
+
+    def pauseProducing(self) -> None:
+        """The peer does not read its answers fast enough: read nothing more for now."""
+        self._pause(_WRITES)
+
+    def resumeProducing(self) -> None:
+        """The answers drained: read, and go on with what is held."""
+        if self._pauses & _WRITES:
+            self._unpause(_WRITES)
+            self._continue()
+
+    def stopProducing(self) -> None:
+        """The transport is gone (``connectionLost`` follows)."""
 
     # -- IInputConnection -------------------------------------------------------------------------
 
@@ -123,31 +171,97 @@ class InputProtocol(protocol.Protocol):
         phase = self.phase
         self.deadline = None
         if phase is WAITING:
-            self.transport.write(self.exchange.keepalive())
+            answer = self.exchange.keepalive()
+            if type(answer) is Close:  # waited long enough: answered now, the batch stays held
+                self._close(answer.answer)
+                return
+            self.transport.write(answer)
             self.set_phase(WAITING)
             return
         abort = self.exchange.timed_out(phase, self.factory.timeouts[phase])
         self.closing = True
-        if abort:
+        if abort or self._pauses & _WRITES:  # a close would wait for answers nobody reads
             self.transport.abortConnection()
         else:
             self.transport.loseConnection()
+
+    # -- the budget of held bytes ----------------------------------------------------------------
+
+    def account(self) -> int:
+        """Ask the exchange what it holds now, and tell the factory; pause reading when the input
+        holds more than its budget (resumed once it drained). The input's total."""
+        held = 0 if self.lost else self._held_of()
+        factory = self.factory
+        total = factory.held = factory.held + held - self.held
+        self.held = held
+        if total > factory.max_held_bytes:
+            if held and not self.closing and not self._pauses & _BUDGET:
+                self._pause(_BUDGET)
+                factory.wait_for_room(self)
+        elif factory.waiting:
+            factory.room_made()
+        return total
+
+    def _pause(self, reason: int) -> None:
+        if self.closing:
+            return  # closing: whatever comes is read and dropped
+        if not self._pauses and not self.lost:
+            self.transport.pauseProducing()
+        self._pauses |= reason
+
+    def _unpause(self, reason: int) -> None:
+        if not self._pauses & reason:
+            return
+        self._pauses &= ~reason
+        if not self._pauses and not self.lost:
+            self.transport.resumeProducing()
+
+    def room(self) -> None:
+        """The input has room again (the factory calls it on a connection it paused)."""
+        self._unpause(_BUDGET)
+        self._continue()
+
+    def _continue(self) -> None:
+        """Go on with what the exchange holds, unless something else still stops it."""
+        if not (self.closing or self.lost or self._pauses) and self.holding is None:
+            self._run(b"")
 
     # -- batches ----------------------------------------------------------------------------------
 
     def _run(self, data: bytes) -> None:
         """Act on what the exchange makes of ``data``, and of what it holds after each batch the
-        sink settled at once (a loop, not a recursion per batch)."""
+        sink settled at once (a loop, not a recursion per batch, nor one per resumption)."""
+        if self._running:  # called back from inside (a write that drained, a sink that fired)
+            self._again = True
+            return
+        self._running = True
         exchange = self.exchange
-        results = exchange.receive(data)
-        while results:
-            events = self._act(results)
-            if events is None:
-                return
-            self._deliver(events)
-            if self.holding is not None or self.closing:
-                return  # the sink holds it: the answer comes from its callback
-            results = exchange.receive(b"")
+        settled = 0  # batches settled at once in this loop
+        try:
+            results = exchange.receive(data)
+            while True:
+                self._again = False
+                events = self._act(results) if results else None
+                if events is not None:
+                    self._deliver(events)
+                if self.holding is not None or self.closing or self._pauses:
+                    break  # the sink holds it, or reading waits: a callback goes on
+                if events is None and not self._again:
+                    break  # the exchange needs bytes
+                # batches the sink settled at once (a large body, pipelined requests): give the
+                # reactor back now and then, so that other connections are served meanwhile
+                settled += 1
+                if settled & 15 == 1:  # the clock is read every 16 batches
+                    now = self.factory.reactor.seconds()
+                    if settled == 1:
+                        start = now
+                    elif now - start >= TURN:
+                        self.factory.reactor.callLater(0, self._continue)
+                        break
+                results = exchange.receive(b"")
+        finally:
+            self._running = False
+        self.account()
 
     def _act(self, results: list) -> list | None:
         """Write what is to be written; the batch to deliver, if the results end with one."""
@@ -184,9 +298,8 @@ class InputProtocol(protocol.Protocol):
         self._sync = True
         d.addCallbacks(self._delivered, self._undelivered)
         self._sync = False
-        if self.holding is not None and not self.lost and not self._paused:
-            self._paused = True
-            self.transport.pauseProducing()
+        if self.holding is not None:
+            self._pause(_SINK)
 
     def _delivered(self, _result: object) -> None:
         events, self.holding = self.holding, None
@@ -212,10 +325,11 @@ class InputProtocol(protocol.Protocol):
             transport.write(answer)
             if self.factory.send_at_once:
                 send_now(transport)  # not after every other event of this reactor turn
-        if self._paused:
-            self._paused = False
-            transport.resumeProducing()
-        if not self._sync:
+        if self._pauses:
+            self._unpause(_SINK)
+        if self.closing:
+            self.account()  # answered before (the sink was too slow): nothing more is read
+        elif not self._sync:
             self._run(b"")
 
     # -- closing ----------------------------------------------------------------------------------
@@ -234,8 +348,8 @@ class InputProtocol(protocol.Protocol):
             transport.loseConnection()
             return
         self.set_phase(LINGER)
-        if self._paused:
-            self._paused = False
+        if self._pauses:
+            self._pauses = 0
             transport.resumeProducing()
         lose_write = getattr(transport, "loseWriteConnection", None)
         if lose_write is not None:
@@ -290,6 +404,9 @@ class InputFactory(protocol.Factory):
     ``keepalive_interval`` between the exchange's keep-alives while the sink holds a batch,
     ``linger`` for a closing connection to read (and drop) what the peer still sends (None:
     close at once). Over ``max_connections``, a connection gets ``busy_answer`` and is closed.
+    ``max_held_bytes`` is the input's budget: the sum of what its exchanges hold
+    (``IInputExchange.held``); a connection that takes the sum past it stops reading until the sum
+    is back under it (an exchange may also stop working on what it holds: ``crowded``).
     ``send_at_once`` hands answers to the kernel at once (``send_now``); ``sniff_tls`` answers a
     TLS handshake on this plain port at once (``exchange.tls_hello``).
     """
@@ -305,6 +422,7 @@ class InputFactory(protocol.Factory):
         exchange: Callable[[IInputConnection], IInputExchange],
         decorations: Decorations | None = None,
         max_connections: int = 1000,
+        max_held_bytes: int = DEFAULT_MAX_HELD_BYTES,
         idle_timeout: float | None = None,
         header_timeout: float | None = None,
         body_timeout: float | None = None,
@@ -321,6 +439,11 @@ class InputFactory(protocol.Factory):
         self.exchange = exchange
         self.decorations = decorations
         self.max_connections = max_connections
+        self.max_held_bytes = max_held_bytes
+        self.held = 0
+        """Bytes the exchanges of every connection hold, as last asked."""
+        self.waiting: deque[InputProtocol] = deque()  # paused by the budget, first come first
+        self._making_room = False
         self.busy_answer = busy_answer
         self.send_at_once = send_at_once
         self.sniff_tls = sniff_tls
@@ -408,6 +531,40 @@ class InputFactory(protocol.Factory):
         self._pending -= 1
         if self.draining:
             self._check_drained()
+
+    # -- the budget of held bytes ----------------------------------------------------------------
+
+    def crowded(self, connection: InputProtocol) -> bool:
+        """Whether ``connection``'s exchange should hold no more for now: the input holds more
+        than its budget and others hold part of it (a connection alone always goes on, so that it
+        can finish). The connection then reads no more until there is room; its exchange is asked
+        to go on (``receive(b"")``) then."""
+        total = connection.account()
+        if total <= self.max_held_bytes or total == connection.held:
+            return False
+        if not connection._pauses & _BUDGET:
+            connection._pause(_BUDGET)
+            self.wait_for_room(connection)
+        return True
+
+    def wait_for_room(self, connection: InputProtocol) -> None:
+        """``connection`` stopped for the budget: it goes on once there is room."""
+        self.waiting.append(connection)
+
+    def room_made(self) -> None:
+        """The input holds less than its budget: the connections it paused go on, first paused
+        first, for as long as there is room."""
+        if self._making_room:
+            return  # the loop below goes on
+        self._making_room = True
+        try:
+            waiting = self.waiting
+            while waiting and self.held <= self.max_held_bytes:
+                connection = waiting.popleft()
+                if not connection.lost:
+                    connection.room()
+        finally:
+            self._making_room = False
 
     def _drained(self) -> bool:
         return not self._connections and self._pending == 0
