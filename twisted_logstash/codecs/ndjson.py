@@ -27,6 +27,7 @@ Decoding never raises except :class:`TooLargeError` from :class:`LineDecoder`.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterable
 
 from twisted_logstash.codecs.jsonpolicy import MAX_DEPTH, dumps_lines, loads, read
@@ -77,27 +78,44 @@ def decode_line(line: bytes) -> list[dict]:
     return out
 
 
-def _decode_lines(lines: Iterable[bytes], out: list[dict]) -> None:
-    """The hot loop: the common case (an object per line) costs one read and one append.
+def _decode_lines(
+    lines: Iterable[bytes],
+    out: list[dict],
+    *,
+    _read=read,
+    _long=_DEEP_LINE,
+    _dict=dict,
+    _list=list,
+) -> None:
+    """The hot loop: the common case (an object per line) costs one read and one append (the
+    names it uses are bound as locals: this loop runs once per event).
 
-    A line that may nest deeper than the policy writes (a long one, or one that reached the
-    recursion limit) is read by :func:`jsonpolicy.loads`, which refuses the depth."""
+    A line that may nest deeper than the policy writes is read by :func:`jsonpolicy.loads`,
+    which refuses the depth. The reader recurses, so while Python's recursion limit is not
+    above MAX_DEPTH, any line it reads at all is within MAX_DEPTH, and one that reaches the
+    limit raises RecursionError; only under a raised limit is every long line read the
+    careful way."""
     append = out.append
+    careful = sys.getrecursionlimit() > MAX_DEPTH
     for line in lines:
         if not line:
             continue
         try:
-            try:
-                parsed = read(line) if len(line) <= _DEEP_LINE else loads(line)
-            except RecursionError:
+            if careful and len(line) > _long:
                 parsed = loads(line)
+            else:
+                try:
+                    parsed = _read(line)
+                except RecursionError:
+                    parsed = loads(line)
         except ValueError:  # not JSON (msgspec's DecodeError), TooDeepError
             if line.strip():
                 append(_failure(line))
             continue
-        if type(parsed) is dict:
+        kind = type(parsed)
+        if kind is _dict:
             append(parsed)
-        elif type(parsed) is list and all(type(item) is dict for item in parsed):
+        elif kind is _list and all(type(item) is _dict for item in parsed):
             out.extend(parsed)
         else:
             append(_failure(line))
