@@ -1,6 +1,7 @@
 """Chaos run: the real programs under network faults and kill -9, counting every event.
 
     .venv/bin/python bench/chaos.py [--events N] [--duration S] [--seed S] [--workdir DIR]
+        [--protocol http|lumberjack] [--no-stuck] [--oversized N] [--no-disk-full]
 
 One ``twistd logstash-output`` (``--queue disk:DIR``, ``--source file:EVENTS``) sends to three
 ``twistd logstash-input`` processes (``--ssl-enabled false``, ``--sink file:...``), each behind a
@@ -22,6 +23,24 @@ Each input keeps its sink file across its incarnations. A kill -9 in mid-write m
 torn last line, too rarely to count on: after each kill -9 of an input the run writes one by
 hand (part of an event, no newline), and the restarted input must cut it, so that every line
 of every sink parses (``unknown`` is 0).
+Three more faults of issue 11, each a flag, on by default (the run's length is set by
+``--duration``; together they take a round of 50,000 events from about 4 s to about 7.5 s, so a
+90 s run makes 10 rounds instead of 24; the stuck receiver costs most, each batch it takes
+waiting ``--timeout``):
+
+- ``--stuck``: one more host in the output's ``--hosts``, a receiver that accepts connections and
+  never acknowledges. On the framed wire it sends keep-alive ACKs (``A 0``) every half second,
+  forever; on the native wire it never answers. The output must give up on it after
+  ``--timeout`` and send its batches to the other hosts: nothing is lost.
+- ``--oversized N``: N events of about 1 MB each, one after the other, mixed into each round's
+  events, with the inputs' ``--max-content-length`` (native wire) at 4 MiB, so that a batch sized
+  by count only (125 events) would be refused; the output's ``--batch-max-bytes`` of 2 MiB must
+  cut the batch: nothing is lost or dead-lettered.
+- ``--disk-full``: the output's queue directory on a small tmpfs (needs root and ``mount``; the
+  fault is skipped with a note otherwise), filled to the last byte by a ballast file for
+  ``--disk-full-hold`` seconds mid-round, then freed: the output retries its queue writes
+  (``--queue-retry-timeout``) and nothing is lost.
+
 Progress is read by counting lines in the sink files every few milliseconds: this is a
 benchmark, the tests wait on Deferreds.
 """
@@ -43,6 +62,8 @@ from pathlib import Path
 
 from twisted.internet import defer, error, protocol, task
 
+from twisted_logstash.wires.lumberjack.frames import encode_ack
+
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from proxy import FaultProxy
 
@@ -50,6 +71,11 @@ BINDIR = Path(sys.executable).parent
 LISTENING = re.compile(rb"input listening on (\S+):(\d+)")
 POLL = 0.02  # seconds between looks at the sink files
 TIMEOUT = 5.0  # the output's --timeout: seconds an attempt may take
+BIG = 1_000_000  # bytes of padding of an --oversized event
+MAX_CONTENT_LENGTH = 4 * 1024 * 1024  # the inputs' limit under --oversized
+BATCH_MAX_BYTES = 2 * 1024 * 1024  # the output's cut under --oversized
+KEEPALIVE = 0.5  # seconds between the stuck receiver's keep-alive ACKs
+QUEUE_FS = "64m"  # the tmpfs under the queue for --disk-full
 
 
 # -- child processes ---------------------------------------------------------------------------
@@ -119,6 +145,37 @@ def spawn(reactor, name: str, args: list[str], workdir: Path, log: Path) -> Chil
     return child
 
 
+# -- a stuck receiver ----------------------------------------------------------------------------
+
+
+class Stuck(protocol.Protocol):
+    """Reads everything and acknowledges nothing; on the framed wire, once a window began to
+    arrive, sends keep-alive ACKs forever (a receiver stuck behind its sink)."""
+
+    def connectionMade(self) -> None:
+        self.factory.connections += 1
+        self._keepalive: task.LoopingCall | None = None
+
+    def dataReceived(self, data: bytes) -> None:
+        if self.factory.framed and self._keepalive is None:
+            self._keepalive = task.LoopingCall(self.transport.write, encode_ack(0))
+            self._keepalive.clock = self.factory.reactor
+            self._keepalive.start(KEEPALIVE, now=True)
+
+    def connectionLost(self, reason=protocol.connectionDone) -> None:
+        if self._keepalive is not None and self._keepalive.running:
+            self._keepalive.stop()
+
+
+class StuckFactory(protocol.Factory):
+    protocol = Stuck
+
+    def __init__(self, reactor, framed: bool) -> None:
+        self.reactor = reactor
+        self.framed = framed
+        self.connections = 0
+
+
 # -- the run -----------------------------------------------------------------------------------
 
 
@@ -130,6 +187,9 @@ class Result:
     lost: int = 0
     unknown: int = 0  # lines in the sinks that are not events of this run
     dead_lettered: int = 0
+    stuck_connections: int = 0  # connections the output made to the stuck receiver
+    oversized: int = 0  # events of about 1 MB sent
+    disk_full: int = 0  # disk-full spells under the output's queue
     resets: int = 0
     stalls: int = 0
     partitions: int = 0
@@ -144,13 +204,17 @@ class Result:
 
     @property
     def ok(self) -> bool:
-        return self.lost == 0 and self.dead_lettered == 0 and not self.timed_out
+        return (
+            self.lost == 0 and self.unknown == 0 and self.dead_lettered == 0 and not self.timed_out
+        )
 
     def summary(self) -> str:
         return (
             f"chaos: sent={self.sent} received={self.received} duplicates={self.duplicates} "
             f"lost={self.lost} resets={self.resets} stalls={self.stalls} "
             f"partitions={self.partitions} kills={self.kills} "
+            f"stuck_connections={self.stuck_connections} oversized={self.oversized} "
+            f"disk_full={self.disk_full} unknown={self.unknown} "
             f"dead_lettered={self.dead_lettered} rounds={self.rounds} seconds={self.seconds:.0f}"
         )
 
@@ -175,6 +239,10 @@ class Chaos:
         deadline: float = 300.0,
         kill_output_at: float = 0.35,
         kill_input_at: float = 0.6,
+        stuck: bool = False,
+        oversized: int = 0,
+        disk_full: bool = False,
+        disk_full_hold: float = 0.5,
         quiet: bool = False,
     ) -> None:
         self.reactor = reactor
@@ -192,6 +260,14 @@ class Chaos:
         self.deadline = deadline
         self.kill_output_at = kill_output_at
         self.kill_input_at = kill_input_at
+        self.stuck = stuck
+        self.oversized = oversized
+        self.disk_full = disk_full
+        self.disk_full_hold = disk_full_hold
+        self._stuck_port = None
+        self._stuck_factory: StuckFactory | None = None
+        self._mounted: Path | None = None
+        self.queue_dir = workdir / "queue"
         self.quiet = quiet
         self.result = Result()
         self._round_start = 0
@@ -215,10 +291,17 @@ class Chaos:
         """Append this round's events; ids go on from the previous round's."""
         first = self.result.sent
         pad = "x" * 40
+        big = "x" * BIG
+        # the big ones come one after the other, a third of the way in: a batch sized by count
+        # only would hold them all
+        start = first + self.events // 3
+        bigs = range(start, start + min(self.oversized, self.events))
         with open(path, "a") as f:
             for i in range(first, first + self.events):
-                f.write(json.dumps({"id": i, "message": f"chaos event {i}", "pad": pad}) + "\n")
+                event = {"id": i, "message": f"chaos event {i}", "pad": big if i in bigs else pad}
+                f.write(json.dumps(event) + "\n")
         self.result.sent += self.events
+        self.result.oversized += len(bigs)
 
     async def start_input(self, index: int) -> int:
         self.incarnations[index] += 1
@@ -236,6 +319,11 @@ class Chaos:
                 "--port=0",
                 "--ssl-enabled=false",
                 f"--sink=file:{sink}",
+                *(
+                    [f"--max-content-length={MAX_CONTENT_LENGTH}"]
+                    if self.oversized and self.protocol == "http"
+                    else []
+                ),
             ],
             self.workdir,
             log,
@@ -248,7 +336,10 @@ class Chaos:
         return self.workdir / f"sink-{index}.ndjson"
 
     def start_output(self, events_file: Path) -> Child:
-        hosts = ",".join(f"127.0.0.1:{p.port}" for p in self.proxies)
+        ports = [p.port for p in self.proxies]
+        if self._stuck_port is not None:
+            ports.append(self._stuck_port.getHost().port)
+        hosts = ",".join(f"127.0.0.1:{port}" for port in ports)
         return spawn(
             self.reactor,
             "output",
@@ -258,10 +349,11 @@ class Chaos:
                 f"--hosts={hosts}",
                 "--ssl-enabled=false",
                 f"--source=file:{events_file}",
-                f"--queue=disk:{self.workdir / 'queue'}",
+                f"--queue=disk:{self.queue_dir}",
                 f"--dead-letter={self.workdir / 'dead-letter.ndjson'}",
                 "--cooloff=1",
                 f"--timeout={TIMEOUT:g}",
+                *([f"--batch-max-bytes={BATCH_MAX_BYTES}"] if self.oversized else []),
             ],
             self.workdir,
             self.workdir / "output.log",
@@ -313,6 +405,49 @@ class Chaos:
             proxy.partition(self.partition_seconds)
             self.say(f"partition input {self.proxies.index(proxy)} for {self.partition_seconds} s")
 
+    def mount_queue(self) -> None:
+        """Put the queue directory on a small tmpfs for --disk-full, or say why not."""
+        if os.geteuid() != 0:
+            self.result.notes.append("disk-full skipped: not root (mount needs it)")
+            self.disk_full = False
+            return
+        mountpoint = self.workdir / "queuefs"
+        mountpoint.mkdir(exist_ok=True)
+        status = os.system(f"mount -t tmpfs -o size={QUEUE_FS} tmpfs {mountpoint} 2>/dev/null")
+        if status != 0:
+            self.result.notes.append(f"disk-full skipped: mount -t tmpfs failed ({status})")
+            self.disk_full = False
+            return
+        self._mounted = mountpoint
+        self.queue_dir = mountpoint / "queue"
+        self.say(f"queue on a tmpfs of {QUEUE_FS} at {mountpoint}")
+
+    def unmount_queue(self) -> None:
+        if self._mounted is not None:
+            status = os.system(f"umount {self._mounted}")
+            if status != 0:
+                self.result.notes.append(f"umount {self._mounted} failed ({status})")
+            self._mounted = None
+
+    async def fill_disk(self) -> None:
+        """Fill the queue's filesystem to the last byte, hold, then free it."""
+        ballast = self._mounted / "ballast"
+        chunk = b"\0" * 65536
+        written = 0
+        with open(ballast, "wb", buffering=0) as f:
+            while True:
+                try:
+                    written += f.write(chunk)
+                except OSError:
+                    break
+        self.result.disk_full += 1
+        self.say(
+            f"disk full under the queue ({written} bytes of ballast) for {self.disk_full_hold} s"
+        )
+        await task.deferLater(self.reactor, self.disk_full_hold, lambda: None)
+        ballast.unlink()
+        self.say("disk space freed")
+
     async def kill_output(self, events_file: Path) -> None:
         self.say(f"kill -9 the output at {self._lines} lines received")
         self.output.kill(signal.SIGKILL)
@@ -344,6 +479,14 @@ class Chaos:
         self._start = time.monotonic()
         events_file = self.workdir / "events.ndjson"
         try:
+            if self.disk_full:
+                self.mount_queue()
+            if self.stuck:
+                self._stuck_factory = StuckFactory(self.reactor, self.protocol == "lumberjack")
+                self._stuck_port = self.reactor.listenTCP(
+                    0, self._stuck_factory, interface="127.0.0.1"
+                )
+                self.say(f"stuck receiver on port {self._stuck_port.getHost().port}")
             for index in range(self.inputs):
                 port = await self.start_input(index)
                 proxy = FaultProxy(self.reactor, "127.0.0.1", port)
@@ -371,6 +514,7 @@ class Chaos:
                     timer.cancel()
         finally:
             await self._stop_all()
+            self.unmount_queue()
         self._count()
         self.result.seconds = time.monotonic() - self._start
         return self.result
@@ -386,6 +530,10 @@ class Chaos:
         await self.progress(self.kill_output_at)
         if self.output.status is None:
             await self.kill_output(events_file)
+        if self.disk_full:
+            await self.progress(0.45)
+            if self.output.status is None:
+                await self.fill_disk()
         await self.progress(self.kill_input_at)
         if self.output.status is None:
             await self.kill_input(self.rng.randrange(self.inputs))
@@ -403,6 +551,9 @@ class Chaos:
             self.output.kill(signal.SIGKILL)
 
     async def _stop_all(self) -> None:
+        if self._stuck_port is not None:
+            self.result.stuck_connections = self._stuck_factory.connections
+            await self._stuck_port.stopListening()
         for proxy in self.proxies:
             self.result.resets += proxy.stats.resets
             self.result.stalls += proxy.stats.stalls
@@ -469,6 +620,28 @@ def main(argv: list[str] | None = None) -> int:
         f"[{TIMEOUT + 1.0:g}]; 0 for none",
     )
     parser.add_argument("--partition", type=float, default=2.0, help="seconds of a partition [2]")
+    parser.add_argument(
+        "--stuck",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="add a receiver that never acknowledges (keep-alives forever on lumberjack) [on]",
+    )
+    parser.add_argument(
+        "--oversized",
+        type=int,
+        default=8,
+        help=f"events of {BIG} bytes per round, with --max-content-length={MAX_CONTENT_LENGTH} "
+        f"on the inputs and --batch-max-bytes={BATCH_MAX_BYTES} on the output [8]; 0 for none",
+    )
+    parser.add_argument(
+        "--disk-full",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help=f"queue on a {QUEUE_FS} tmpfs filled for a moment mid-round (root only) [on]",
+    )
+    parser.add_argument(
+        "--disk-full-hold", type=float, default=0.5, help="seconds the disk stays full [0.5]"
+    )
     parser.add_argument("--deadline", type=float, default=300.0, help="give up after [300] s")
     parser.add_argument(
         "--workdir",
@@ -492,6 +665,10 @@ def main(argv: list[str] | None = None) -> int:
         protocol=args.protocol,
         partition=args.partition,
         deadline=args.deadline,
+        stuck=args.stuck,
+        oversized=args.oversized,
+        disk_full=args.disk_full,
+        disk_full_hold=args.disk_full_hold,
     )
     outcome: list[Result] = []
 

@@ -277,7 +277,10 @@ def test_random_plan_has_every_fault_and_stays_in_its_duration():
 async def test_short_chaos_run_of_the_real_programs_loses_nothing(tmp_path, wire):
     """20,000 events from a disk-queued output to three inputs, over either wire, with a reset,
     a stall and a partition, the output killed with SIGKILL and restarted, an input killed and
-    restarted."""
+    restarted; four events of 1 MB among them, which --batch-max-bytes must put in batches the
+    inputs' --max-content-length accepts (native wire); and, when run as root, the queue's
+    filesystem full for half a second. (The stuck receiver of bench/chaos.py --stuck costs
+    several --timeout periods, so it stays in the bench.)"""
     chaos = Chaos(
         reactor,
         tmp_path,
@@ -288,6 +291,8 @@ async def test_short_chaos_run_of_the_real_programs_loses_nothing(tmp_path, wire
         partition=1.0,
         deadline=40.0,
         protocol=wire,
+        oversized=4,
+        disk_full=True,
         quiet=True,
     )
     result = await chaos.run()
@@ -298,6 +303,9 @@ async def test_short_chaos_run_of_the_real_programs_loses_nothing(tmp_path, wire
     assert result.lost == 0, result.summary()
     assert result.received == 20_000
     assert result.dead_lettered == 0 and result.unknown == 0
+    assert result.oversized == 4
+    skipped = [note for note in result.notes if note.startswith("disk-full skipped")]
+    assert result.disk_full == (0 if skipped else 1), result.notes
     assert result.resets >= 1 and result.stalls >= 1 and result.partitions >= 1
     assert result.output_restarts == 1 and result.input_restarts == 1 and result.kills == 2
     # The restarted output read on from its stored file position: had it read the file from
