@@ -64,3 +64,7 @@ def test_the_sink_timeout_is_refused_on_the_framed_wire():
     options.parseOptions(["--protocol", "lumberjack", "--sink-timeout=3"])
     with pytest.raises(ConfigurationError, match="lumberjack"):
         settings_from(options, environ={})
+
+
+def test_the_byte_budget_reaches_the_framed_factory():
+    assert built("--protocol=lumberjack", "--max-held-bytes=1048576").max_held_bytes == 1048576

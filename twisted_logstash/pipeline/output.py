@@ -473,17 +473,10 @@ class Output(service.Service):
             self._segments.remove(segment)
         self._overflow.appendleft([events, waiter, position])
         self._overflow_count += count
-        now = self.reactor.seconds()
-        if self._put_since is None:
-            self._put_since = now
-        waited = now - self._put_since
-        if waited >= self.queue_retry_timeout:
-            self._give_up(
-                f"the queue could not hold {count} events for {round(waited, 1)} s "
-                f"({failure.value}); is the disk full?",
-                failure,
-            )
+        since = self._failing_since(self._put_since, f"hold {count} events", failure.value, failure)
+        if since is None:
             return
+        self._put_since = since
         delay = self._put_backoff.next()
         self.log.error(
             "the queue failed to hold {count} events ({reason}); nothing is skipped: the source "
@@ -669,17 +662,12 @@ class Output(service.Service):
             if ticket is not None:
                 self.queue.ack(ticket)
         except Exception as e:
-            now = self.reactor.seconds()
-            if batch.ack_since is None:
-                batch.ack_since = now
-            waited = now - batch.ack_since
-            if waited >= self.queue_retry_timeout:
-                self._give_up(
-                    f"the queue could not acknowledge {len(batch.events)} delivered events "
-                    f"for {round(waited, 1)} s ({e}); is the disk full?",
-                    Failure(),
-                )
+            since = self._failing_since(
+                batch.ack_since, f"acknowledge {len(batch.events)} delivered events", e, Failure()
+            )
+            if since is None:
                 return
+            batch.ack_since = since
             if self._stopped:
                 self.log.warn(
                     "the queue failed to acknowledge {count} events while stopping ({reason}); "
@@ -707,6 +695,24 @@ class Output(service.Service):
         else:
             self.stats.dead_lettered += len(batch.events)
         self._settle(batch, outcome)
+
+    def _failing_since(
+        self, since: float | None, what: str, reason: object, failure: Failure
+    ) -> float | None:
+        """When the queue began failing to ``what`` (``since``, or now if it just did); None
+        once that is ``queue_retry_timeout`` ago, after giving up."""
+        now = self.reactor.seconds()
+        if since is None:
+            since = now
+        waited = now - since
+        if waited >= self.queue_retry_timeout:
+            self._give_up(
+                f"the queue could not {what} for {round(waited, 1)} s ({reason}); "
+                "is the disk full?",
+                failure,
+            )
+            return None
+        return since
 
     def _give_up(self, reason: str, failure: Failure | None = None) -> None:
         """The queue keeps failing: stop taking and putting events, and fail ``failed``."""

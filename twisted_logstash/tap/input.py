@@ -219,8 +219,8 @@ def build(settings: dict, explicit: set[str], reactor=None):
             client_inactivity_timeout=float(settings["client_inactivity_timeout"]),
             decorations=decorations,
             max_connections=settings["max_connections"],
+            max_held_bytes=settings["max_held_bytes"],
         )
-        factory.max_held_bytes = settings["max_held_bytes"]  # the skeleton's budget
     else:
         from twisted_logstash.wires.native.server import HttpInputFactory
 

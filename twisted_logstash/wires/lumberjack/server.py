@@ -41,7 +41,13 @@ from zope.interface import implementer
 
 from twisted_logstash.codecs.events import Decorations
 from twisted_logstash.interfaces import IEventSink, IInputConnection, IInputExchange
-from twisted_logstash.transport.server import IDLE, Close, InputFactory, InputProtocol
+from twisted_logstash.transport.server import (
+    DEFAULT_MAX_HELD_BYTES,
+    IDLE,
+    Close,
+    InputFactory,
+    InputProtocol,
+)
 from twisted_logstash.wires.lumberjack.decoder import (
     DEFAULT_MAX_FRAME,
     DEFAULT_MAX_INFLATED,
@@ -332,6 +338,7 @@ class LumberjackInputFactory(InputFactory):
         decorations: Decorations | None = None,
         max_connections: int = 1000,
         max_window_bytes: int = DEFAULT_MAX_WINDOW_BYTES,
+        max_held_bytes: int = DEFAULT_MAX_HELD_BYTES,
     ):
         self.settings = LumberjackInputSettings(
             max_window, max_frame, max_inflated, max_window_bytes
@@ -348,6 +355,7 @@ class LumberjackInputFactory(InputFactory):
             exchange=self.exchange_for,
             decorations=decorations,
             max_connections=max_connections,
+            max_held_bytes=max_held_bytes,
             idle_timeout=client_inactivity_timeout,
             keepalive_interval=keepalive_interval or None,
         )
