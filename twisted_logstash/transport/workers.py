@@ -255,6 +255,7 @@ class WorkerPool(service.Service):
         self.restarts: dict[int, Any] = {}  # pending restart calls by worker number
         self.stopping = False
         self.failed = False
+        self._waiting: list[defer.Deferred] = []  # stops waiting for every worker to end
 
     def startService(self) -> None:
         super().startService()
@@ -304,6 +305,11 @@ class WorkerPool(service.Service):
                 pid=worker.pid,
                 how=describe_status(worker.status),
             )
+            if not self.workers:
+                waiting, self._waiting = self._waiting, []
+                for d in waiting:
+                    if not d.called:
+                        d.callback(None)
             return
         lived = self.reactor.seconds() - worker.started
         delay = self.backoffs[worker.number].delay(lived)
@@ -338,14 +344,12 @@ class WorkerPool(service.Service):
         log.info("stopping {count} workers", count=len(running))
         for worker in running:
             worker.signal(signal.SIGTERM)
-        ended = defer.DeferredList([w.ended for w in running], consumeErrors=True)
-        ended.addTimeout(self.stop_timeout, self.reactor)
         try:
-            await ended
+            await self._all_ended(self.stop_timeout)
             return
         except defer.TimeoutError:
             pass
-        left = [w for w in running if w.status is None]
+        left = list(self.workers.values())
         log.warn(
             "{count} workers still running {timeout} s after SIGTERM; killing them",
             count=len(left),
@@ -354,12 +358,19 @@ class WorkerPool(service.Service):
         self.failed = True
         for worker in left:
             worker.signal(signal.SIGKILL)
-        killed = defer.DeferredList([w.ended for w in left], consumeErrors=True)
-        killed.addTimeout(self.kill_timeout, self.reactor)
         try:
-            await killed
+            await self._all_ended(self.kill_timeout)
         except defer.TimeoutError:
-            log.error("{count} workers did not end after SIGKILL", count=len(left))
+            log.error("{count} workers did not end after SIGKILL", count=len(self.workers))
+
+    def _all_ended(self, timeout: float) -> defer.Deferred:
+        """Fires once no worker runs; fails with TimeoutError after ``timeout`` seconds."""
+        d: defer.Deferred = defer.Deferred()
+        if not self.workers:
+            d.callback(None)
+            return d
+        self._waiting.append(d)
+        return d.addTimeout(timeout, self.reactor)
 
 
 # ------------------------------------------------------------------------------- a worker
