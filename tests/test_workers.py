@@ -99,7 +99,7 @@ def make_pool(count: int = 2, **kwargs):
 
 
 def test_the_pool_listens_once_and_hands_the_socket_to_every_worker():
-    pool, clock, spawn = make_pool(3)
+    pool, _clock, spawn = make_pool(3)
     pool.startService()
     try:
         sock = pool.listening.result
@@ -172,7 +172,7 @@ def test_a_port_that_cannot_be_bound_fails_listening_and_starts_no_worker():
     held.bind(("127.0.0.1", 0))
     held.listen(1)
     try:
-        pool, clock, spawn = make_pool(2)
+        pool, _clock, spawn = make_pool(2)
         pool.port = held.getsockname()[1]
         pool.startService()
         failure = pool.listening.result
@@ -185,7 +185,7 @@ def test_a_port_that_cannot_be_bound_fails_listening_and_starts_no_worker():
 
 
 def test_worker_lines_are_relayed_with_the_worker_number_and_level():
-    pool, clock, spawn = make_pool(1)
+    pool, _clock, spawn = make_pool(1)
     pool.startService()
     try:
         proto = spawn.started[0].proto
