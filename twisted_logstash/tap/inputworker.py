@@ -9,11 +9,12 @@ and limit is the same in every worker.
 
 A worker is a single input without twistd: SIGTERM or SIGINT (or the parent's end) drains it
 as ``InputService`` drains a single input (stop accepting, finish the batches in flight, then
-exit 0); it then logs how many events it acknowledged.
+exit 0); it then logs how many events it acknowledged and the CPU time it used.
 """
 
 from __future__ import annotations
 
+import resource
 import signal
 import sys
 
@@ -46,19 +47,8 @@ def main(argv: list[str] | None = None) -> int:
     arguments = Arguments()
     arguments.parseOptions(sys.argv[1:] if argv is None else argv)
     die_with_parent(int(arguments["parent"]))
-    from twisted.internet import reactor
+    from twisted.internet import defer, reactor
 
-    globalLogBeginner.beginLoggingTo(
-        [worker_log_observer(sys.stderr)], redirectStandardIO=False, discardBuffer=True
-    )
-    try:
-        options = Options()
-        options.parseOptions(arguments["flags"])
-        settings, explicit, _ = settings_from(options)
-        service, _ = build(settings, explicit, reactor, worker_fd=WORKER_FD)
-    except (ConfigurationError, usage.UsageError, OSError) as e:
-        log.error("configuration error: {error}", error=str(e))
-        return 2
     status = [0]
     stopping = [False]
 
@@ -74,6 +64,21 @@ def main(argv: list[str] | None = None) -> int:
     def on_signal(number, frame) -> None:
         reactor.callFromThread(stop)
 
+    # at once: a stop that comes while the worker starts drains it as well
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    globalLogBeginner.beginLoggingTo(
+        [worker_log_observer(sys.stderr)], redirectStandardIO=False, discardBuffer=True
+    )
+    try:
+        options = Options()
+        options.parseOptions(arguments["flags"])
+        settings, explicit, _ = settings_from(options)
+        service, _ = build(settings, explicit, reactor, worker_fd=WORKER_FD)
+    except (ConfigurationError, usage.UsageError, OSError) as e:
+        log.error("configuration error: {error}", error=str(e))
+        return 2
+
     def parent_gone() -> None:
         if not stopping[0]:
             log.warn("the parent process is gone; draining")
@@ -87,19 +92,19 @@ def main(argv: list[str] | None = None) -> int:
     async def drain() -> None:
         await service.stopService()
         counted = service.factory.sink
+        usage_ = resource.getrusage(resource.RUSAGE_SELF)
         log.info(
-            "stopped: {events} events acknowledged in {batches} batches",
+            "stopped: {events} events acknowledged in {batches} batches, "
+            "{cpu:.2f} s of CPU ({user:.2f} s user)",
             events=counted.events,
             batches=counted.batches,
+            cpu=usage_.ru_utime + usage_.ru_stime,
+            user=usage_.ru_utime,
         )
 
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
     reactor.addReader(ParentWatch(parent_gone))
     service.startService()
     service.listening.addErrback(cannot_listen)
-    from twisted.internet import defer
-
     reactor.addSystemEventTrigger("before", "shutdown", lambda: defer.ensureDeferred(drain()))
     reactor.run(installSignalHandlers=False)
     return status[0]
