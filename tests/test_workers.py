@@ -359,3 +359,38 @@ def test_a_shared_stdout_sink_writes_under_a_lock_on_a_pipe():
         assert done == [None] and sink.shared
     with os.fdopen(read, "rb") as reader:
         assert ndjson.decode(reader.read()) == EVENTS
+
+
+def test_one_worker_is_the_single_process_program_of_today(tmp_path, monkeypatch):
+    from twisted_logstash.tap.input import InputProgram, WorkersProgram, makeService
+
+    monkeypatch.chdir(tmp_path)
+    for argv in ([], ["--workers=1"]):
+        options = Options()
+        options.parseOptions(["--ssl-enabled=false", "--sink=null", "--port=0", *argv])
+        program = makeService(options)
+        assert type(program) is InputProgram
+    options = Options()
+    options.parseOptions(["--ssl-enabled=false", "--sink=null", "--port=0", "--workers=2"])
+    program = makeService(options)
+    assert type(program) is WorkersProgram and program.input.count == 2
+
+
+def test_parent_watch_calls_gone_when_the_parents_pipe_ends():
+    from twisted.internet import error as errors
+
+    from twisted_logstash.transport.workers import ParentWatch
+
+    read, write = os.pipe()
+    calls = []
+    watch = ParentWatch(lambda: calls.append("gone"), fd=read)
+    try:
+        os.write(write, b"x")
+        assert watch.doRead() is None  # bytes (there are none in practice) are ignored
+        os.close(write)
+        reason = watch.doRead()
+        assert isinstance(reason, errors.ConnectionDone)
+        watch.connectionLost(Failure(reason))
+        assert calls == ["gone"]
+    finally:
+        os.close(read)
