@@ -394,3 +394,25 @@ def test_parent_watch_calls_gone_when_the_parents_pipe_ends():
         assert calls == ["gone"]
     finally:
         os.close(read)
+
+
+def test_a_shared_file_sink_whose_fsync_fails_refuses_its_batches_and_cuts_nothing(tmp_path):
+    """Another worker may have appended (and acknowledged) batches after them."""
+    path = tmp_path / "events.ndjson"
+    calls = []
+    mine = FileSink(
+        str(path), fsync=True, shared=True, in_thread=lambda fn, *a: calls.append((fn, a)) or d
+    )
+    other = FileSink(str(path), shared=True)
+    d: defer.Deferred = defer.Deferred()
+    failing = mine.deliver(EVENTS[:1])
+    other.deliver(EVENTS[1:])  # the other worker's batch, acknowledged, after mine
+    failed = []
+    failing.addErrback(failed.append)
+    with capturedLogs() as events:
+        d.errback(OSError(5, "Input/output error"))
+    assert failed and failed[0].check(OSError)
+    assert ndjson.decode(path.read_bytes()) == EVENTS  # nothing cut
+    assert any("may be there twice once resent" in formatEvent(e) for e in events)
+    mine.close()
+    other.close()
