@@ -41,7 +41,7 @@ from twisted.internet import defer, error, protocol
 from twisted.internet.endpoints import AdoptedStreamServerEndpoint
 from twisted.internet.error import CannotListenError
 from twisted.internet.interfaces import IReadDescriptor, IStreamServerEndpoint
-from twisted.logger import Logger, LogLevel
+from twisted.logger import InvalidLogLevelError, Logger, LogLevel
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
@@ -137,7 +137,7 @@ class RestartBackoff:
 
 class WorkerProcess(protocol.ProcessProtocol):
     """One running worker, seen from the parent: its log lines relayed with its number, and
-    a Deferred that fires with its exit status once it ended (negative: killed by a signal)."""
+    its exit status once it ended (``status``; negative: killed by that signal)."""
 
     def __init__(self, pool: WorkerPool, number: int, started: float) -> None:
         self.pool = pool
@@ -145,7 +145,6 @@ class WorkerProcess(protocol.ProcessProtocol):
         self.started = started
         self.pid: int | None = None
         self.status: int | None = None
-        self.ended: defer.Deferred = defer.Deferred()
         self._partial: dict[int, bytes] = {}
 
     def connectionMade(self) -> None:
@@ -159,7 +158,7 @@ class WorkerProcess(protocol.ProcessProtocol):
             self._relay(line)
 
     def _relay(self, line: bytes) -> None:
-        """A worker writes ``LEVEL text`` lines (``WorkerLogObserver``); anything else it
+        """A worker writes ``LEVEL text`` lines (``worker_log_observer``); anything else it
         writes (a crash before logging began) is relayed at error level."""
         text = line.decode("utf-8", "replace").rstrip("\r")
         if not text:
@@ -167,7 +166,7 @@ class WorkerProcess(protocol.ProcessProtocol):
         name, _, rest = text.partition(" ")
         try:
             level = LogLevel.levelWithName(name)
-        except Exception:
+        except InvalidLogLevelError:
             level, rest = LogLevel.error, text
         log.emit(
             level,
@@ -192,7 +191,6 @@ class WorkerProcess(protocol.ProcessProtocol):
             self.status = -value.signal
         else:
             self.status = getattr(value, "exitCode", 0) or 0
-        self.ended.callback(self.status)
         self.pool.worker_ended(self)
 
 
