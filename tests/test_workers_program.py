@@ -150,21 +150,30 @@ def test_a_killed_worker_is_logged_and_restarted_and_the_port_keeps_accepting(pr
     sink = tmp_path / "received.ndjson"
     program, port, pids = yield start_workers(programs, *WIRES["native"], f"--sink=file:{sink}")
     killed = pids[1]
-    os.kill(killed, signal.SIGKILL)
+    # the parent is held (SIGSTOP) so that it cannot restart worker 1 yet: with worker 1 dead,
+    # the port must keep accepting, worker 2 taking every connection
+    program.signal(signal.SIGSTOP)
+    try:
+        os.kill(killed, signal.SIGKILL)
+        yield poll(lambda: gone(killed))
+        yield send(programs, port, events_file(tmp_path / "a.ndjson", "a", 300))
+    finally:
+        program.signal(signal.SIGCONT)
     yield program.wait_for(rf"worker 1 \(pid {killed}\) was killed by SIGKILL after [\d.]+ s; "
                            r"restarting it in [\d.]+ s")  # fmt: skip
     match = yield program.wait_for(rf"worker 1 started \(pid (?!{killed}\))(\d+)\)")
     pids[1] = int(match.group(1))
     yield program.wait_for(rf"worker 1 \(pid {pids[1]}\): input listening on")
-    # the port accepted all along; now the restarted worker must take connections too
+    # the restarted worker takes connections too
     os.kill(pids[2], signal.SIGSTOP)
     try:
-        yield send(programs, port, events_file(tmp_path / "a.ndjson", "a", 500))
+        yield send(programs, port, events_file(tmp_path / "b.ndjson", "b", 500))
     finally:
         os.kill(pids[2], signal.SIGCONT)
     counts = yield stop_and_count(program, pids)
-    assert counts == {1: 500, 2: 0}
-    assert sorted(e["n"] for e in read_ndjson(sink)) == list(range(500))
+    assert counts == {1: 500, 2: 300}
+    received = sorted((e["sender"], e["n"]) for e in read_ndjson(sink))
+    assert received == [("a", n) for n in range(300)] + [("b", n) for n in range(500)]
 
 
 @pytest_twisted.inlineCallbacks
