@@ -18,7 +18,7 @@ import pytest
 import pytest_twisted
 from support_programs import Program, programs_fixture  # noqa: F401
 from support_tls import certs  # noqa: F401
-from twisted.internet import defer, reactor, task
+from twisted.internet import defer, endpoints, protocol, reactor, task
 
 PLAIN = ("--host=127.0.0.1", "--port=0")
 WIRES = {
@@ -301,3 +301,60 @@ def test_workers_on_a_taken_port_fail_once_before_any_worker_starts(programs):
     assert status == 1, program.failure(f"exited with {status}")
     assert program.output.count("cannot listen on 127.0.0.1:") == 1, program.output
     assert "worker 1 started" not in program.output
+
+
+class Raw(protocol.Protocol):
+    """A client writing raw bytes: ``wait_for(data)`` fires once ``data`` was received, and
+    ``answer`` with everything received once the connection closed."""
+
+    def __init__(self):
+        self.received = b""
+        self.answer: defer.Deferred = defer.Deferred()
+        self._waiting: list[tuple[bytes, defer.Deferred]] = []
+
+    def wait_for(self, data: bytes) -> defer.Deferred:
+        d: defer.Deferred = defer.Deferred()
+        self._waiting.append((data, d))
+        self.dataReceived(b"")
+        return d.addTimeout(TIMEOUT, reactor)
+
+    def dataReceived(self, data: bytes) -> None:
+        self.received += data
+        for item in list(self._waiting):
+            if item[0] in self.received:
+                self._waiting.remove(item)
+                item[1].callback(self.received)
+
+    def connectionLost(self, reason) -> None:
+        self.answer.callback(self.received)
+
+
+@pytest_twisted.inlineCallbacks
+def test_sigterm_drains_every_worker_finishing_a_request_under_way(programs, tmp_path):
+    sink = tmp_path / "received.ndjson"
+    program, port, pids = yield start_workers(programs, *WIRES["native"], f"--sink=file:{sink}")
+    body = b"".join(orjson.dumps({"n": n}) + b"\n" for n in range(3))
+    client = yield endpoints.connectProtocol(
+        endpoints.TCP4ClientEndpoint(reactor, "127.0.0.1", port), Raw()
+    )
+    client.transport.write(
+        b"POST / HTTP/1.1\r\nHost: test\r\nContent-Type: application/x-ndjson\r\n"
+        b"Expect: 100-continue\r\nContent-Length: %d\r\n\r\n" % len(body)
+    )
+    # "100 Continue": a worker has the request's head, the request is under way there
+    yield client.wait_for(b"HTTP/1.1 100 Continue\r\n\r\n")
+    program.signal(signal.SIGTERM)
+    # the idle worker ends at once; the busy one stops accepting, and waits for the request
+    idle = yield program.wait_for(r"worker (\d) \(pid \d+\): stopped: 0 events acknowledged")
+    busy = 3 - int(idle.group(1))
+    yield program.wait_for(rf"worker {busy} \(pid {pids[busy]}\): \(TCP Port \d+ Closed\)")
+    assert f"worker {busy} (pid {pids[busy]}) exited" not in program.output
+    client.transport.write(body)
+    answer = yield client.answer.addTimeout(TIMEOUT, reactor)
+    final = answer.split(b"\r\n\r\n", 1)[1]
+    if not final.startswith(b"HTTP/1.1 200") or b"connection: close" not in final.lower():
+        raise program.failure(f"the client got {answer!r}")
+    status = yield program.ended(TIMEOUT)
+    assert status == 0, program.failure(f"exited with {status} on SIGTERM")
+    assert f"worker {busy} (pid {pids[busy]}): stopped: 3 events acknowledged" in program.output
+    assert [e["n"] for e in read_ndjson(sink)] == [0, 1, 2]
