@@ -12,15 +12,29 @@ file's ``fsync`` (the file sink's ``fsync`` option) runs in a thread: it waits o
 millisecond or more, which would stall every connection of the reactor; the Deferred still
 fires only once it is done, so the input acknowledges synced events only. Standard output has no
 fsync: what reads it (a pipe, a terminal) decides what becomes of the events.
+
+Several writers (``logstash-input --workers N``: ``shared=True``). A batch is one ``write`` on
+an ``O_APPEND`` descriptor, and Linux writes a regular file under the inode's lock, so two
+processes' batches never mix; the loop in ``write_all`` only runs if the kernel returns a short
+write, which it does for a regular file only when the disk is full or the process is being
+killed. A pipe or a terminal is another matter (a write over ``PIPE_BUF``, 4096 bytes, may be
+cut and mixed with another process's), and cutting a torn batch off a shared file must not cut
+another worker's batch written after it: so with ``shared=True`` each batch is written under a
+lock held across processes (``fcntl.lockf`` on standard output, ``flock`` on the file sink's
+own descriptor), and the file sink looks for a torn tail (a worker killed in mid-write) before
+each batch, not only on opening. ``NullSink`` shares nothing; what a ``CallableSink`` (or any
+library sink) does with several processes is its caller's business.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import os
 import select
 import stat
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any, BinaryIO
 
 from twisted.internet import defer, threads
@@ -37,20 +51,50 @@ __all__ = ["CallableSink", "FileSink", "NullSink", "StdoutSink", "sink_from_stri
 
 @implementer(IEventSink)
 class StdoutSink:
-    """ndjson to a binary stream (standard output by default), flushed before acknowledging."""
+    """ndjson to a binary stream (standard output by default), flushed before acknowledging.
 
-    def __init__(self, stream: BinaryIO | None = None) -> None:
+    ``shared``: other processes write on the same stream (the workers of one input), so each
+    batch is written and flushed under ``fcntl.lockf`` on the stream's descriptor.
+    """
+
+    log = Logger()
+
+    def __init__(self, stream: BinaryIO | None = None, *, shared: bool = False) -> None:
         self.stream = stream if stream is not None else sys.stdout.buffer
+        self.shared = shared
 
     def deliver(self, events: list[dict]) -> defer.Deferred:
         try:
             data = ndjson.encode(events)
             if data:
-                write_all(self.stream, data)
-                self.stream.flush()
+                with self._locked():
+                    write_all(self.stream, data)
+                    self.stream.flush()
         except Exception:
             return defer.fail()
         return defer.succeed(None)
+
+    @contextlib.contextmanager
+    def _locked(self) -> Iterator[None]:
+        if not self.shared:
+            yield
+            return
+        fd = self.stream.fileno()
+        try:
+            fcntl.lockf(fd, fcntl.LOCK_EX)
+        except OSError as e:  # a stream that takes no lock: each batch is still one write
+            self.shared = False
+            self.log.warn(
+                "cannot lock standard output ({error}): batches of several workers"
+                " may mix on a pipe",
+                error=str(e),
+            )
+            yield
+            return
+        try:
+            yield
+        finally:
+            fcntl.lockf(fd, fcntl.LOCK_UN)
 
 
 def write_all(stream: BinaryIO, data: bytes) -> None:
@@ -105,6 +149,14 @@ class FileSink:
     With ``fsync=True`` the write is still made at once, in the reactor, and only the fsync
     runs in a thread (``in_thread``, ``deferToThread`` unless a test gives a stand-in); see
     ``_sync`` for how batches share it and stay in order.
+
+    ``shared=True``: other processes append to the same file (the workers of one input, each
+    with its own ``FileSink``). Each batch is then written under ``flock``, after cutting a torn
+    tail a killed writer may have left (so its half line is not glued to the next batch), and a
+    write that fails is cut off under the same lock, so no other writer's batch is cut with it.
+    One guarantee is weaker: when an fsync fails, the batches it covered stay in the file,
+    since other workers may have appended (and acknowledged) batches after them; their senders
+    resend them, so they may be there twice (at least once, never lost).
     """
 
     log = Logger()
@@ -115,9 +167,12 @@ class FileSink:
         fsync: bool = False,
         *,
         in_thread: Callable[..., defer.Deferred] = threads.deferToThread,
+        shared: bool = False,
     ) -> None:
         self.path = path
         self.fsync = fsync
+        self.shared = shared
+        self._reader: int | None = None  # shared: a descriptor to read the tail back with
         self._in_thread = in_thread
         self._closed = False
         self._syncing = False  # an fsync runs in a thread
@@ -126,24 +181,60 @@ class FileSink:
         self._unsynced: list[tuple[int | None, defer.Deferred]] = []
         try:
             self._file = open(path, "ab", buffering=0)  # noqa: SIM115 - held open across writes
-            self._cut_torn_tail()
+            if shared:
+                self._open_reader()
+            with self._locked():
+                self._cut_torn_tail()
         except OSError as e:
             raise ConfigurationError(
                 f"cannot open {path!r} for appending: {e.strerror or e}"
             ) from None
 
-    def _cut_torn_tail(self) -> None:
+    def _open_reader(self) -> None:
         info = os.fstat(self._file.fileno())
-        if not stat.S_ISREG(info.st_mode) or info.st_size == 0:
-            return  # a device, a pipe, a new file: nothing to read back
+        if not stat.S_ISREG(info.st_mode):
+            return
         try:
-            with open(self.path, "rb", buffering=0) as reader:
-                keep = whole_lines_end(reader.fileno(), info.st_size)
+            self._reader = os.open(self.path, os.O_RDONLY | os.O_CLOEXEC)
         except PermissionError as e:  # may be appended to, not read: the tail stays unchecked
             self.log.warn(
                 "cannot check {path} for a torn last line: {error}", path=self.path, error=str(e)
             )
+
+    @contextlib.contextmanager
+    def _locked(self) -> Iterator[None]:
+        """Hold the lock other writers of the file take (``shared`` only)."""
+        if not self.shared:
+            yield
             return
+        fd = self._file.fileno()
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+
+    def _cut_torn_tail(self) -> None:
+        info = os.fstat(self._file.fileno())
+        if not stat.S_ISREG(info.st_mode) or info.st_size == 0:
+            return  # a device, a pipe, a new file: nothing to read back
+        if self.shared:
+            if self._reader is None:
+                return
+            if os.pread(self._reader, 1, info.st_size - 1) == b"\n":
+                return  # the usual case, one read: the last writer finished its batch
+            keep = whole_lines_end(self._reader, info.st_size)
+        else:
+            try:
+                with open(self.path, "rb", buffering=0) as reader:
+                    keep = whole_lines_end(reader.fileno(), info.st_size)
+            except PermissionError as e:  # may be appended to, not read: tail unchecked
+                self.log.warn(
+                    "cannot check {path} for a torn last line: {error}",
+                    path=self.path,
+                    error=str(e),
+                )
+                return
         if keep == info.st_size:
             return
         self._file.truncate(keep)
@@ -173,12 +264,15 @@ class FileSink:
     def _write(self, data: bytes) -> int:
         """Append ``data`` and say where it starts."""
         handle = self._file
-        start = handle.seek(0, os.SEEK_END)
-        try:
-            write_all(handle, data)
-        except OSError:
-            self._cut(start)
-            raise
+        with self._locked():
+            if self.shared:
+                self._cut_torn_tail()
+            start = handle.seek(0, os.SEEK_END)
+            try:
+                write_all(handle, data)
+            except OSError:
+                self._cut(start)
+                raise
         return start
 
     def _sync(self) -> None:
@@ -197,8 +291,15 @@ class FileSink:
             # unacknowledged), so that the file never holds a batch twice once they are resent.
             group, self._unsynced = group + self._unsynced, []
             starts = [start for start, _ in group if start is not None]
-            if starts:
+            if starts and not self.shared:
                 self._cut(starts[0])
+            elif starts:
+                self.log.error(
+                    "fsync of {path} failed ({error}); the batches it covered stay in the file,"
+                    " shared with other workers, and may be there twice once resent",
+                    path=self.path,
+                    error=str(result.value),
+                )
             for _, d in group:
                 d.errback(result)
         else:
@@ -221,6 +322,9 @@ class FileSink:
     def close(self) -> None:
         """Close the file (once the fsync under way, if any, is done); later deliveries fail."""
         self._closed = True
+        if self._reader is not None:
+            os.close(self._reader)
+            self._reader = None
         if not self._syncing:
             self._file.close()
 
@@ -248,18 +352,19 @@ class CallableSink:
         return defer.maybeDeferred(self.fn, events).addCallback(lambda _: None)
 
 
-def sink_from_string(spec: str, fsync: bool = False) -> IEventSink:
+def sink_from_string(spec: str, fsync: bool = False, *, shared: bool = False) -> IEventSink:
     """The sink a command-line value names: ``stdout``, ``file:PATH`` or ``null``; ``fsync``
-    (``file:`` only) syncs each batch to disk before it is acknowledged."""
+    (``file:`` only) syncs each batch to disk before it is acknowledged; ``shared``: other
+    processes write on the same stream or file (see the module's docstring)."""
     if fsync and spec in ("stdout", "null"):
         raise ConfigurationError(f"fsync is for the file sink (file:PATH), not for {spec!r}")
     if spec == "stdout":
-        return StdoutSink()
+        return StdoutSink(shared=shared)
     if spec == "null":
         return NullSink()
     if spec.startswith("file:"):
         path = spec[len("file:") :]
         if not path:
             raise ConfigurationError("sink 'file:' needs a path, as in file:/var/log/events.ndjson")
-        return FileSink(path, fsync=fsync)
+        return FileSink(path, fsync=fsync, shared=shared)
     raise ConfigurationError(f"unknown sink {spec!r}: expected 'stdout', 'file:PATH' or 'null'")

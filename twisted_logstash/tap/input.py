@@ -20,6 +20,7 @@ from twisted_logstash.codecs.events import Decorations
 from twisted_logstash.errors import ConfigurationError
 from twisted_logstash.pipeline.sinks import sink_from_string
 from twisted_logstash.security.auth import Credentials
+from twisted_logstash.security.endpoints import DEFAULT_BACKLOG
 from twisted_logstash.tap.common import (
     LogstashOptions,
     appender,
@@ -27,6 +28,7 @@ from twisted_logstash.tap.common import (
     configuration_errors,
     exit_with,
     input_listener,
+    keep_exit_status,
     listen_address,
     listen_address_of,
     lowered,
@@ -39,6 +41,7 @@ from twisted_logstash.tap.common import (
 )
 from twisted_logstash.transport.inputservice import InputService
 from twisted_logstash.transport.server import DEFAULT_MAX_HELD_BYTES
+from twisted_logstash.transport.workers import CountingSink, WorkerPool, adopted_endpoint, cores
 
 PROGRAM = "logstash-input"
 log = Logger(namespace="twisted_logstash.transport.inputservice")
@@ -112,6 +115,13 @@ class Options(LogstashOptions):
         ["client-inactivity-timeout", None, None, "lumberjack: seconds idle before close [60]"],
         ["sink", None, None, "stdout (default), file:PATH or null"],
         ["sink-fsync", None, None, "file sink: fsync each batch before acknowledging [false]"],
+        [
+            "workers",
+            None,
+            None,
+            "processes accepting on the port, each with every limit above: a number, or auto"
+            " (one per core) [1: this process alone]",
+        ],
     ]
     repeatable = ("ssl_certificate_authorities", "add_field")
 
@@ -169,8 +179,31 @@ def settings_from(options: Options, environ=os.environ) -> tuple[dict, set[str],
         "sink_fsync": (
             parse_bool("sink-fsync", options["sink_fsync"]) if options["sink_fsync"] else False
         ),
+        "workers": parse_workers(options["workers"]),
     }
+    if settings["workers"] > 1 and settings["endpoint"] is not None:
+        raise ConfigurationError(
+            "--workers needs --host and --port: an --endpoint cannot be shared by processes"
+        )
     return settings, explicit, warnings
+
+
+def parse_workers(value: str | None) -> int:
+    """``--workers``: a whole number of at least 1, or ``auto`` (the cores this process may
+    run on); not given, 1."""
+    if value is None:
+        return 1
+    if value.strip().lower() == "auto":
+        return cores()
+    try:
+        number = int(value)
+    except ValueError:
+        raise ConfigurationError(
+            f"--workers takes a whole number of at least 1 or auto, not {value!r}"
+        ) from None
+    if number < 1:
+        raise ConfigurationError(f"--workers must be at least 1 (or auto), not {number}")
+    return number
 
 
 def _port(value: str) -> int:
@@ -187,8 +220,13 @@ def _key_value(item: str) -> tuple[str, str]:
     return key.strip(), value
 
 
-def build(settings: dict, explicit: set[str], reactor=None):
-    """The input service for checked settings (no I/O but opening the sink and TLS files)."""
+def build(settings: dict, explicit: set[str], reactor=None, *, worker_fd: int | None = None):
+    """The input service for checked settings (no I/O but opening the sink and TLS files).
+
+    ``worker_fd``: build one worker of ``--workers N`` instead, which adopts the listening
+    socket the parent made (that descriptor) rather than binding its own, shares its sink with
+    the other workers (``shared``) and counts what it acknowledged (``CountingSink``).
+    """
     if reactor is None:
         from twisted.internet import reactor
     listener = None
@@ -204,7 +242,9 @@ def build(settings: dict, explicit: set[str], reactor=None):
     if fsync and not (isinstance(sink, str) and sink.startswith("file:")):
         raise ConfigurationError("--sink-fsync is for the file sink (--sink file:PATH)")
     if isinstance(sink, str):
-        sink = sink_from_string(sink, fsync=fsync)
+        sink = sink_from_string(sink, fsync=fsync, shared=worker_fd is not None)
+    if worker_fd is not None:
+        sink = CountingSink(sink)
     decorations = Decorations(
         type=settings["type"],
         tags=tuple(settings["tags"]),
@@ -239,6 +279,9 @@ def build(settings: dict, explicit: set[str], reactor=None):
             body_timeout=float(settings["body_timeout"]),
             idle_timeout=float(settings["idle_timeout"]),
         )
+    if listener is not None and worker_fd is not None:
+        endpoint = adopted_endpoint(reactor, worker_fd, listener.address.host, listener.tls)
+        return InputService(endpoint, factory), warnings
     if listener is not None:
         # built from the checked settings: the reason alone, about flags the user knows
         return InputService(listener.endpoint(reactor), factory), warnings
@@ -307,9 +350,49 @@ def log_beside_events(options: Options) -> None:
     sys.stdout = sys.stderr
 
 
+class WorkersProgram(InputProgram):
+    """``--workers N`` (N > 1): the parent, a ``WorkerPool`` as a program. A stop (SIGTERM,
+    SIGINT) drains every worker; the parent then exits 0, or 1 if a worker had to be killed
+    or ended badly, instead of twistd's re-sent signal."""
+
+    def stopService(self):
+        keep_exit_status(self._reactor)
+        stopped = super().stopService()
+
+        def status(result):
+            if self.input.failed:
+                self._exit(1)
+            return result
+
+        return stopped.addBoth(status)
+
+
+def worker_argv(options: Options, number: int) -> list[str]:
+    """The command line of worker ``number``: this interpreter, the worker's entry point and
+    every flag as the user gave it but ``--workers`` (the worker checks them again, as this
+    process did, and gets the same settings)."""
+    argv = [
+        sys.executable,
+        "-m",
+        "twisted_logstash.tap.inputworker",
+        f"--worker={number}",
+        f"--parent={os.getpid()}",
+        "--",
+    ]
+    for long, *_ in Options.optParameters:
+        value = options.get(long)
+        if value is not None and long != "workers":
+            argv.append(f"--{long}={value}")
+    for key in Options.repeatable:
+        flag = "--" + key.replace("_", "-")
+        argv.extend(f"{flag}={value}" for value in options[key])
+    return argv
+
+
 def makeService(options: Options):
     with configuration_errors(PROGRAM):
         settings, explicit, warnings = settings_from(options)
+        # with --workers too: every flag, TLS file and the sink are checked here, once
         input_service, more = build(settings, explicit)
     if settings["sink"] == "stdout":
         log_beside_events(options)
@@ -321,4 +404,20 @@ def makeService(options: Options):
         where = redact(settings["endpoint"])
     else:
         where = str(listen_address_of(settings, settings["protocol"]))
-    return InputProgram(input_service, reactor, where=where)
+    if settings["workers"] == 1:
+        return InputProgram(input_service, reactor, where=where)
+    close = getattr(input_service.factory.sink, "close", None)
+    if close is not None:
+        close()  # the parent writes nothing: its workers open the sink each
+    address = listen_address_of(settings, settings["protocol"])
+    pool = WorkerPool(
+        settings["workers"],
+        lambda number: worker_argv(options, number),
+        address.host,
+        address.port,
+        reactor,
+        backlog=DEFAULT_BACKLOG,
+        inherit_stdout=settings["sink"] == "stdout",
+        stop_timeout=input_service.drain_timeout + 5.0,
+    )
+    return WorkersProgram(pool, reactor, where=where)

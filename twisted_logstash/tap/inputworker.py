@@ -1,0 +1,114 @@
+"""One worker process of ``twistd logstash-input --workers N``; the parent starts it as
+
+    python -m twisted_logstash.tap.inputworker --worker=K --parent=PID -- FLAGS...
+
+with the listening socket at descriptor 3, a pipe from the parent on standard input and its
+standard error relayed into the parent's log (``transport/workers.py``). FLAGS are the input's
+own, checked again here exactly as the parent checked them, so every flag, TLS setting, auth
+and limit is the same in every worker.
+
+A worker is a single input without twistd: SIGTERM or SIGINT (or the parent's end) drains it
+as ``InputService`` drains a single input (stop accepting, finish the batches in flight, then
+exit 0); it then logs how many events it acknowledged and the CPU time it used.
+"""
+
+from __future__ import annotations
+
+import resource
+import signal
+import sys
+
+from twisted.logger import Logger, globalLogBeginner
+from twisted.python import usage
+
+from twisted_logstash.errors import ConfigurationError
+from twisted_logstash.tap.input import Options, build, settings_from
+from twisted_logstash.transport.workers import (
+    WORKER_FD,
+    ParentWatch,
+    die_with_parent,
+    worker_log_observer,
+)
+
+log = Logger(namespace="twisted_logstash.tap.inputworker")
+
+
+class Arguments(usage.Options):
+    optParameters = [
+        ["worker", None, None, "this worker's number"],
+        ["parent", None, None, "the parent's process id"],
+    ]
+
+    def parseArgs(self, *flags: str) -> None:
+        self["flags"] = list(flags)
+
+
+def main(argv: list[str] | None = None) -> int:
+    arguments = Arguments()
+    arguments.parseOptions(sys.argv[1:] if argv is None else argv)
+    die_with_parent(int(arguments["parent"]))
+    from twisted.internet import defer, reactor
+
+    status = [0]
+    stopping = [False]
+
+    def stop() -> None:
+        if stopping[0]:
+            return
+        stopping[0] = True
+        if reactor.running:
+            reactor.stop()
+        else:
+            reactor.callWhenRunning(reactor.stop)
+
+    def on_signal(number, frame) -> None:
+        reactor.callFromThread(stop)
+
+    # at once: a stop that comes while the worker starts drains it as well
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    globalLogBeginner.beginLoggingTo(
+        [worker_log_observer(sys.stderr)], redirectStandardIO=False, discardBuffer=True
+    )
+    try:
+        options = Options()
+        options.parseOptions(arguments["flags"])
+        settings, explicit, _ = settings_from(options)
+        service, _ = build(settings, explicit, reactor, worker_fd=WORKER_FD)
+    except (ConfigurationError, usage.UsageError, OSError) as e:
+        log.error("configuration error: {error}", error=str(e))
+        return 2
+
+    def parent_gone() -> None:
+        if not stopping[0]:
+            log.warn("the parent process is gone; draining")
+        stop()
+
+    def cannot_listen(failure) -> None:
+        log.failure("cannot accept on the inherited socket", failure)
+        status[0] = 1
+        stop()
+
+    async def drain() -> None:
+        await service.stopService()
+        counted = service.factory.sink
+        usage_ = resource.getrusage(resource.RUSAGE_SELF)
+        log.info(
+            "stopped: {events} events acknowledged in {batches} batches, "
+            "{cpu:.2f} s of CPU ({user:.2f} s user)",
+            events=counted.events,
+            batches=counted.batches,
+            cpu=usage_.ru_utime + usage_.ru_stime,
+            user=usage_.ru_utime,
+        )
+
+    reactor.addReader(ParentWatch(parent_gone))
+    service.startService()
+    service.listening.addErrback(cannot_listen)
+    reactor.addSystemEventTrigger("before", "shutdown", lambda: defer.ensureDeferred(drain()))
+    reactor.run(installSignalHandlers=False)
+    return status[0]
+
+
+if __name__ == "__main__":
+    sys.exit(main())
