@@ -319,12 +319,22 @@ def _built(builder: Callable, checked: Checked, *args):
         raise
     except ConfigurationError as error:
         message = _logstash_words(str(error))
-        named = [name for name in re.findall(r"`(\w+)`", message) if name in checked.given]
-        raise checked.error(f"{checked.where()}: {message}", named[0] if named else None) from None
+        raise checked.error(f"{checked.where()}: {message}", _named(message, checked)) from None
     except OSError as error:
         raise checked.error(
             f"{checked.where()}: {error.filename or ''}: {error.strerror or error}"
         ) from None
+
+
+def _named(message: str, checked: Checked) -> str | None:
+    """The setting the pipeline wrote that ``message`` names first (the error points there)."""
+    found = [
+        (match.start(), name)
+        for name in checked.given
+        for match in [re.search(rf"(?<![\w.-]){re.escape(name)}(?![\w.-])", message)]
+        if match is not None
+    ]
+    return min(found)[1] if found else None
 
 
 def _logstash_words(message: str) -> str:
