@@ -105,8 +105,9 @@ def test_setting_logstash_has_but_not_here():
     ],
 )
 def test_wrong_types(text, message):
+    column = 20 + text.index("=>") + 3
     assert check_error(f"input {{ logstash {{ {text} }} }}") == (
-        f"p.conf:1:{20 + text.index('=>') + 3}: Invalid setting for logstash input plugin: {message}"
+        f"p.conf:1:{column}: Invalid setting for logstash input plugin: {message}"
     )
 
 
