@@ -101,7 +101,7 @@ def test_a_disk_queue_output_has_the_events_once_it_holds_them(tmp_path):
     fake = FakeTransmitter(clock, default=HANG)
     queue = DiskQueue(str(tmp_path / "q"), capacity=100, reactor=clock)
     output = _output(clock, fake, queue=queue)
-    outcome = Outcome(output.hold([{"n": 1}]))
+    outcome = Outcome(FanOut([output]).deliver([{"n": 1}]))
     clock.advance(0)
     assert outcome.results == [None]  # held on disk; the receiver has not answered
     assert fake.attempts and fake.attempts[0].hung

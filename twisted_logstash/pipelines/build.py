@@ -62,8 +62,9 @@ class FanOut:
     """The sink of every input: hands each batch to every output and fires once all have it.
 
     An output has the events once its ``deliver`` fired: a network output's receivers
-    acknowledged them (or refused them for good: they are in its dead-letter file), a file or
-    stdout output wrote them. If one output fails, the batch fails (the input tells its sender
+    acknowledged them (or refused them for good: they are in its dead-letter file) or, with
+    ``queue => "disk:DIR"``, its disk queue holds them (``Output.hold``); a file or stdout output
+    wrote them. If one output fails, the batch fails (the input tells its sender
     to send again; outputs that already had it get it twice: at-least-once, never lost). A slow
     or unreachable output holds the batch, and so the input's back-pressure, rather than
     letting the others run ahead and losing what it cannot take.
@@ -72,14 +73,16 @@ class FanOut:
     def __init__(self, outputs: list[IEventSink]):
         self.outputs = outputs
         self.stopping = False
+        # an Output's ``hold`` fires once a disk queue holds the events (else as ``deliver``)
+        self._hand = [getattr(output, "hold", None) or output.deliver for output in outputs]
 
     def deliver(self, events: list[dict]) -> defer.Deferred:
         if self.stopping:
             return defer.fail(SinkUnavailable("the pipeline is stopping"))
         shown = without_metadata(events)
         handed = [
-            defer.maybeDeferred(output.deliver, list(shown)).addErrback(_dead_lettered_is_had)
-            for output in self.outputs
+            defer.maybeDeferred(hand, list(shown)).addErrback(_dead_lettered_is_had)
+            for hand in self._hand
         ]
         if len(handed) == 1:
             return handed[0].addCallback(lambda _: None)
