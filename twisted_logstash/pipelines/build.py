@@ -21,6 +21,7 @@ from typing import Any
 
 from twisted.application import service
 from twisted.internet import defer
+from twisted.internet.error import ReactorNotRunning
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
@@ -240,16 +241,21 @@ class Pipeline(service.Service):
 
     def _all_done(self, _) -> None:
         self.finished = True
-        log.info("every input ended and every output has its events")
-        if self.reactor.running:
-            self.reactor.stop()
+        if self.running:
+            log.info("every input ended and every output has its events")
+            self._stop_reactor()
 
     def _input_failed(self, failure: Failure) -> None:
         failure = _first_error(failure)
         log.error("an input failed: {reason}", reason=str(failure.value))
         self._set_exit(1)
-        if self.reactor.running:
+        self._stop_reactor()
+
+    def _stop_reactor(self) -> None:
+        try:
             self.reactor.stop()
+        except ReactorNotRunning:  # a signal is stopping it already
+            pass
 
     @defer.inlineCallbacks
     def stopService(self):
