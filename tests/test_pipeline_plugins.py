@@ -220,3 +220,19 @@ def test_file_path_with_field_references(tmp_path):
 def test_negative_generator_count():
     text = "input { generator { count => -1 } } output { stdout { } }"
     assert build_error(text) == "p.conf:1:21: generator input: count must not be negative"
+
+
+def test_a_password_of_the_wrong_type_is_not_shown():
+    message = check_error('input { logstash { password => ["hunter2", "x"] } }')
+    assert message == (
+        "p.conf:1:32: Invalid setting for logstash input plugin: password: Expected string, "
+        "got array"
+    )
+
+
+def test_the_lumberjack_certificate_to_trust_is_named_as_written(tmp_path):
+    text = f"""input {{ generator {{ }} }}
+output {{ lumberjack {{ hosts => x port => 5044
+  ssl_certificate => "{tmp_path}/missing.crt" }} }}"""
+    message = build_error(text)
+    assert message.startswith("p.conf:3:3: lumberjack output: Specified ssl_certificate ")

@@ -496,7 +496,12 @@ def _lumberjack_output(checked: Checked, reactor):
     settings["batch_delay"] = checked.values["idle_flush_time"] * 1000
     settings.pop("flush_size", None)
     settings.pop("idle_flush_time", None)
-    return logstash_output(hosts=hosts, protocol="lumberjack", reactor=reactor, **settings)
+    try:
+        return logstash_output(hosts=hosts, protocol="lumberjack", reactor=reactor, **settings)
+    except ConfigurationError as error:  # in the words of this plugin, whose CA is ssl_certificate
+        raise ConfigurationError(
+            str(error).replace("ssl_certificate_authorities", "ssl_certificate")
+        ) from None
 
 
 def _stdout(checked: Checked, reactor):

@@ -290,11 +290,14 @@ def check(plugin: Plugin, section: str, source: str, environ: Mapping[str, str])
         try:
             values[setting.name] = convert(setting_spec, value)
         except ValueError as error:
+            reason = str(error)
+            if setting_spec.type == "password":  # the value is a secret: say what it is, only
+                reason = f"Expected string, got {value.kind}"
             raise PipelineError(
                 source,
                 setting.value.line,
                 setting.value.column,
-                f"Invalid setting for {plugin.name} {section} plugin: {setting.name}: {error}",
+                f"Invalid setting for {plugin.name} {section} plugin: {setting.name}: {reason}",
             ) from None
     for name, setting_spec in spec.settings.items():
         if name in values:
