@@ -10,12 +10,13 @@ from twisted.internet import defer
 from twisted.internet.task import Clock
 from twisted.logger import Logger
 
-from twisted_logstash.codecs.events import Decorations
+from twisted_logstash.codecs.events import Decorations, without_metadata
 from twisted_logstash.errors import DeadLettered, SinkUnavailable
 from twisted_logstash.pipeline.diskqueue import DiskQueue
 from twisted_logstash.pipeline.output import Output
+from twisted_logstash.pipeline.sinks import FileSink, StdoutSink
 from twisted_logstash.pipeline.sources import GeneratorSource
-from twisted_logstash.pipelines.build import FanOut, Pipeline, SourceInput, without_metadata
+from twisted_logstash.pipelines.build import FanOut, Pipeline, SourceInput
 from twisted_logstash.transport.hosts import Host
 
 A = Host("a.example", 9800)
@@ -71,15 +72,13 @@ def test_dead_lettered_events_count_as_had():
     assert outcome.results == [None]
 
 
-def test_metadata_is_never_handed_to_an_output():
+def test_every_output_gets_its_own_list_of_the_same_events():
     one, two = Held(), Held()
-    events = [{"n": 1, "@metadata": {"ip_address": "10.0.0.1"}}, {"n": 2}]
+    events = [{"n": 1, "@metadata": {"ip_address": "10.0.0.1"}}]
     FanOut([one, two]).deliver(events)
-    for output in (one, two):
-        ((handed, _),) = output.calls
-        assert handed == [{"n": 1}, {"n": 2}]
-    assert events[0]["@metadata"] == {"ip_address": "10.0.0.1"}  # the input's own event is kept
-    assert without_metadata([{"@metadata": {}}]) == [{}]
+    ((handed_one, _),) = one.calls
+    ((handed_two, _),) = two.calls
+    assert handed_one == handed_two == events and handed_one is not handed_two
 
 
 def test_a_stopping_fanout_asks_to_retry():
@@ -159,3 +158,38 @@ def test_a_finite_pipeline_stops_once_every_output_has_every_event(outputs):
     assert stopped == [True]
     for fake in fakes:
         assert sorted(e["sequence"] for e in fake.delivered) == [0, 1, 2, 3, 4]
+
+
+# -- @metadata never leaves the process --------------------------------------------------------
+
+
+def test_without_metadata_keeps_the_callers_events():
+    events = [{"n": 1, "@metadata": {"ip_address": "10.0.0.1"}}, {"n": 2}]
+    assert without_metadata(events) == [{"n": 1}, {"n": 2}]
+    assert events[0]["@metadata"] == {"ip_address": "10.0.0.1"}
+    plain = [{"n": 1}]
+    assert without_metadata(plain) is plain  # nothing to take off: no copy
+
+
+def test_an_output_never_sends_metadata():
+    clock = Clock()
+    fake = FakeTransmitter(clock, default=OK)
+    output = _output(clock, fake)
+    events = [{"n": 1, "@metadata": {"route": "x"}}]
+    outcome = Outcome(output.send(events))
+    clock.advance(0)
+    assert outcome.results == [None]
+    assert fake.delivered == [{"n": 1}]
+    assert events[0]["@metadata"] == {"route": "x"}
+
+
+def test_stdout_and_file_never_write_metadata(tmp_path):
+    import io
+
+    stream = io.BytesIO()
+    StdoutSink(stream).deliver([{"n": 1, "@metadata": {"x": 1}}])
+    assert stream.getvalue() == b'{"n":1}\n'
+    sink = FileSink(str(tmp_path / "out.ndjson"))
+    sink.deliver([{"n": 1, "@metadata": {"x": 1}}])
+    sink.close()
+    assert (tmp_path / "out.ndjson").read_bytes() == b'{"n":1}\n'

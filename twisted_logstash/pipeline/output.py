@@ -43,7 +43,7 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from twisted_logstash.codecs.bytebound import DEFAULT_BATCH_MAX_BYTES
-from twisted_logstash.codecs.events import prepare, timestamp_now
+from twisted_logstash.codecs.events import prepare, timestamp_now, without_metadata
 from twisted_logstash.errors import (
     ConfigurationError,
     DeadLettered,
@@ -390,6 +390,8 @@ class Output(service.Service):
     def _accept(
         self, events: list[dict], waiter: _Waiter | None, position: ReadPosition | None
     ) -> None:
+        # @metadata never leaves the process: not on either wire, not in the dead-letter file
+        events = without_metadata(events)
         if self.stamp:
             # As a Logstash event does, every event on the wire then carries @timestamp and
             # @version: events that lack them get the time they were accepted and "1".

@@ -9,8 +9,9 @@ reported at the plugin (or at the setting the message names), as ``FILE:LINE:COL
 anything binds.
 
 Semantics are Logstash's (``FanOut``): every event of every input goes to every output, and an
-input acknowledges its sender only once every output has the event. ``@metadata`` is taken off
-there, once, so that no output writes or sends it.
+input acknowledges its sender only once every output has the event. ``@metadata`` stays with
+the events inside the pipeline; every output leaves it out (``codecs.events.without_metadata``,
+applied where events leave the process: the Output and the stdout and file sinks).
 """
 
 from __future__ import annotations
@@ -36,26 +37,14 @@ from twisted_logstash.pipeline.sources import GeneratorSource, LineEvents, Stdin
 from twisted_logstash.pipelines.plugins import Checked, check
 from twisted_logstash.pipelines.syntax import Config, PipelineError
 
-__all__ = ["FanOut", "Pipeline", "build", "without_metadata"]
+__all__ = ["FanOut", "Pipeline", "SourceInput", "build"]
 
 log = Logger(namespace="twisted_logstash.pipelines")
 
-METADATA = "@metadata"
 #: settings that only Logstash's syntax has; nothing here uses them
 _IGNORED = frozenset({"id", "enable_metric", "codec"})
 #: batches a stdin or generator input may have in the outputs at once before it is paused
 SOURCE_WINDOW = 4
-
-
-def without_metadata(events: list[dict]) -> list[dict]:
-    """``events`` as outputs see them: without ``@metadata`` (a shallow copy of the events that
-    have it; the others are shared)."""
-    return [
-        {key: value for key, value in event.items() if key != METADATA}
-        if METADATA in event
-        else event
-        for event in events
-    ]
 
 
 @implementer(IEventSink)
@@ -80,9 +69,8 @@ class FanOut:
     def deliver(self, events: list[dict]) -> defer.Deferred:
         if self.stopping:
             return defer.fail(SinkUnavailable("the pipeline is stopping"))
-        shown = without_metadata(events)
         handed = [
-            defer.maybeDeferred(hand, list(shown)).addErrback(_dead_lettered_is_had)
+            defer.maybeDeferred(hand, list(events)).addErrback(_dead_lettered_is_had)
             for hand in self._hand
         ]
         if len(handed) == 1:
