@@ -160,6 +160,31 @@ def test_a_finite_pipeline_stops_once_every_output_has_every_event(outputs):
         assert sorted(e["sequence"] for e in fake.delivered) == [0, 1, 2, 3, 4]
 
 
+def test_a_finite_pipeline_with_a_disk_queue_stops_once_the_queue_is_delivered(tmp_path):
+    clock = Clock()
+    fake = FakeTransmitter(clock, default=HANG)
+    queue = DiskQueue(str(tmp_path / "q"), capacity=100, reactor=clock)
+    output = _output(clock, fake, queue=queue)
+    fanout = FanOut([output])
+    source = GeneratorSource(3, clock, host_name="h")
+    pipeline = Pipeline(
+        [SourceInput(source, fanout, Decorations(), clock)], [output], fanout, clock
+    )
+    stopped = []
+    clock.running = True
+    clock.stop = lambda: stopped.append(True)
+    pipeline.startService()
+    clock.advance(0)
+    clock.advance(0)
+    assert pipeline.inputs[0].finished.called  # the queue holds every event: the input is done
+    assert stopped == []  # but they are not delivered yet
+    fake.attempts[0].succeed()
+    clock.advance(0)
+    assert stopped == [True]
+    output.stopService()
+    queue.close()
+
+
 # -- @metadata never leaves the process --------------------------------------------------------
 
 

@@ -228,9 +228,15 @@ class Pipeline(service.Service):
             done.addCallbacks(self._all_done, self._input_failed)
 
     def _all_done(self, _) -> None:
+        """Every input ended and every output has their events; an output with a disk queue
+        may still be sending them: stop once it is drained (as Logstash drains its queue)."""
+        drains = [output.drain() for output in self.outputs if hasattr(output, "drain")]
+        defer.gatherResults(drains, consumeErrors=True).addBoth(self._drained)
+
+    def _drained(self, _) -> None:
         self.finished = True
         if self.running:
-            log.info("every input ended and every output has its events")
+            log.info("every input ended and every output delivered its events")
             self._stop_reactor()
 
     def _input_failed(self, failure: Failure) -> None:
