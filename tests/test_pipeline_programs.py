@@ -262,3 +262,16 @@ def test_stdin_to_stdout_with_codecs(programs, tmp_path):
         {"a": 1, "@version": "1", "type": "t"},
         {"message": "not json", "tags": ["_jsonparsefailure"], "@version": "1", "type": "t"},
     ]
+
+
+@pytest_twisted.inlineCallbacks
+def test_a_port_that_is_taken_is_one_log_line_and_exit_1(programs, tmp_path):
+    taken = closed_port()
+    try:
+        port = taken.getsockname()[1]
+        text = f'input {{ logstash {{ host => "127.0.0.1" port => {port} ssl_enabled => false }} }}'
+        program = run(programs, tmp_path, "taken", text + " output { stdout { } }")
+        yield exits_with(program, 1)
+    finally:
+        taken.close()
+    assert f"cannot listen on 127.0.0.1:{port}" in program.output
