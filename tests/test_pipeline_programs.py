@@ -275,3 +275,38 @@ def test_a_port_that_is_taken_is_one_log_line_and_exit_1(programs, tmp_path):
     finally:
         taken.close()
     assert f"cannot listen on 127.0.0.1:{port}" in program.output
+
+
+@pytest_twisted.inlineCallbacks
+def test_a_held_back_pipeline_goes_on_once_the_output_is_back(programs, tmp_path):
+    """Nothing is lost while an output is down: both outputs get every event once it is up."""
+    reserved = closed_port()
+    port = reserved.getsockname()[1]
+    held = tmp_path / "held.ndjson"
+    later = tmp_path / "later.ndjson"
+    try:
+        program = run(
+            programs,
+            tmp_path,
+            "held",
+            f"""input {{ generator {{ count => 3000 }} }}
+output {{
+  logstash {{ hosts => "127.0.0.1:{port}" ssl_enabled => false cooloff => 0 }}
+  file {{ path => "{held}" }}
+}}""",
+        )
+        yield program.wait_for(r"failed \(connection refused\)")
+    finally:
+        reserved.close()  # the port is free again: the receiver takes it
+    receiver = run(
+        programs,
+        tmp_path,
+        "receiver",
+        f"""input {{ logstash {{ host => "127.0.0.1" port => {port} ssl_enabled => false }} }}
+output {{ file {{ path => "{later}" }} }}""",
+    )
+    yield receiver.wait_port()
+    yield exits_with(program, 0)
+    assert sorted(e["sequence"] for e in read_ndjson(later)) == list(range(3000))
+    assert sorted(e["sequence"] for e in read_ndjson(held)) == list(range(3000))
+    yield exits_with_after_term(receiver, STOPPED)
