@@ -12,5 +12,5 @@ setup(
         *find_packages(include=["twisted_logstash", "twisted_logstash.*"]),
         "twisted.plugins",
     ],
-    package_data={"twisted.plugins": ["logstash_*.py"]},
+    package_data={"twisted.plugins": ["logstash_*.py"], "twisted_logstash.pipelines": ["*.lark"]},
 )

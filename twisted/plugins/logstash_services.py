@@ -1,4 +1,4 @@
-"""twistd dropins: ``twistd logstash-input`` and ``twistd logstash-output``.
+"""twistd dropins: ``twistd logstash-input``, ``logstash-output`` and ``logstash-pipeline``.
 
 ServiceMaker imports the tap modules only when the program runs, so that
 scanning plugins stays cheap.
@@ -18,4 +18,11 @@ logstashOutput = ServiceMaker(
     "twisted_logstash.tap.output",
     "Send events to Logstash inputs (native HTTP wire or Lumberjack), load-balanced.",
     "logstash-output",
+)
+
+logstashPipeline = ServiceMaker(
+    "logstash pipeline",
+    "twisted_logstash.tap.pipeline",
+    "Run a Logstash pipeline file (-f FILE or -e STRING): inputs, outputs and their settings.",
+    "logstash-pipeline",
 )

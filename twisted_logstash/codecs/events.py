@@ -35,7 +35,18 @@ from twisted.internet.interfaces import IReactorTime
 from twisted_logstash.codecs import jsonpolicy
 from twisted_logstash.pipeline.deadletter import iso_time
 
-__all__ = ["Decorations", "field_path", "prepare", "sprintf", "timestamp_now"]
+__all__ = [
+    "METADATA",
+    "Decorations",
+    "field_path",
+    "prepare",
+    "sprintf",
+    "timestamp_now",
+    "without_metadata",
+]
+
+#: the field Logstash keeps with an event inside a pipeline and never writes or sends
+METADATA = "@metadata"
 
 _REFERENCE = re.compile(r"(?:\[[^\[\]]+\])+")
 _TEMPLATE = re.compile(r"%\{([^}]*)\}")
@@ -194,3 +205,21 @@ def _epoch_seconds(stamp: Any) -> str:
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=datetime.UTC)
     return str(int(moment.timestamp()))
+
+
+def without_metadata(events: list[dict]) -> list[dict]:
+    """``events`` as they leave the process: without ``@metadata``, which Logstash never writes
+    (its codecs skip it) nor sends on either wire. ``events`` itself when no event has it (the
+    common case: one look per event); else a new list, with a shallow copy of each event that
+    has it, so that the caller's events keep theirs."""
+    for event in events:
+        if METADATA in event:
+            break
+    else:
+        return events
+    return [
+        {key: value for key, value in event.items() if key != METADATA}
+        if METADATA in event
+        else event
+        for event in events
+    ]

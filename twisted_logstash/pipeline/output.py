@@ -43,7 +43,7 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from twisted_logstash.codecs.bytebound import DEFAULT_BATCH_MAX_BYTES
-from twisted_logstash.codecs.events import prepare, timestamp_now
+from twisted_logstash.codecs.events import prepare, timestamp_now, without_metadata
 from twisted_logstash.errors import (
     ConfigurationError,
     DeadLettered,
@@ -101,15 +101,17 @@ class OutputStats:
 class _Waiter:
     """One ``send()`` call: fires when all its events are settled."""
 
-    __slots__ = ("deferred", "error", "remaining")
+    __slots__ = ("deferred", "error", "on_hold", "remaining")
 
-    def __init__(self, count: int):
+    def __init__(self, count: int, on_hold: bool = False):
         self.deferred: defer.Deferred = defer.Deferred()
         self.remaining = count
         self.error: Exception | None = None
+        #: fires once a durable queue holds the events (``hold``), not once receivers have them
+        self.on_hold = on_hold
 
-    def settle(self, count: int, error: Exception | None) -> None:
-        if self.deferred.called:
+    def settle(self, count: int, error: Exception | None, held: bool = False) -> None:
+        if self.deferred.called or held != self.on_hold:
             return
         if error is not None and self.error is None:
             self.error = error
@@ -252,7 +254,7 @@ class Output(service.Service):
 
     # -- public API ------------------------------------------------------------------------
 
-    def send(self, events: Iterable[dict]) -> defer.Deferred:
+    def send(self, events: Iterable[dict], *, _on_hold: bool = False) -> defer.Deferred:
         """Queue ``events``; the Deferred fires with None once a receiver acknowledged every one
         of them, or fails with DeadLettered (or Dropped) if any was refused for good, or with
         OutputStopped if the service stopped first; it fails at once with TypeError, nothing
@@ -268,7 +270,7 @@ class Output(service.Service):
                 # connection over a J frame that is not an object (the batch would retry forever).
                 kind = type(event).__name__
                 return defer.fail(TypeError(f"an event must be a dict (a JSON object), not {kind}"))
-        waiter = _Waiter(len(events))
+        waiter = _Waiter(len(events), _on_hold)
         self._waiters.add(waiter)
         waiter.deferred.addBoth(self._forget_waiter, waiter)
         self._accept(events, waiter, None)
@@ -277,6 +279,15 @@ class Output(service.Service):
     def deliver(self, events: list[dict]) -> defer.Deferred:
         """IEventSink: the same as ``send``."""
         return self.send(events)
+
+    def hold(self, events: Iterable[dict]) -> defer.Deferred:
+        """As ``send``, but with a durable queue (``queue.durable``: a disk queue) the Deferred
+        fires as soon as the queue holds the events, as Logstash's persistent queue
+        acknowledges its inputs: they survive a crash from then on, and are delivered (or
+        dead-lettered) later. With a memory queue it is ``send``."""
+        if not self.queue.durable:
+            return self.send(events)
+        return self.send(events, _on_hold=True)
 
     def attach(self, source: ISource) -> None:
         """Take events from ``source`` (started now if running, else at startService), pausing
@@ -379,6 +390,8 @@ class Output(service.Service):
     def _accept(
         self, events: list[dict], waiter: _Waiter | None, position: ReadPosition | None
     ) -> None:
+        # @metadata never leaves the process: not on either wire, not in the dead-letter file
+        events = without_metadata(events)
         if self.stamp:
             # As a Logstash event does, every event on the wire then carries @timestamp and
             # @version: events that lack them get the time they were accepted and "1".
@@ -439,10 +452,16 @@ class Output(service.Service):
         except Exception:
             d = defer.fail()
         d.addCallbacks(
-            self._held, self._put_failed, (count,), None, (segment, waiter, count, events, position)
+            self._held,
+            self._put_failed,
+            (count, waiter),
+            None,
+            (segment, waiter, count, events, position),
         )
 
-    def _held(self, _, count: int) -> None:
+    def _held(self, _, count: int, waiter: _Waiter | None = None) -> None:
+        if waiter is not None and waiter.on_hold:
+            waiter.settle(count, None, held=True)
         self._putting -= count
         self._available += count
         if self._waiting_since is None:

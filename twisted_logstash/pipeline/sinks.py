@@ -1,6 +1,7 @@
 """Where a receiver puts the events it decoded: stdout, a file, nowhere, or a callable.
 
-Every sink answers ``deliver(events)`` with a Deferred that fires only once the events are
+``@metadata`` is never written (as Logstash's codecs skip it). Every sink answers
+``deliver(events)`` with a Deferred that fires only once the events are
 handed on for good (written and flushed), because the receiver acknowledges the sender right
 after: an error while writing becomes a failed Deferred, never an exception, so that the
 receiver tells the sender to retry instead of losing the batch.
@@ -43,6 +44,7 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from twisted_logstash.codecs import ndjson
+from twisted_logstash.codecs.events import without_metadata
 from twisted_logstash.errors import ConfigurationError
 from twisted_logstash.interfaces import IEventSink
 
@@ -65,7 +67,7 @@ class StdoutSink:
 
     def deliver(self, events: list[dict]) -> defer.Deferred:
         try:
-            data = ndjson.encode(events)
+            data = ndjson.encode(without_metadata(events))
             if data:
                 with self._locked():
                     write_all(self.stream, data)
@@ -250,7 +252,7 @@ class FileSink:
         try:
             if self._closed:
                 raise ValueError(f"file sink {self.path!r} is closed")
-            data = ndjson.encode(events)
+            data = ndjson.encode(without_metadata(events))
             start = self._write(data) if data else None
         except Exception:
             return defer.fail()
