@@ -65,6 +65,27 @@ class JsonDataFrame:
     size: int = field(default=0, compare=False)
 
 
+class JsonDataRun:
+    """Consecutive `J` frames decoded in one go, in stream order: the events, their seqs and
+    their JSON lengths (parallel lists, never empty). What `FrameDecoder.decode_runs` hands out
+    in place of `JsonDataFrame`s, so that a window of 2048 events costs a few Python objects
+    per run instead of one per event; `frames()` gives the frames themselves."""
+
+    __slots__ = ("events", "seqs", "sizes")
+
+    def __init__(self) -> None:
+        self.events: list[dict[str, Any]] = []
+        self.seqs: list[int] = []
+        self.sizes: list[int] = []
+
+    def frames(self) -> list[JsonDataFrame]:
+        """The run as one `JsonDataFrame` per event."""
+        return list(map(JsonDataFrame, self.seqs, self.events, self.sizes))
+
+    def __repr__(self) -> str:
+        return f"JsonDataRun({len(self.events)} events, seqs {self.seqs[:1]}..{self.seqs[-1:]})"
+
+
 @dataclass(slots=True)
 class V1DataFrame:
     """`1 D seq pairs (klen key vlen value)*`: one legacy event of string fields (`size`: the
