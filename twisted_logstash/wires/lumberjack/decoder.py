@@ -25,6 +25,11 @@ import zlib
 from collections.abc import Iterator
 from typing import Any
 
+try:
+    from isal import isal_zlib as _deflate
+except ImportError:  # pragma: no cover - isal is a declared dependency
+    _deflate = zlib
+
 from twisted_logstash.codecs.jsonpolicy import MAX_DEPTH, TooDeepError, loads, read
 from twisted_logstash.wires.lumberjack.frames import (
     CODE_ACK,
@@ -112,7 +117,7 @@ class _Inflation:
     def __init__(self, version: int, length: int):
         self.version = version
         self.remaining = length
-        self.inflater = zlib.decompressobj()
+        self.inflater = _deflate.decompressobj()
         self.inner = _Stream()
         self.total = 0
 
@@ -138,6 +143,10 @@ class FrameDecoder:
     of a `D` frame, a frame header), for the tests that hold it so.
     """
 
+    fast = True
+    """Read runs of `J` frames in one loop (`_json_frames`); False: one `_parse` per frame, the
+    careful path the tests compare the fast one with."""
+
     def __init__(
         self,
         max_window: int = DEFAULT_MAX_WINDOW,
@@ -153,10 +162,6 @@ class FrameDecoder:
         self._failure: LumberjackProtocolError | None = None
         self._discarded = False
         self.steps = 0
-
-    fast = True
-    """Read runs of `J` frames in one loop (`_json_frames`); False: one `_parse` per frame, the
-    careful path the tests compare the fast one with."""
 
     @property
     def _buffer(self) -> bytearray:
@@ -275,7 +280,7 @@ class FrameDecoder:
             step = min(_INFLATE_STEP, limit - inflation.total + 1)
             try:
                 out = inflater.decompress(data, step)
-            except zlib.error as exc:
+            except _deflate.error as exc:
                 raise CompressedFrameError(f"C frame is not a valid zlib stream: {exc}") from None
             inflation.total += len(out)
             if inflation.total > limit:
@@ -372,38 +377,42 @@ class FrameDecoder:
         """The `J` frames from `pos` on, added to `run`; where they stop (the end, a frame cut
         short, or another kind of frame). A bad `J` frame raises as `_json` does."""
         events = run.events
-        seqs = run.seqs
-        sizes = run.sizes
+        heads = run.heads
+        first, count = pos, len(events)
         limit = min(_SHALLOW, self.max_frame)
         unpack = _J_HEAD.unpack_from
-        while True:
-            # the fast path: a frame whose event reads as a dict without help; anything else
-            # (cut short, empty, long, not JSON, not an object) is left to `_json`
-            while end - pos >= 10:
-                kind, seq, length = unpack(buf, pos)
-                start = pos + 10
-                stop = start + length
-                if kind != _2J or stop > end or not 0 < length <= limit:
-                    break
-                try:
-                    event = read(buf[start:stop])
-                except Exception:
-                    break
-                if type(event) is not dict:
-                    break
-                events.append(event)
-                seqs.append(seq)
-                sizes.append(length)
-                pos = stop
-            if end - pos < 2 or buf[pos] != VERSION_2 or buf[pos + 1] != CODE_JSON_DATA:
-                return pos
-            result = self._json(buf, pos, end)
-            if result is _NEED_MORE:
-                return pos
-            frame, pos = result
-            events.append(frame.event)
-            seqs.append(frame.seq)
-            sizes.append(frame.size)
+        view = memoryview(buf)  # a payload is read in place: no copy (released before return)
+        try:
+            while True:
+                # the fast path: a frame whose event reads as a dict without help; anything
+                # else (cut short, empty, long, not JSON, not an object) is left to `_json`
+                while end - pos >= 10:
+                    head = unpack(buf, pos)
+                    kind, _, length = head
+                    start = pos + 10
+                    stop = start + length
+                    if kind != _2J or stop > end or not 0 < length <= limit:
+                        break
+                    try:
+                        event = read(view[start:stop])
+                    except Exception:
+                        break
+                    if type(event) is not dict:
+                        break
+                    events.append(event)
+                    heads.append(head)
+                    pos = stop
+                if end - pos < 2 or buf[pos] != VERSION_2 or buf[pos + 1] != CODE_JSON_DATA:
+                    return pos
+                result = self._json(buf, pos, end)
+                if result is _NEED_MORE:
+                    return pos
+                frame, pos = result
+                events.append(frame.event)
+                heads.append((_2J, frame.seq, frame.size))
+        finally:
+            view.release()
+            run.size += pos - first - 10 * (len(events) - count)
 
     def _json(self, buf: bytearray, pos: int, end: int):
         if end - pos < 10:

@@ -159,7 +159,7 @@ class LumberjackExchange:
                         window = self.window
                         events = frame.events
                         if window is not None and len(window.events) + len(events) <= window.count:
-                            cost = sum(frame.sizes) + len(events) * EVENT_OVERHEAD
+                            cost = frame.size + len(events) * EVENT_OVERHEAD
                             if self._decoded + cost <= limit:
                                 # the whole run in one go: what the loop below does per event
                                 # (none of its checks can fail on the way)
@@ -167,14 +167,14 @@ class LumberjackExchange:
                                     window.events += events
                                 else:
                                     window.events = events
-                                window.last_seq = frame.seqs[-1]
+                                window.last_seq = frame.last_seq
                                 window.bytes += cost
                                 self._decoded += cost
                                 if len(window.events) == window.count:
                                     self._ready.append(window)
                                     self.window = None
                                 continue
-                        for seq, event, size in zip(frame.seqs, events, frame.sizes, strict=True):
+                        for (_, seq, size), event in zip(frame.heads, events, strict=True):
                             self._data(seq, event, size, limit)
                     elif kind is JsonDataFrame or kind is V1DataFrame:
                         self._data(frame.seq, frame.event, frame.size, limit)
