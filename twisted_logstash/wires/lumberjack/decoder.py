@@ -288,8 +288,11 @@ class FrameDecoder:
             if inflater.unused_data:
                 raise CompressedFrameError("bytes after the end of the zlib stream in a C frame")
             if out:
-                inner.buf += out
-                frames = self._nested(inner, inflation.version)
+                if inflation.version == VERSION_2 and self.fast:
+                    frames = self._nested_json(inner, out)
+                else:
+                    inner.buf += out
+                    frames = self._nested(inner, inflation.version)
                 if frames:
                     yield frames
             data = inflater.unconsumed_tail
@@ -310,13 +313,6 @@ class FrameDecoder:
         end = len(buf)
         frames: list[Frame] = []
         pos = 0
-        if version == VERSION_2 and self.fast:
-            run = JsonDataRun()
-            pos = self._json_frames(run, buf, 0, end)
-            if run.events:
-                frames.append(run)
-            if end - pos >= 2 and (buf[pos] != VERSION_2 or buf[pos + 1] != CODE_JSON_DATA):
-                self._parse(inner, pos, end, version)  # raises: only J frames in a 2C
         while end - pos >= 2:
             result = self._parse(inner, pos, end, version)
             if result is _NEED_MORE:
@@ -325,6 +321,53 @@ class FrameDecoder:
             frames.append(frame)
         del buf[:pos]
         return frames
+
+    def _nested_json(self, inner: _Stream, out: bytes) -> list[Frame]:
+        """As `_nested` for a `2C` frame, reading the `J` frames of `out` (one inflation step)
+        where they lie: only a frame cut by the end of a step is copied (into `inner.buf`), and
+        completed from the start of the next step. (Gathering every step into one buffer cost
+        two large allocations and copies per step.)"""
+        run = JsonDataRun()
+        start = 0
+        buf = inner.buf
+        if buf:
+            start = self._complete(buf, out)
+            end = len(buf)
+            pos = self._json_frames(run, buf, 0, end)
+            self._only_json(buf, pos, end)
+            if pos < end:  # still not whole: every byte of `out` went into it
+                return [run] if run.events else []
+            buf.clear()
+        end = len(out)
+        pos = self._json_frames(run, out, start, end)
+        if pos < end:
+            self._only_json(out, pos, end)
+            buf += memoryview(out)[pos:]
+        return [run] if run.events else []
+
+    def _only_json(self, buf: bytes | bytearray, pos: int, end: int) -> None:
+        """Raise, as `_parse` does, when the frame at `pos` is not a `J` frame (in a `2C`)."""
+        if end - pos >= 2 and (buf[pos] != VERSION_2 or buf[pos + 1] != CODE_JSON_DATA):
+            probe = _Stream()
+            probe.buf += buf[pos : pos + 2]
+            self._parse(probe, 0, 2, VERSION_2)
+            raise AssertionError("unreachable")  # pragma: no cover
+
+    def _complete(self, buf: bytearray, out: bytes) -> int:
+        """Add to `buf` (a `J` frame cut by the end of the last step) what it still needs of
+        `out`, or all of `out`; how many bytes were taken."""
+        taken = 0
+        if len(buf) < 10:
+            taken = min(10 - len(buf), len(out))
+            buf += out[:taken]
+            if len(buf) < 10:
+                return taken
+        kind, _, length = _J_HEAD.unpack_from(buf, 0)
+        if kind != _2J or not 0 < length <= self.max_frame:
+            return taken  # refused as it is
+        more = min(10 + length - len(buf), len(out) - taken)
+        buf += memoryview(out)[taken : taken + more]
+        return taken + more
 
     def _parse(self, stream: _Stream, pos: int, end: int, nested_in: int | None):
         """One frame at `pos`: `(frame, next_pos)`, `(None, next_pos)` when a `C` frame
