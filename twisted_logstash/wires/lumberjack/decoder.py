@@ -213,7 +213,13 @@ class FrameDecoder:
             raise LumberjackProtocolError("stream discarded")
         stream = self._stream
         buf = stream.buf
-        buf += data
+        direct = None  # bytes of a C frame's payload that go to its inflater without a copy
+        inflation = self._inflation
+        if inflation is not None and not buf and self.fast:
+            direct = data[: inflation.remaining]
+            buf += memoryview(data)[len(direct) :]
+        else:
+            buf += data
         pos = 0
         frames: list[Frame] = []
         try:
@@ -224,10 +230,14 @@ class FrameDecoder:
                         self._pos = pos
                         yield frames
                         frames = []
-                    take = min(inflation.remaining, len(buf) - pos)
-                    if take:
+                    if direct is not None:
+                        chunk, direct = direct, None
+                        take = len(chunk)
+                    else:
+                        take = min(inflation.remaining, len(buf) - pos)
                         chunk = bytes(buf[pos : pos + take])
                         self._pos = pos = pos + take
+                    if take:
                         inflation.remaining -= take
                         yield from self._inflate(inflation, chunk)
                     if inflation.remaining:
