@@ -65,6 +65,35 @@ class JsonDataFrame:
     size: int = field(default=0, compare=False)
 
 
+class JsonDataRun:
+    """Consecutive `J` frames decoded in one go, in stream order (never empty): their events,
+    and their headers as `(version << 8 | code, seq, length)` tuples, the way the decoder unpacked
+    them; `size` is the sum of their JSON lengths. What `FrameDecoder.decode_runs` hands out in
+    place of `JsonDataFrame`s, so that a window of 2048 events costs a few Python objects per run
+    instead of one frame per event; `frames()` gives the frames themselves."""
+
+    __slots__ = ("events", "heads", "size")
+
+    def __init__(self) -> None:
+        self.events: list[dict[str, Any]] = []
+        self.heads: list[tuple[int, int, int]] = []
+        self.size = 0
+
+    @property
+    def last_seq(self) -> int:
+        return self.heads[-1][1]
+
+    def frames(self) -> list[JsonDataFrame]:
+        """The run as one `JsonDataFrame` per event."""
+        return [
+            JsonDataFrame(seq, event, length)
+            for (_, seq, length), event in zip(self.heads, self.events, strict=True)
+        ]
+
+    def __repr__(self) -> str:
+        return f"JsonDataRun({len(self.events)} events, {self.size} bytes)"
+
+
 @dataclass(slots=True)
 class V1DataFrame:
     """`1 D seq pairs (klen key vlen value)*`: one legacy event of string fields (`size`: the

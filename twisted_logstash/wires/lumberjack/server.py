@@ -59,6 +59,7 @@ from twisted_logstash.wires.lumberjack.frames import (
     AckFrame,
     FrameTooLargeError,
     JsonDataFrame,
+    JsonDataRun,
     LumberjackProtocolError,
     V1DataFrame,
     WindowSizeFrame,
@@ -151,28 +152,34 @@ class LumberjackExchange:
             return
         limit = self.max_window_bytes
         try:
-            for frames in self.decoder.decode(data):
+            for frames in self.decoder.decode_runs(data):
                 for frame in frames:
                     kind = type(frame)
-                    if kind is not JsonDataFrame and kind is not V1DataFrame:
+                    if kind is JsonDataRun:
+                        window = self.window
+                        events = frame.events
+                        if window is not None and len(window.events) + len(events) <= window.count:
+                            cost = frame.size + len(events) * EVENT_OVERHEAD
+                            if self._decoded + cost <= limit:
+                                # the whole run in one go: what the loop below does per event
+                                # (none of its checks can fail on the way)
+                                if window.events:
+                                    window.events += events
+                                else:
+                                    window.events = events
+                                window.last_seq = frame.last_seq
+                                window.bytes += cost
+                                self._decoded += cost
+                                if len(window.events) == window.count:
+                                    self._ready.append(window)
+                                    self.window = None
+                                continue
+                        for (_, seq, size), event in zip(frame.heads, events, strict=True):
+                            self._data(seq, event, size, limit)
+                    elif kind is JsonDataFrame or kind is V1DataFrame:
+                        self._data(frame.seq, frame.event, frame.size, limit)
+                    else:
                         self._control(frame)
-                        continue
-                    window = self.window
-                    if window is None:
-                        raise LumberjackProtocolError(
-                            f"data frame seq {frame.seq} outside a window"
-                        )
-                    events = window.events
-                    events.append(frame.event)
-                    window.last_seq = frame.seq
-                    cost = frame.size + EVENT_OVERHEAD
-                    window.bytes += cost
-                    self._decoded += cost
-                    if self._decoded > limit:  # the bytes not decoded yet are checked below
-                        self._too_much()
-                    if len(events) == window.count:
-                        self._ready.append(window)
-                        self.window = None
             if self._decoded + self.decoder.held() > self.max_window_bytes:
                 self._too_much()
         except LumberjackProtocolError as exc:
@@ -265,6 +272,23 @@ class LumberjackExchange:
         self.decoder.discard()
 
     # -- windows ----------------------------------------------------------------------
+
+    def _data(self, seq: int, event: dict[str, Any], size: int, limit: int) -> None:
+        """One data frame (`size`: its length) into the window whose frames are arriving."""
+        window = self.window
+        if window is None:
+            raise LumberjackProtocolError(f"data frame seq {seq} outside a window")
+        events = window.events
+        events.append(event)
+        window.last_seq = seq
+        cost = size + EVENT_OVERHEAD
+        window.bytes += cost
+        self._decoded += cost
+        if self._decoded > limit:  # the bytes not decoded yet are checked in `feed`
+            self._too_much()
+        if len(events) == window.count:
+            self._ready.append(window)
+            self.window = None
 
     def _control(self, frame) -> None:
         """A frame other than a data frame: a window opens, or a protocol error."""
