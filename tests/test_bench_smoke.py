@@ -58,6 +58,30 @@ def test_only_rejects_unknown_names_and_selects_groups(bench):
         run.select_measurements(["no-such-row"])
 
 
+def test_external_rows_take_a_name_a_wire_and_a_command(bench):
+    _, _, run = bench
+    [row] = run.select_measurements(["external"], ["beats:framed-tls=java -jar b.jar {port}"])
+    assert (row.name, row.wire, row.tls, row.command) == (
+        "beats",
+        "framed",
+        True,
+        "java -jar b.jar {port}",
+    )
+    assert row.measured == "peer_cpu" and row.launch == "external"
+    for bad in ("beats=cmd", "beats:udp=cmd", "beats:framed=", "native:native=cmd"):
+        with pytest.raises(SystemExit):
+            run.select_measurements([], [bad])
+
+
+def test_new_rows_are_listed_by_name_and_group(bench):
+    _, _, run = bench
+    names = {m.name for m in run.select_measurements([])}
+    assert {"codec-framed", "framed", "framed-tls", "native-tls", "send-output-framed"} <= names
+    assert {"native-w1", "native-w2", "framed-w1", "framed-w2"} <= names
+    workers = run.select_measurements(["workers"])
+    assert all(m.launch == "twistd" and not m.pin for m in workers)
+
+
 def test_summary_reports_median_range_and_other_load(bench):
     _, _, run = bench
     windows = [
