@@ -12,8 +12,11 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import socket
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -113,3 +116,60 @@ def test_harness_drives_our_native_and_framed_inputs(binary, tmp_path):
         assert row["acked_total"] > 0
         assert row["receiver_decoded"] >= row["acked_total"]
         assert row["receiver_cpu"] is not None and row["per_cpu_s"]
+
+
+#: what the toy server answers to the 1st, 2nd and 3rd request of each connection
+ANSWERS = (
+    b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+    b"2;x=y\r\nok\r\n0\r\nX-Trailer: 1\r\n\r\n",
+    b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 204 No Content\r\n\r\n",
+    b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 4\r\nConnection: close\r\n\r\nbusy",
+)
+
+
+def serve_toy_http(listener: socket.socket, stop: threading.Event) -> None:
+    """Answers each connection's requests with ANSWERS in turn, then closes it."""
+    listener.settimeout(0.1)
+    while not stop.is_set():
+        try:
+            conn, _ = listener.accept()
+        except TimeoutError:
+            continue
+        with conn:
+            conn.settimeout(5)
+            data = b""
+            for answer in ANSWERS:
+                while b"\r\n\r\n" not in data:
+                    data += conn.recv(65536)
+                head, _, data = data.partition(b"\r\n\r\n")
+                length = int(re.search(rb"(?i)content-length: *(\d+)", head).group(1))
+                while len(data) < length:
+                    data += conn.recv(65536)
+                data = data[length:]
+                conn.sendall(answer)
+
+
+def test_native_mode_reads_chunked_interim_and_closing_answers(binary, bench, tmp_path):
+    """Answers as any HTTP/1.1 server may write them: a chunked body with extensions and a
+    trailer, a 100 before the final answer, a 204 without a body, a refusal that closes the
+    connection. 2xx count, the 503 is tallied, and nothing is an error."""
+    cloadgen, workload = bench
+    payloads = tmp_path / "native.payloads"
+    cloadgen.write_payloads(payloads, [(workload.BATCH_SIZE, b) for b in workload.make_bodies(2)])
+    stop = threading.Event()
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        server = threading.Thread(target=serve_toy_http, args=(listener, stop), daemon=True)
+        server.start()
+        load = [str(binary), "load", "--mode", "native", "--payloads", str(payloads)]
+        load += ["--port", str(listener.getsockname()[1]), "--connections", "1"]
+        load += ["--warmup", "0.05", "--window", "0.2", "--repeats", "1"]
+        try:
+            done = subprocess.run(load, capture_output=True, timeout=30)
+        finally:
+            stop.set()
+            server.join(5)
+    result = json.loads(done.stdout.split(b"RESULT ", 1)[1])
+    assert result["errors"] == {}
+    assert result["requests"] > 0
+    assert result["acked_total"] == result["requests"] * workload.BATCH_SIZE
+    assert 1 <= int(result["refused"]["503"]) <= result["requests"] // 2 + 1
