@@ -259,7 +259,7 @@ typedef struct {
 static conn_t conns[MAX_CONN];
 static int nconn = 4, native_mode, port;
 static SSL_CTX *tls;
-static long acked_events, requests;
+static long acked_events, requests, polls, connects;
 static int sending = 1;
 
 static void conn_close(conn_t *c, const char *why) {
@@ -297,6 +297,7 @@ static void start_request(conn_t *c) {
 }
 
 static void conn_open(conn_t *c) {
+    connects++;
     c->fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
     if (c->fd < 0) die("socket");
     int one = 1;
@@ -600,6 +601,7 @@ static void loop_until(double deadline) {
         double wait = deadline - t;
         if (any_closed && wait > 0.01) wait = 0.01;
         int r = poll(pfd, nconn, (int)(wait * 1000) + 1);
+        polls++;
         if (r < 0 && errno != EINTR) die("poll");
         for (int i = 0; r > 0 && i < nconn; i++)
             if (pfd[i].revents && pfd[i].fd >= 0) conn_event(&conns[i], pfd[i].revents);
@@ -669,8 +671,9 @@ static int run_load(int argc, char **argv) {
     printf(",");
     print_tally("errors", errors);
     printf(",\"digest\":\"%s\",\"info\":{\"client\":\"bench/cloadgen.c (%s)\",\"mode\":\"%s\","
-           "\"connections\":%d,\"tls\":%s}}\n",
-           digest_hex, OpenSSL_version(OPENSSL_VERSION), mode, nconn, tls ? "true" : "false");
+           "\"connections\":%d,\"tls\":%s,\"polls\":%ld,\"connects\":%ld}}\n",
+           digest_hex, OpenSSL_version(OPENSSL_VERSION), mode, nconn, tls ? "true" : "false", polls,
+           connects);
     fflush(stdout);
     return 0;
 }
