@@ -123,3 +123,25 @@ def _forget_bench_modules():
             "cloadgen",
         }:
             del sys.modules[name]
+
+
+def test_receivers_are_read_against_their_wire_ceiling_and_senders_against_aiohttp(monkeypatch):
+    monkeypatch.syspath_prepend(str(BENCH))
+    import table
+
+    def row(name, group, per_cpu_s, wire="native"):
+        return {"name": name, "group": group, "status": "ok", "per_cpu_s": per_cpu_s, "wire": wire}
+
+    lines = table.against_ceilings(
+        [
+            row("codec", "codec", 1000),
+            row("codec-framed", "codec", 800, "framed"),
+            row("native", "receivers", 500),
+            row("framed-w2", "workers", 400, "framed"),
+            row("send-aiohttp", "senders", 100),
+            row("send-output-framed", "senders", 150),
+        ]
+    )
+    assert "native 0.50x, framed-w2 0.50x" in lines[0]
+    assert "send-output-framed 1.50x" in lines[2]
+    sys.modules.pop("table", None)
