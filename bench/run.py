@@ -29,7 +29,10 @@ Rows (``--list`` prints them; ``--only`` takes names and groups):
   ``{cert}``, ``{key}`` (PKCS#8), ``{ca}`` and ``{certdir}`` replaced; it is ready once the
   port accepts a connection (up to 180 s) and is stopped with SIGTERM to its group. Its
   receiver CPU is that of the shell and everything under it. Unpinned, like the workers rows.
-  Example: ``--external 'beats-java:framed=java -cp ... BeatsServer {port}'``;
+  A JVM needs a longer ``--warmup`` (its JIT compiles during the first seconds). Example,
+  the project's Netty HTTP peer (gunzip and count lines, no JSON; it exits when its stdin
+  closes, hence the ``sleep``): ``--external "netty-http:native=sleep 1d | exec java -cp
+  $(cat tests/peers/netty/build/classpath) HttpReceiver {port}"``;
 - senders: send-aiohttp, send-output (native wire, into the aiohttp reference),
   ``send-output-framed`` (our Output on the framed wire, into the C program's ACKing
   receiver: inflate, count, ACK, no JSON), e2e rows (our Output into our inputs);
