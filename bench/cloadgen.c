@@ -17,7 +17,7 @@
  *   Prints one line `RESULT {json}`: the windows (warm-up excluded) with events, wall time,
  *   this process's CPU (CLOCK_PROCESS_CPUTIME_ID), the CPU of --peer-pid and all its
  *   descendants (summed over /proc, so a `twistd --workers N` parent counts with its
- *   workers), the CPU all cores spent busy; the totals, refused answers by status, errors by
+ *   workers; each thread's schedstat, in nanoseconds), the CPU all cores spent busy; the totals, refused answers by status, errors by
  *   kind, and the digest of the payloads (sha256 of their bytes, first 16 hex digits, as
  *   bench/workload.py's digest()).
  * serve-framed: a cheap Lumberjack receiver for the sender rows: inflates `C` frames, counts
@@ -87,12 +87,39 @@ static void put_be32(unsigned char *p, uint32_t v) {
 
 static long ticks_per_s;
 
-/* utime+stime+cutime+cstime of every live process under root (root included), in seconds:
- * a worker's CPU is its own while it lives, its parent's (cutime) once reaped. -1: no root. */
+/* CPU seconds of a live process's threads, from /proc/PID/task/TID/schedstat (nanoseconds:
+ * /proc/PID/stat counts in clock ticks of 10 ms, too coarse for a receiver that got 20 ms of
+ * a window on a busy machine); -1 if unreadable. */
+static double tasks_cpu(int pid) {
+    char path[64], buf[256];
+    snprintf(path, sizeof path, "/proc/%d/task", pid);
+    DIR *d = opendir(path);
+    if (!d) return -1;
+    double total = 0;
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        if (!isdigit((unsigned char)e->d_name[0])) continue;
+        char file[300];
+        snprintf(file, sizeof file, "/proc/%d/task/%s/schedstat", pid, e->d_name);
+        int fd = open(file, O_RDONLY);
+        if (fd < 0) continue;
+        ssize_t len = read(fd, buf, sizeof buf - 1);
+        close(fd);
+        if (len <= 0) continue;
+        buf[len] = 0;
+        total += strtoull(buf, NULL, 10) / 1e9;
+    }
+    closedir(d);
+    return total;
+}
+
+/* CPU seconds of every live process under root (root included), their threads' time
+ * (tasks_cpu, else utime+stime) plus what they reaped (cutime+cstime): a worker's CPU is its
+ * own while it lives, its parent's once reaped. -1: no root. */
 static double tree_cpu(int root) {
     enum { MAXP = 65536 };
     static int pids[MAXP], ppids[MAXP];
-    static double cpu[MAXP];
+    static double cpu[MAXP], reaped[MAXP];
     static char in_tree[MAXP];
     int n = 0, found = 0;
     DIR *d = opendir("/proc");
@@ -121,7 +148,8 @@ static double tree_cpu(int root) {
             continue;
         pids[n] = atoi(e->d_name);
         ppids[n] = ppid;
-        cpu[n] = (double)(f[9] + f[10] + f[11] + f[12]) / ticks_per_s;
+        cpu[n] = (double)(f[9] + f[10]) / ticks_per_s;
+        reaped[n] = (double)(f[11] + f[12]) / ticks_per_s;
         in_tree[n] = pids[n] == root;
         found |= in_tree[n];
         n++;
@@ -142,8 +170,11 @@ static double tree_cpu(int root) {
         }
     }
     double total = 0;
-    for (int i = 0; i < n; i++)
-        if (in_tree[i]) total += cpu[i];
+    for (int i = 0; i < n; i++) {
+        if (!in_tree[i]) continue;
+        double precise = tasks_cpu(pids[i]);
+        total += reaped[i] + (precise >= 0 ? precise : cpu[i]);
+    }
     return total;
 }
 
