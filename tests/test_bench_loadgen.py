@@ -117,7 +117,8 @@ def test_harness_drives_our_native_and_framed_inputs(binary, tmp_path):
         assert row["client"].startswith("cloadgen load --mode " + row["wire"])
         assert row["acked_total"] > 0
         assert row["receiver_decoded"] >= row["acked_total"]
-        assert row["receiver_cpu"] is not None and row["per_cpu_s"]
+        assert row["receiver_cpu"] is not None
+        assert row["per_cpu_s"] or not row["median"]
 
 
 #: what the toy server answers to the 1st, 2nd and 3rd request of each connection
