@@ -31,7 +31,7 @@ demo: $(STAMP)
 	$(BIN)/python -m twisted_logstash.demo
 
 bench: $(STAMP)
-	$(BIN)/python bench/run.py
+	$(BIN)/python bench/run.py $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) build *.egg-info certs/out demo-run bench/out tests/peers/netty/build

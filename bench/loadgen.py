@@ -1,4 +1,8 @@
-"""The load generator every receiver gets: aiohttp posting the pre-built gzip ndjson bodies.
+"""The Python load generator: aiohttp posting the pre-built gzip ndjson bodies.
+
+The receiver rows run under the C load generator (bench/cloadgen.c), which costs a few % of a
+core where this one takes most of one; this one drives the native rows when gcc is missing,
+or with ``bench/run.py --python-loadgen`` (to compare the two).
 
 ``--in-flight`` requests are outstanding at all times, over as many keep-alive connections;
 an event counts only when its batch was answered ``200``. Any other answer is tallied by

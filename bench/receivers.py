@@ -2,8 +2,10 @@
 then prints ``COUNT <events decoded>`` so the harness can check no acknowledgement was
 given for events the receiver did not decode.
 
-    python bench/receivers.py aiohttp|native|twistedweb [--reactor NAME] [--tls CERTDIR]
+    python bench/receivers.py aiohttp|native|framed|twistedweb [--reactor NAME] [--tls CERTDIR]
 
+``native`` is our HttpInputFactory, ``framed`` our LumberjackInputFactory (what
+``twistd logstash-input --protocol lumberjack --sink null`` runs), both into a null sink.
 The two references do what a Python user would write: read the whole body, gunzip it
 (isal), ``orjson.loads`` every line, answer ``200 ok``. Access logs are off everywhere.
 """
@@ -18,7 +20,7 @@ import sys
 import codec
 import twisted_setup
 
-KINDS = ("aiohttp", "native", "twistedweb")
+KINDS = ("aiohttp", "native", "framed", "twistedweb")
 
 
 def ready(port: int) -> None:
@@ -116,6 +118,15 @@ def serve_twisted(kind: str, reactor_name: str, tls: str | None) -> None:
 
         sink = null_sink()
         factory = HttpInputFactory(sink, reactor)
+
+        def counted() -> int:
+            return sink.count
+
+    elif kind == "framed":
+        from twisted_logstash.wires.lumberjack.server import LumberjackInputFactory
+
+        sink = null_sink()
+        factory = LumberjackInputFactory(sink, reactor)
 
         def counted() -> int:
             return sink.count

@@ -1,6 +1,6 @@
 """Sender processes: each sends the workload's events into one receiver for the windows.
 
-    python bench/senders.py aiohttp|transmitter|output|agent --port P [--peer-pid PID] ...
+    python bench/senders.py aiohttp|transmitter|output|output-framed|agent --port P ...
 
 Every sender starts from the same event dicts (``workload.make_batches()``) and encodes each
 batch itself, every time, as a real sender must: compact JSON per line, gzip level 1 (isal,
@@ -9,7 +9,9 @@ as the project's own codec does). Only batches answered 2xx count. The reference
 - ``agent``: ``twisted.web.client.Agent`` over a persistent ``HTTPConnectionPool``.
 Ours: ``transmitter`` drives ``HttpTransmitter.encode``/``transmit`` directly with the same
 concurrency; ``output`` calls ``Output.send()`` (batch 125, max_in_flight 4) and counts the
-events of every send whose Deferred fired.
+events of every send whose Deferred fired. ``output-framed`` is the same Output over the
+framed wire (``LumberjackTransmitter``, zlib level 3 as the Beats): its sender rows send into
+the C program's cheap ACKing receiver (``cloadgen serve-framed``) or into our framed input.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ import twisted_setup
 import workload
 from isal import isal_zlib
 
-KINDS = ("aiohttp", "transmitter", "output", "agent")
+KINDS = ("aiohttp", "transmitter", "output", "output-framed", "agent")
 HEADERS = {"Content-Type": "application/x-ndjson", "Content-Encoding": "gzip"}
 
 
@@ -234,7 +236,7 @@ def _outstanding(args) -> int:
     """How many sends the loop keeps outstanding: the in-flight limit for the transports; for
     the Output twice that, so that its queue always holds a next batch (its own
     max_in_flight=4 is what limits the requests)."""
-    return args.in_flight * 2 if args.kind == "output" else args.in_flight
+    return args.in_flight * 2 if args.kind.startswith("output") else args.in_flight
 
 
 def _setup_transmitter(reactor, endpoint_factory, args, batches, info):
@@ -259,9 +261,17 @@ def _setup_transmitter(reactor, endpoint_factory, args, batches, info):
 def _setup_output(reactor, endpoint_factory, args, batches, info):
     from twisted_logstash.pipeline.output import Output
     from twisted_logstash.transport.hosts import Host
-    from twisted_logstash.wires.native.client import HttpTransmitter
 
-    transmitter = HttpTransmitter(reactor, endpoint_factory, compression="gzip")
+    if args.kind == "output-framed":
+        from twisted_logstash.wires.lumberjack.client import LumberjackTransmitter
+
+        transmitter = LumberjackTransmitter(reactor, endpoint_factory)
+        over = "LumberjackTransmitter"
+    else:
+        from twisted_logstash.wires.native.client import HttpTransmitter
+
+        transmitter = HttpTransmitter(reactor, endpoint_factory, compression="gzip")
+        over = "HttpTransmitter"
     host = Host("127.0.0.1", args.port)
     output = Output(
         transmitter,
@@ -271,7 +281,7 @@ def _setup_output(reactor, endpoint_factory, args, batches, info):
         max_in_flight=args.in_flight,
     )
     output.startService()
-    info["client"] = "twisted_logstash.pipeline.output.Output over HttpTransmitter"
+    info["client"] = f"twisted_logstash.pipeline.output.Output over {over}"
 
     def send(i: int):
         batch = batches[i % len(batches)]
@@ -285,7 +295,7 @@ def _setup_output(reactor, endpoint_factory, args, batches, info):
         return {
             "pending": output.pending(),
             "in_flight": output.in_flight,
-            "idle_connections": transmitter.idle_connections(host),
+            "idle_connections": getattr(transmitter, "idle_connections", lambda _: None)(host),
         }
 
     return send, close, state
@@ -344,6 +354,7 @@ def _setup_agent(reactor, endpoint_factory, args, batches, info):
 _SETUPS = {
     "transmitter": _setup_transmitter,
     "output": _setup_output,
+    "output-framed": _setup_output,
     "agent": _setup_agent,
 }
 

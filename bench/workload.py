@@ -10,12 +10,18 @@ from __future__ import annotations
 import gzip
 import hashlib
 import random
+import struct
+import zlib
 
 import orjson
 
 BATCH_SIZE = 125
 DISTINCT_BATCHES = 64
 SEED = 20261125
+
+WINDOW_SIZE = 2048  # the framed wire: Filebeat's default bulk_max_size
+DISTINCT_WINDOWS = 4  # 8,192 events: the native wire's 8,000, then 192 more of the same seed
+WINDOW_LEVEL = 3  # zlib level of the Beats' `C` frames
 
 _WORDS = [
     "GET",
@@ -103,6 +109,31 @@ def gzip_body(events: list[dict]) -> bytes:
 def make_bodies(count: int = DISTINCT_BATCHES, size: int = BATCH_SIZE) -> list[bytes]:
     """The request bodies every receiver is sent, in the order they are sent."""
     return [gzip_body(batch) for batch in make_batches(count, size)]
+
+
+def lumberjack_window(events: list[dict]) -> bytes:
+    """One window as go-lumber's v2 client and the Beats write it: `2W count`, then one `2C`
+    frame holding the `2J seq length json` frames numbered 1..count, zlib level 3.
+
+    Written here, not by the project's encoder, so that the bench does not take the code it
+    measures on trust (tests/test_bench_loadgen.py checks both give the same bytes)."""
+    frames = b"".join(
+        struct.pack(">2sII", b"2J", seq, len(doc)) + doc
+        for seq, doc in enumerate(map(orjson.dumps, events), 1)
+    )
+    compressed = zlib.compress(frames, WINDOW_LEVEL)
+    return (
+        struct.pack(">2sI", b"2W", len(events))
+        + struct.pack(">2sI", b"2C", len(compressed))
+        + compressed
+    )
+
+
+def make_windows(count: int = DISTINCT_WINDOWS, size: int = WINDOW_SIZE) -> list[bytes]:
+    """The framed wire's windows, from the same events as the native wire's bodies (the same
+    seed, so the first 8,000 events are the bodies' events)."""
+    events = make_events(count * size)
+    return [lumberjack_window(events[i * size : (i + 1) * size]) for i in range(count)]
 
 
 def digest(bodies: list[bytes]) -> str:

@@ -49,9 +49,37 @@ def test_workload_is_the_same_in_every_process(bench):
 def test_only_rejects_unknown_names_and_selects_groups(bench):
     _, _, run = bench
     assert {m.group for m in run.select_measurements(["senders"])} == {"senders"}
-    assert [m.name for m in run.select_measurements(["codec,native"])] == ["codec", "native"]
+    assert [m.name for m in run.select_measurements(["codec,native"])] == [
+        "codec",
+        "codec-framed",
+        "native",
+    ]
     with pytest.raises(SystemExit):
         run.select_measurements(["no-such-row"])
+
+
+def test_external_rows_take_a_name_a_wire_and_a_command(bench):
+    _, _, run = bench
+    [row] = run.select_measurements(["external"], ["beats:framed-tls=java -jar b.jar {port}"])
+    assert (row.name, row.wire, row.tls, row.command) == (
+        "beats",
+        "framed",
+        True,
+        "java -jar b.jar {port}",
+    )
+    assert row.measured == "peer_cpu" and row.launch == "external"
+    for bad in ("beats=cmd", "beats:udp=cmd", "beats:framed=", "native:native=cmd"):
+        with pytest.raises(SystemExit):
+            run.select_measurements([], [bad])
+
+
+def test_new_rows_are_listed_by_name_and_group(bench):
+    _, _, run = bench
+    names = {m.name for m in run.select_measurements([])}
+    assert {"codec-framed", "framed", "framed-tls", "native-tls", "send-output-framed"} <= names
+    assert {"native-w1", "native-w2", "framed-w1", "framed-w2"} <= names
+    workers = run.select_measurements(["workers"])
+    assert all(m.launch == "twistd" and not m.pin for m in workers)
 
 
 def test_summary_reports_median_range_and_other_load(bench):
@@ -83,5 +111,37 @@ def _forget_bench_modules():
     before = set(sys.modules)
     yield
     for name in set(sys.modules) - before:
-        if name in {"codec", "run", "workload", "measure", "tlscert"}:
+        if name in {
+            "codec",
+            "run",
+            "workload",
+            "measure",
+            "tlscert",
+            "harness",
+            "rows",
+            "table",
+            "cloadgen",
+        }:
             del sys.modules[name]
+
+
+def test_receivers_are_read_against_their_wire_ceiling_and_senders_against_aiohttp(monkeypatch):
+    monkeypatch.syspath_prepend(str(BENCH))
+    import table
+
+    def row(name, group, per_cpu_s, wire="native"):
+        return {"name": name, "group": group, "status": "ok", "per_cpu_s": per_cpu_s, "wire": wire}
+
+    lines = table.against_ceilings(
+        [
+            row("codec", "codec", 1000),
+            row("codec-framed", "codec", 800, "framed"),
+            row("native", "receivers", 500),
+            row("framed-w2", "workers", 400, "framed"),
+            row("send-aiohttp", "senders", 100),
+            row("send-output-framed", "senders", 150),
+        ]
+    )
+    assert "native 0.50x, framed-w2 0.50x" in lines[0]
+    assert "send-output-framed 1.50x" in lines[2]
+    sys.modules.pop("table", None)
