@@ -198,6 +198,7 @@ class HttpTransmitter:
         self._reactor = reactor
         self.encoding = codecs.normalize(compression)
         self._level = level
+        self._compress = codecs.compressor(self.encoding, level)
         self._encoder = RequestEncoder(self.encoding, username, password)
         self._known = _Known()
         self._timeout = timeout
@@ -211,21 +212,21 @@ class HttpTransmitter:
 
     def encode(self, events: Sequence[dict]) -> bytes:
         """The request body: the events as ndjson by the JSON policy, compressed."""
-        return codecs.compress(ndjson.encode(events), self.encoding, self._level)
+        return self._compress(ndjson.encode(events))
 
     def encode_within(self, events: Sequence[dict], max_bytes: int) -> list[tuple[int, bytes]]:
         """As `encode`, cut into bodies of at most `max_bytes` of JSON each (`cut`); the
         ndjson is written once and, when over, split at its line ends (JSON text holds none)."""
         body = ndjson.encode(events)
         if len(body) - len(events) <= max_bytes:
-            return [(len(events), codecs.compress(body, self.encoding, self._level))]
+            return [(len(events), self._compress(body))]
         lines = body.split(b"\n")
         lines.pop()  # after the last line's \n
         parts = []
         start = 0
         for count in cut([len(line) for line in lines], max_bytes):
             part = b"\n".join(lines[start : start + count]) + b"\n"
-            parts.append((count, codecs.compress(part, self.encoding, self._level)))
+            parts.append((count, self._compress(part)))
             start += count
         return parts
 
