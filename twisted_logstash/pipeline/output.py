@@ -142,11 +142,11 @@ class _Batch:
         "ticket",
     )
 
-    def __init__(self, ticket, events: list[dict], pieces: list, backoff: Backoff):
+    def __init__(self, ticket, events: list[dict], pieces: list):
         self.ticket = ticket
         self.events = events
         self.pieces = pieces  # [(waiter or None, count)] in queue order
-        self.backoff = backoff
+        self.backoff: Backoff | None = None  # made at the first failure (most batches have none)
         self.payload = None
         self.attempt: defer.Deferred | None = None
         self.retry_call: IDelayedCall | None = None
@@ -571,13 +571,13 @@ class Output(service.Service):
             try:
                 parts = self._encode(events)
             except Exception as e:
-                batch = _Batch(ticket, events, self._pieces(len(events)), self._new_backoff())
+                batch = _Batch(ticket, events, self._pieces(len(events)))
                 self._outstanding.append(batch)
                 self.log.failure("cannot encode a batch of {count} events", count=len(events))
                 self._refused(batch, TerminalError(f"cannot encode the batch: {e}"))
                 continue
             if len(parts) == 1:
-                batch = _Batch(ticket, events, self._pieces(len(events)), self._new_backoff())
+                batch = _Batch(ticket, events, self._pieces(len(events)))
                 batch.payload = parts[0][1]
                 self._outstanding.append(batch)
                 self._attempt(batch)
@@ -603,9 +603,7 @@ class Output(service.Service):
         )
         start = 0
         for count, payload in parts:
-            part = _Batch(
-                share, events[start : start + count], self._pieces(count), self._new_backoff()
-            )
+            part = _Batch(share, events[start : start + count], self._pieces(count))
             part.payload = payload
             start += count
             self._parts.append(part)
@@ -682,7 +680,7 @@ class Output(service.Service):
                 )
                 self._after_settle()
                 return
-            delay = batch.backoff.next()
+            delay = self._backoff(batch).next()
             self.log.error(
                 "the queue failed to acknowledge {count} delivered events ({reason}); "
                 "retrying in {delay} s",
@@ -700,6 +698,12 @@ class Output(service.Service):
         else:
             self.stats.dead_lettered += len(batch.events)
         self._settle(batch, outcome)
+
+    def _backoff(self, batch: _Batch) -> Backoff:
+        """The batch's own backoff, made at its first failure."""
+        if batch.backoff is None:
+            batch.backoff = self._new_backoff()
+        return batch.backoff
 
     def _failing_since(
         self, since: float | None, what: str, reason: object, failure: Failure
@@ -757,7 +761,7 @@ class Output(service.Service):
             )
             self._after_settle()
             return
-        delay = batch.backoff.next()
+        delay = self._backoff(batch).next()
         self.stats.retries += 1
         self.log.warn(
             "sending {count} events to {host} failed ({reason}); retrying in {delay} s",
