@@ -50,6 +50,7 @@ from twisted_logstash.transport.pool import (
     DEFAULT_CLOSE_GRACE,
     DEFAULT_MAX_CONNECTIONS_PER_HOST,
     ConnectionPools,
+    write_now,
 )
 from twisted_logstash.wires.lumberjack.decoder import FrameDecoder
 from twisted_logstash.wires.lumberjack.frames import (
@@ -172,7 +173,7 @@ class _WindowExchange:
         self.base = payload.acked
         self.count = payload.remaining
         attempt.extend(self._transmitter.ack_timeout)  # from now on, the next ACK is due
-        transport.write(payload.window(self._transmitter.compression_level))
+        write_now(transport, (payload.window(self._transmitter.compression_level),))
 
     def receive(self, data: bytes, attempt: Attempt) -> None:
         done = False

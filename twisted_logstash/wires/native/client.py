@@ -48,12 +48,12 @@ from twisted_logstash.codecs.bytebound import cut
 from twisted_logstash.errors import ConfigurationError, RetriableError, TerminalError
 from twisted_logstash.interfaces import IExchange, ITransmitter, IWire
 from twisted_logstash.transport.attempt import Attempt, describe_failure, is_tls
-from twisted_logstash.transport.eager import send_now
 from twisted_logstash.transport.hosts import Host
 from twisted_logstash.transport.pool import (
     DEFAULT_CLOSE_GRACE,
     DEFAULT_MAX_CONNECTIONS_PER_HOST,
     ConnectionPools,
+    write_now,
 )
 from twisted_logstash.wires.native.http import (
     IncompleteResponse,
@@ -119,8 +119,8 @@ class _HttpExchange:
     def begin(self, transport: ITransport, attempt: Attempt) -> None:
         self._parser = None
         payload = attempt.payload
-        transport.writeSequence((self._encoder.head(attempt.host, len(payload)), payload))
-        send_now(transport)  # not after every other event of this reactor turn
+        # now, not after every other event of this reactor turn
+        write_now(transport, (self._encoder.head(attempt.host, len(payload)), payload))
 
     def receive(self, data: bytes, attempt: Attempt) -> None:
         parser = self._parser
