@@ -377,3 +377,24 @@ def test_a_compressed_frame_is_a_zlib_stream_any_reader_inflates(level):
     assert [(f.seq, f.event) for f in decoded[1:]] == [
         (n + 1, {"message": str(n)}) for n in range(500)
     ]
+
+
+def test_acks_cut_anywhere_are_read_as_whole_ones_are():
+    """A whole ACK read alone skips the decoder; one cut across reads, or read with half of
+    the next, goes through it, and what it holds is not skipped."""
+    _clock, receivers, t = make()
+    payload = t.encode(events(5))
+    d = t.transmit(HOST, payload)
+    receivers.received()
+    stream = ack(1) + ack(2) + ack(0) + ack(4)
+    for piece in (stream[:3], stream[3:9], stream[9:15], stream[15:21], stream[21:]):
+        receivers.reply(piece)
+    assert payload.acked == 4 and not d.called
+    results = []
+    d.addBoth(results.append)
+    receivers.reply(ack(5))
+    assert results == [None]
+    d = t.transmit(HOST, t.encode(events(2)))
+    receivers.received()
+    receivers.reply(ack(3))  # beyond the window, whole and alone: still a protocol error
+    assert "ACK 3 beyond the window of 2" in failure_of(d).reason

@@ -54,6 +54,7 @@ from twisted_logstash.transport.pool import (
 )
 from twisted_logstash.wires.lumberjack.decoder import FrameDecoder
 from twisted_logstash.wires.lumberjack.frames import (
+    CODE_ACK,
     CODE_COMPRESSED,
     CODE_JSON_DATA,
     DEFAULT_COMPRESSION_LEVEL,
@@ -81,6 +82,7 @@ log = Logger(namespace="twisted_logstash.wires.lumberjack.client")
 
 _J_HEAD = struct.Struct(">BBII").pack  # version, code, seq, length
 _C_HEAD = struct.Struct(">BBI").pack  # version, code, length
+_ACK = bytes((VERSION_2, CODE_ACK))
 
 
 def json_frames(documents: list[bytes]) -> bytes:
@@ -178,7 +180,7 @@ class _WindowExchange:
     def receive(self, data: bytes, attempt: Attempt) -> None:
         done = False
         try:
-            for frame in self._decoder.feed(data):
+            for frame in self._frames(data):
                 if not isinstance(frame, AckFrame):
                     raise LumberjackProtocolError(f"unexpected {type(frame).__name__}")
                 seq = frame.seq
@@ -221,9 +223,16 @@ class _WindowExchange:
             )
         )
 
+    def _frames(self, data: bytes):
+        """The frames of ``data``: one whole ``2A`` ACK read alone (what a receiver sends)
+        without the decoder, everything else through it."""
+        if len(data) == 6 and data[:2] == _ACK and not self._decoder.pending:
+            return (AckFrame(int.from_bytes(data[2:], "big")),)
+        return self._decoder.feed(data)
+
     def idle(self, data: bytes) -> bool:
         try:
-            for frame in self._decoder.feed(data):
+            for frame in self._frames(data):
                 if not isinstance(frame, AckFrame):
                     raise LumberjackProtocolError(f"unexpected {type(frame).__name__}")
                 _check_idle_ack(frame.seq)
