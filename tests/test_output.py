@@ -7,6 +7,7 @@ import orjson
 import pytest
 import pytest_twisted
 from support_transmitter import CRASH, HANG, OK, RETRY, TERMINAL, FakeTransmitter
+from twisted.internet import defer
 from twisted.internet.interfaces import IPushProducer
 from twisted.internet.task import Clock
 from twisted.logger import Logger
@@ -751,3 +752,16 @@ def test_send_takes_dict_subclasses_and_refuses_a_send_holding_anything_else(clo
     sent = Outcome(output.send([collections.OrderedDict(n=1), {"n": 2}]))
     assert [a.events for a in fake.attempts] == [[{"n": 1}, {"n": 2}]]
     assert sent.value is None
+
+
+def test_a_send_cancelled_by_its_caller_is_forgotten_once_its_events_settle(clock):
+    fake = FakeTransmitter(clock, default=HANG)
+    output = make(clock, fake, batch_size=2)
+    kept = Outcome(output.send(events(0, 1)))
+    cancelled = output.send(events(1, 2))
+    cancelled.cancel()
+    assert Outcome(cancelled).failed_with(defer.CancelledError)
+    [attempt] = fake.attempts
+    attempt.succeed()
+    assert kept.value is None
+    assert output._waiters == set()

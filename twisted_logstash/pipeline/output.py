@@ -100,28 +100,34 @@ class OutputStats:
 
 
 class _Waiter:
-    """One ``send()`` call: fires when all its events are settled."""
+    """One ``send()`` call: fires when all its events are settled, leaving ``waiters`` (the
+    output's set of calls not answered yet) as it fires."""
 
-    __slots__ = ("deferred", "error", "remaining")
+    __slots__ = ("deferred", "error", "remaining", "waiters")
 
-    def __init__(self, count: int):
+    def __init__(self, count: int, waiters: set):
         self.deferred: defer.Deferred = defer.Deferred()
         self.remaining = count
         self.error: Exception | None = None
+        self.waiters = waiters
+        waiters.add(self)
 
     def settle(self, count: int, error: Exception | None) -> None:
-        if self.deferred.called:
+        if self.deferred.called:  # cancelled by its caller
+            self.waiters.discard(self)
             return
         if error is not None and self.error is None:
             self.error = error
         self.remaining -= count
         if self.remaining <= 0:
+            self.waiters.discard(self)
             if self.error is None:
                 self.deferred.callback(None)
             else:
                 self.deferred.errback(self.error)
 
     def abandon(self, error: Exception) -> None:
+        self.waiters.discard(self)
         if not self.deferred.called:
             self.deferred.errback(error)
 
@@ -273,9 +279,7 @@ class Output(service.Service):
                     return defer.fail(
                         TypeError(f"an event must be a dict (a JSON object), not {kind}")
                     )
-        waiter = _Waiter(len(events))
-        self._waiters.add(waiter)
-        waiter.deferred.addBoth(self._forget_waiter, waiter)
+        waiter = _Waiter(len(events), self._waiters)
         self._accept(events, waiter, None)
         return waiter.deferred
 
@@ -878,7 +882,3 @@ class Output(service.Service):
                     "stopped with {count} events not acknowledged; they are lost", count=left
                 )
         return left
-
-    def _forget_waiter(self, result, waiter: _Waiter):
-        self._waiters.discard(waiter)
-        return result
