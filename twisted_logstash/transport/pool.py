@@ -67,8 +67,9 @@ def write_now(transport, chunks: Sequence[bytes]) -> None:
         and transport.connected
         and not transport.disconnecting
         and not transport.TLS
-        and not transport.dataBuffer
-        and not transport._tempDataBuffer
+        # Twisted's write buffers (private: a Twisted without them takes the usual way)
+        and not getattr(transport, "dataBuffer", True)
+        and not getattr(transport, "_tempDataBuffer", True)
         and transport.producer is None
     ):
         try:
