@@ -447,6 +447,10 @@ class Output(service.Service):
                 d = self.queue.put(events)
         except Exception:
             d = defer.fail()
+        if d.called and not d.paused and d.result is None:
+            # Held already (a memory queue): what addCallbacks would run now, without it.
+            self._held(None, count)
+            return
         d.addCallbacks(
             self._held, self._put_failed, (count,), None, (segment, waiter, count, events, position)
         )
