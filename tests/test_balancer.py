@@ -130,3 +130,19 @@ def test_needs_hosts_and_deduplicates():
         Balancer([], Clock())
     balancer = Balancer([A, A, B], Clock())
     assert balancer.hosts == [A, B]
+
+
+def test_one_host_is_picked_healthy_or_not_and_counted():
+    clock = Clock()
+    balancer = Balancer([A], clock, cooloff=10)
+    assert balancer.pick() == A
+    balancer.failed(A)
+    assert balancer.is_cooling_off(A)
+    assert balancer.pick() == A
+    assert balancer.in_flight(A) == 1
+    balancer.succeeded(A)
+    assert balancer.in_flight(A) == 0
+    with pytest.raises(ValueError, match="no attempt in flight"):
+        balancer.succeeded(A)
+    with pytest.raises(KeyError):
+        balancer.succeeded(Host("elsewhere", 1))

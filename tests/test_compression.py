@@ -16,10 +16,12 @@ from hypothesis import strategies as st
 
 from twisted_logstash.codecs import compression
 from twisted_logstash.codecs.compression import (
+    _BACKENDS,
     ENCODINGS,
     Decompressor,
     available_backends,
     compress,
+    compressor,
     decompress,
     normalize,
 )
@@ -526,3 +528,25 @@ def test_max_length_inflates_a_step_at_a_time_and_keeps_the_rest(encoding):
     out.append(decompressor.finish())
     assert b"".join(out) == data
     assert steps >= len(data) // 65536 and decompressor.held == 0
+
+
+@pytest.mark.parametrize("backend", available_backends())
+@pytest.mark.parametrize("encoding", ["gzip", "deflate"])
+@pytest.mark.parametrize("level", range(10))
+def test_a_compressor_writes_the_stream_of_a_compressobj(backend, encoding, level):
+    """The one-shot call a compressor makes is the same stream, byte for byte."""
+    data = b"".join(b'{"n":%d,"message":"hello %d"}\n' % (n, n * n) for n in range(2000))
+    engine = _BACKENDS[backend] if level in _BACKENDS[backend].levels else _BACKENDS["zlib"]
+    reference = engine.compressobj(level, zlib.DEFLATED, 31 if encoding == "gzip" else 15)
+    expected = reference.compress(data) + reference.flush()
+    assert compressor(encoding, level, backend=backend)(data) == expected
+    assert compress(data, encoding, level, backend=backend) == expected
+
+
+def test_a_compressor_checks_its_arguments_once_made():
+    with pytest.raises(ConfigurationError, match="level"):
+        compressor("gzip", 10)
+    with pytest.raises(ConfigurationError, match="unknown compression"):
+        compressor("brotli")
+    assert compressor("none")(bytearray(b"x")) == b"x"
+    assert decompress(compressor("snappy")(b"x" * 100), "snappy", LIMIT) == b"x" * 100

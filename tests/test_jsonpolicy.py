@@ -7,6 +7,7 @@ import collections
 import datetime
 import decimal
 import enum
+import itertools
 import types
 import uuid
 
@@ -14,6 +15,7 @@ import orjson
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from twisted.logger import Logger, formatEvent
 
 from twisted_logstash.codecs import jsonpolicy, ndjson
 from twisted_logstash.codecs.jsonpolicy import (
@@ -305,3 +307,21 @@ def test_any_batch_is_written_and_read_back(batch):
 def test_the_module_says_its_rule():
     for word in ("Decimal", "NaN", "bytes", "set", "circular", "MAX_DEPTH", "str(value)"):
         assert word in jsonpolicy.__doc__
+
+
+def test_the_batch_checked_for_nan_is_picked_by_count_before_looking_at_it(monkeypatch):
+    """Batches not picked cost no scan for null: a NaN in one of them says nothing, the next
+    picked batch holding one says it (writers share the count)."""
+    logged: list[dict] = []
+    monkeypatch.setattr(jsonpolicy, "log", Logger(observer=logged.append))
+    monkeypatch.setattr(jsonpolicy, "_nonfinite_batches", itertools.count())
+    monkeypatch.setattr(jsonpolicy, "NONFINITE_SAMPLE", 4)
+    nan = [{"a": float("nan")}]
+    assert dumps_lines([{"a": 1}]) == b'{"a":1}\n'  # picked: nothing to say
+    assert dumps_lines(nan) == b'{"a":null}\n'
+    assert jsonpolicy.dumps_each(nan) == [b'{"a":null}']
+    assert dumps_array(nan) == b'[{"a":null}]'
+    assert logged == []
+    assert jsonpolicy.dumps_each([*nan, {"b": None}]) == [b'{"a":null}', b'{"b":null}']
+    assert len(logged) == 1
+    assert "1 NaN/Infinity values in 1 of 2 events" in formatEvent(logged[0])

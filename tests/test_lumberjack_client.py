@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import zlib
+
 import pytest
 from support_lumberjack import ack
 from twisted.internet import defer, error
@@ -15,9 +17,18 @@ from zope.interface.verify import verifyObject
 from twisted_logstash.errors import RetriableError
 from twisted_logstash.interfaces import ITransmitter
 from twisted_logstash.transport.hosts import Host
-from twisted_logstash.wires.lumberjack.client import LumberjackTransmitter
+from twisted_logstash.wires.lumberjack.client import (
+    LumberjackTransmitter,
+    compressed_frame,
+    json_frames,
+)
 from twisted_logstash.wires.lumberjack.decoder import FrameDecoder
-from twisted_logstash.wires.lumberjack.frames import JsonDataFrame, WindowSizeFrame
+from twisted_logstash.wires.lumberjack.frames import (
+    JsonDataFrame,
+    WindowSizeFrame,
+    encode_json_documents,
+    encode_window_size,
+)
 
 HOST = Host("127.0.0.1", 5044)
 OTHER = Host("127.0.0.1", 5045)
@@ -345,3 +356,45 @@ def test_empty_payload_is_done_without_connecting():
 def test_bad_compression_level_is_refused():
     with pytest.raises(ValueError):
         make(compression_level=10)
+
+
+@pytest.mark.parametrize("count", [0, 1, 3, 300])
+def test_json_frames_are_the_frames_modules_bytes(count):
+    documents = [b'{"n":%d,"m":"%s"}' % (n, b"x" * n) for n in range(count)]
+    assert json_frames(documents) == encode_json_documents(documents, 1)
+
+
+@pytest.mark.parametrize("level", [1, 3, 6, 9])
+def test_a_compressed_frame_is_a_zlib_stream_any_reader_inflates(level):
+    inner = json_frames([b'{"message":"%d"}' % n for n in range(500)])
+    frame = compressed_frame(inner, level)
+    assert frame[:2] == b"2C"
+    assert int.from_bytes(frame[2:6], "big") == len(frame) - 6
+    assert zlib.decompress(frame[6:]) == inner
+    window = encode_window_size(500) + frame
+    decoded = list(FrameDecoder().feed(window))
+    assert isinstance(decoded[0], WindowSizeFrame)
+    assert [(f.seq, f.event) for f in decoded[1:]] == [
+        (n + 1, {"message": str(n)}) for n in range(500)
+    ]
+
+
+def test_acks_cut_anywhere_are_read_as_whole_ones_are():
+    """A whole ACK read alone skips the decoder; one cut across reads, or read with half of
+    the next, goes through it, and what it holds is not skipped."""
+    _clock, receivers, t = make()
+    payload = t.encode(events(5))
+    d = t.transmit(HOST, payload)
+    receivers.received()
+    stream = ack(1) + ack(2) + ack(0) + ack(4)
+    for piece in (stream[:3], stream[3:9], stream[9:15], stream[15:21], stream[21:]):
+        receivers.reply(piece)
+    assert payload.acked == 4 and not d.called
+    results = []
+    d.addBoth(results.append)
+    receivers.reply(ack(5))
+    assert results == [None]
+    d = t.transmit(HOST, t.encode(events(2)))
+    receivers.received()
+    receivers.reply(ack(3))  # beyond the window, whole and alone: still a protocol error
+    assert "ACK 3 beyond the window of 2" in failure_of(d).reason

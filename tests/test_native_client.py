@@ -971,3 +971,41 @@ def test_tls_endpoint_from_the_caller(tls_server_cert, trusted):
         for conn in factory.connections:
             conn.transport.loseConnection()
         yield port.stopListening()
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        response(200, extra=b"Connection: close\r\n"),
+        OK + b"HTTP/1.1 200 OK\r\n",  # bytes after the response
+    ],
+)
+def test_a_known_answer_is_judged_as_the_first_time_and_forbidding_answers_are_not_kept(
+    transmitter, endpoint, answer
+):
+    """The answer that arrived whole is reused for equal bytes: same verdict, same reuse."""
+    refused = response(400, b"no")
+    for data, expected in [
+        (OK, None),
+        (OK, None),
+        (refused, TerminalError),
+        (refused, TerminalError),
+    ]:
+        d = transmitter.transmit(HOST, b"body")
+        endpoint.protocols[-1].dataReceived(data)
+        result = outcome(d)
+        assert result is None if expected is None else isinstance(result, expected)
+    assert "HTTP 400 Whatever: no" in str(result)
+    assert len(endpoint.protocols) == 1
+    for _ in range(2):  # never kept: each closes its connection
+        d = transmitter.transmit(HOST, b"body")
+        conn = endpoint.protocols[-1]
+        conn.dataReceived(answer)
+        assert outcome(d) is None
+        assert conn.transport.disconnecting
+    assert len(endpoint.protocols) == 2
+    d = transmitter.transmit(HOST, b"body")  # a known answer split over reads is parsed
+    for byte in [OK[i : i + 1] for i in range(len(OK))]:
+        endpoint.protocols[-1].dataReceived(byte)
+    assert outcome(d) is None
+    assert transmitter.idle_connections(HOST) == 1

@@ -1,10 +1,13 @@
 """The output's policy on a Clock and a scripted transmitter: batching, balancing, retry,
 dead letters, send() semantics, flow control, drain and stop."""
 
+import collections
+
 import orjson
 import pytest
 import pytest_twisted
 from support_transmitter import CRASH, HANG, OK, RETRY, TERMINAL, FakeTransmitter
+from twisted.internet import defer
 from twisted.internet.interfaces import IPushProducer
 from twisted.internet.task import Clock
 from twisted.logger import Logger
@@ -738,3 +741,27 @@ def test_without_stamp_events_go_out_as_given(clock):
     output = make(clock, fake, batch_size=1)
     output.send([{"n": 0}])
     assert fake.attempts[0].events == [{"n": 0}]
+
+
+def test_send_takes_dict_subclasses_and_refuses_a_send_holding_anything_else(clock):
+    fake = FakeTransmitter(clock)
+    output = make(clock, fake, batch_size=2)
+    refused = Outcome(output.send([{"n": 0}, ["not", "an", "object"]]))
+    assert refused.failed_with(TypeError)
+    assert output.stats.queued == 0
+    sent = Outcome(output.send([collections.OrderedDict(n=1), {"n": 2}]))
+    assert [a.events for a in fake.attempts] == [[{"n": 1}, {"n": 2}]]
+    assert sent.value is None
+
+
+def test_a_send_cancelled_by_its_caller_is_forgotten_once_its_events_settle(clock):
+    fake = FakeTransmitter(clock, default=HANG)
+    output = make(clock, fake, batch_size=2)
+    kept = Outcome(output.send(events(0, 1)))
+    cancelled = output.send(events(1, 2))
+    cancelled.cancel()
+    assert Outcome(cancelled).failed_with(defer.CancelledError)
+    [attempt] = fake.attempts
+    attempt.succeed()
+    assert kept.value is None
+    assert output._waiters == set()

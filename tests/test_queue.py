@@ -102,3 +102,29 @@ def test_not_durable_and_needs_a_capacity():
     assert MemoryQueue(1).durable is False
     with pytest.raises(ValueError):
         MemoryQueue(0)
+
+
+@pytest.mark.parametrize("limit", [1, 2, 3, 5, 7, 100])
+def test_gets_of_any_size_across_puts_of_any_size_keep_the_order(limit):
+    queue = MemoryQueue(1000)
+    sizes = [3, 1, 0, 5, 2, 7]
+    start = 0
+    for size in sizes:
+        fired(queue.put(events(start, start + size)))
+        start += size
+    got = []
+    while (handed := queue.get(limit)) is not None:
+        assert len(handed[1]) == min(limit, start - len(got))
+        got += handed[1]
+        assert queue.available() == start - len(got)
+    assert got == events(0, start)
+    assert queue.pending() == start
+
+
+def test_a_batch_handed_out_whole_is_not_the_list_put():
+    """The queue keeps its own copy: the caller may reuse its list after put."""
+    queue = MemoryQueue(10)
+    batch = events(0, 3)
+    fired(queue.put(batch))
+    batch.clear()
+    assert queue.get(3)[1] == events(0, 3)

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import zlib
 from collections.abc import Callable
+from functools import partial
 from typing import NamedTuple, Protocol
 
 import cramjam  # the engine of python-snappy >= 0.7, used directly for CRC-checked frames
@@ -47,6 +48,7 @@ __all__ = [
     "Decompressor",
     "available_backends",
     "compress",
+    "compressor",
     "decompress",
     "normalize",
 ]
@@ -128,11 +130,25 @@ def compress(
     send: on ndjson it costs a fraction of level 6's time for a few percent more bytes.
     ``backend`` ("isal" or "zlib") is for tests and benchmarks; the default is the fastest.
     """
+    return compressor(encoding, level, backend=backend)(data)
+
+
+# One-shot compression of each backend: the same stream as a compressobj's, one call.
+_ONE_SHOT: dict[str, Callable] = {"zlib": zlib.compress}
+if isal_zlib is not None:
+    _ONE_SHOT["isal"] = isal_zlib.compress
+
+
+def compressor(
+    encoding: str, level: int | None = None, *, backend: str | None = None
+) -> Callable[[bytes], bytes]:
+    """``compress`` with its arguments checked and its engine chosen once: the function a
+    transmitter calls per batch (no name, level or backend looked at again)."""
     encoding = normalize(encoding)
     if encoding == "identity":
-        return bytes(data)
+        return bytes
     if encoding == "snappy":
-        return snappy.StreamCompressor().compress(bytes(data))
+        return _snappy
     if level is None:
         level = DEFAULT_GZIP_LEVEL
     if isinstance(level, bool) or not isinstance(level, int) or not 0 <= level <= 9:
@@ -141,8 +157,20 @@ def compress(
     if level not in engine.levels:
         engine = _BACKENDS["zlib"]
     wbits = 31 if encoding == "gzip" else 15
-    compressor = engine.compressobj(level, zlib.DEFLATED, wbits)
-    return compressor.compress(data) + compressor.flush()
+    one_shot = _ONE_SHOT.get(engine.name)
+    if one_shot is not None:
+        return partial(one_shot, level=level, wbits=wbits)
+    make = engine.compressobj
+
+    def deflate(data: bytes) -> bytes:
+        compressor = make(level, zlib.DEFLATED, wbits)
+        return compressor.compress(data) + compressor.flush()
+
+    return deflate
+
+
+def _snappy(data: bytes) -> bytes:
+    return snappy.StreamCompressor().compress(bytes(data))
 
 
 # -- decompression -------------------------------------------------------------------------

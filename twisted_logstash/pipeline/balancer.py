@@ -40,6 +40,7 @@ class Balancer:
         self._reactor = reactor
         self.cooloff = cooloff
         self._state = {host: _HostState() for host in self._hosts}
+        self._only = self._state[self._hosts[0]] if len(self._hosts) == 1 else None
         # Sequence numbers break ties between events at the same reactor time (Clock tests,
         # or several picks within one reactor iteration) so "least recently" is always defined.
         self._seq = itertools.count()
@@ -51,12 +52,17 @@ class Balancer:
     def pick(self) -> Host:
         """Choose a host for one attempt and count it as started and in flight."""
         now = self._reactor.seconds()
-        healthy = [h for h in self._hosts if not self._recently_failed(h, now)]
-        if healthy:
-            host = min(healthy, key=self._load_key)
+        if self._only is not None:
+            # One host: it is the pick, healthy or not (no list, no keys, no lookups).
+            host = self._hosts[0]
+            state = self._only
         else:
-            host = min(self._hosts, key=lambda h: self._state[h].failed_seq)
-        state = self._state[host]
+            healthy = [h for h in self._hosts if not self._recently_failed(h, now)]
+            if healthy:
+                host = min(healthy, key=self._load_key)
+            else:
+                host = min(self._hosts, key=lambda h: self._state[h].failed_seq)
+            state = self._state[host]
         state.in_flight += 1
         state.started_at = now
         state.started_seq = next(self._seq)
@@ -80,7 +86,8 @@ class Balancer:
         return self._recently_failed(host, self._reactor.seconds())
 
     def _finish(self, host: Host) -> _HostState:
-        state = self._state[host]
+        only = self._only
+        state = only if only is not None and host is self._hosts[0] else self._state[host]
         if state.in_flight <= 0:
             raise ValueError(f"no attempt in flight on {host}")
         state.in_flight -= 1

@@ -67,6 +67,7 @@ from twisted_logstash.transport.hosts import Host
 
 # A batch whose delay elapsed within this many seconds of now is due (float time arithmetic).
 _EPSILON = 1e-9
+_DICT_ONLY = {dict}
 
 
 class Dropped(DeadLettered):
@@ -99,30 +100,38 @@ class OutputStats:
 
 
 class _Waiter:
-    """One ``send()`` call: fires when all its events are settled."""
+    """One ``send()`` call: fires when all its events are settled, leaving ``waiters`` (the
+    output's set of calls not answered yet) as it fires."""
 
-    __slots__ = ("deferred", "error", "on_hold", "remaining")
+    __slots__ = ("deferred", "error", "on_hold", "remaining", "waiters")
 
-    def __init__(self, count: int, on_hold: bool = False):
+    def __init__(self, count: int, waiters: set, on_hold: bool = False):
         self.deferred: defer.Deferred = defer.Deferred()
         self.remaining = count
         self.error: Exception | None = None
+        self.waiters = waiters
         #: fires once a durable queue holds the events (``hold``), not once receivers have them
         self.on_hold = on_hold
+        waiters.add(self)
 
     def settle(self, count: int, error: Exception | None, held: bool = False) -> None:
-        if self.deferred.called or held != self.on_hold:
+        if self.deferred.called:  # cancelled by its caller, or a hold that fired already
+            self.waiters.discard(self)
+            return
+        if held != self.on_hold:
             return
         if error is not None and self.error is None:
             self.error = error
         self.remaining -= count
         if self.remaining <= 0:
+            self.waiters.discard(self)
             if self.error is None:
                 self.deferred.callback(None)
             else:
                 self.deferred.errback(self.error)
 
     def abandon(self, error: Exception) -> None:
+        self.waiters.discard(self)
         if not self.deferred.called:
             self.deferred.errback(error)
 
@@ -143,11 +152,11 @@ class _Batch:
         "ticket",
     )
 
-    def __init__(self, ticket, events: list[dict], pieces: list, backoff: Backoff):
+    def __init__(self, ticket, events: list[dict], pieces: list):
         self.ticket = ticket
         self.events = events
         self.pieces = pieces  # [(waiter or None, count)] in queue order
-        self.backoff = backoff
+        self.backoff: Backoff | None = None  # made at the first failure (most batches have none)
         self.payload = None
         self.attempt: defer.Deferred | None = None
         self.retry_call: IDelayedCall | None = None
@@ -264,15 +273,17 @@ class Output(service.Service):
         events = list(events)
         if not events:
             return defer.succeed(None)
-        for event in events:
-            if not isinstance(event, dict):
-                # Refused alone, before it can share a batch: a framed receiver drops the
-                # connection over a J frame that is not an object (the batch would retry forever).
-                kind = type(event).__name__
-                return defer.fail(TypeError(f"an event must be a dict (a JSON object), not {kind}"))
-        waiter = _Waiter(len(events), _on_hold)
-        self._waiters.add(waiter)
-        waiter.deferred.addBoth(self._forget_waiter, waiter)
+        if set(map(type, events)) != _DICT_ONLY:  # one C pass; a subclass of dict is looked at
+            for event in events:
+                if not isinstance(event, dict):
+                    # Refused alone, before it can share a batch: a framed receiver drops the
+                    # connection over a J frame that is not an object (the batch would retry
+                    # forever).
+                    kind = type(event).__name__
+                    return defer.fail(
+                        TypeError(f"an event must be a dict (a JSON object), not {kind}")
+                    )
+        waiter = _Waiter(len(events), self._waiters, _on_hold)
         self._accept(events, waiter, None)
         return waiter.deferred
 
@@ -451,6 +462,10 @@ class Output(service.Service):
                 d = self.queue.put(events)
         except Exception:
             d = defer.fail()
+        if d.called and not d.paused and d.result is None:
+            # Held already (a memory queue): what addCallbacks would run now, without it.
+            self._held(None, count, waiter)
+            return
         d.addCallbacks(
             self._held,
             self._put_failed,
@@ -585,13 +600,13 @@ class Output(service.Service):
             try:
                 parts = self._encode(events)
             except Exception as e:
-                batch = _Batch(ticket, events, self._pieces(len(events)), self._new_backoff())
+                batch = _Batch(ticket, events, self._pieces(len(events)))
                 self._outstanding.append(batch)
                 self.log.failure("cannot encode a batch of {count} events", count=len(events))
                 self._refused(batch, TerminalError(f"cannot encode the batch: {e}"))
                 continue
             if len(parts) == 1:
-                batch = _Batch(ticket, events, self._pieces(len(events)), self._new_backoff())
+                batch = _Batch(ticket, events, self._pieces(len(events)))
                 batch.payload = parts[0][1]
                 self._outstanding.append(batch)
                 self._attempt(batch)
@@ -617,9 +632,7 @@ class Output(service.Service):
         )
         start = 0
         for count, payload in parts:
-            part = _Batch(
-                share, events[start : start + count], self._pieces(count), self._new_backoff()
-            )
+            part = _Batch(share, events[start : start + count], self._pieces(count))
             part.payload = payload
             start += count
             self._parts.append(part)
@@ -696,7 +709,7 @@ class Output(service.Service):
                 )
                 self._after_settle()
                 return
-            delay = batch.backoff.next()
+            delay = self._backoff(batch).next()
             self.log.error(
                 "the queue failed to acknowledge {count} delivered events ({reason}); "
                 "retrying in {delay} s",
@@ -714,6 +727,12 @@ class Output(service.Service):
         else:
             self.stats.dead_lettered += len(batch.events)
         self._settle(batch, outcome)
+
+    def _backoff(self, batch: _Batch) -> Backoff:
+        """The batch's own backoff, made at its first failure."""
+        if batch.backoff is None:
+            batch.backoff = self._new_backoff()
+        return batch.backoff
 
     def _failing_since(
         self, since: float | None, what: str, reason: object, failure: Failure
@@ -771,7 +790,7 @@ class Output(service.Service):
             )
             self._after_settle()
             return
-        delay = batch.backoff.next()
+        delay = self._backoff(batch).next()
         self.stats.retries += 1
         self.log.warn(
             "sending {count} events to {host} failed ({reason}); retrying in {delay} s",
@@ -888,7 +907,3 @@ class Output(service.Service):
                     "stopped with {count} events not acknowledged; they are lost", count=left
                 )
         return left
-
-    def _forget_waiter(self, result, waiter: _Waiter):
-        self._waiters.discard(waiter)
-        return result

@@ -35,23 +35,46 @@ class MemoryQueue:
         if capacity < 1:
             raise ValueError("a queue needs a capacity of at least 1 event")
         self.capacity = capacity
-        self._ready: deque[dict] = deque()
+        # The events not handed out yet, as the lists put (copied), oldest first; the first
+        # one handed out from ``_head`` on. Whole lists, not events: a batch of the size put
+        # leaves as it came, with no work per event.
+        self._ready: deque[list[dict]] = deque()
+        self._head = 0
+        self._ready_count = 0
         self._out: dict[int, int] = {}
         self._out_count = 0
         self._tickets = itertools.count(1)
 
     def put(self, events: list[dict]) -> defer.Deferred:
         """Hold ``events``; in memory they are held as soon as this returns."""
-        self._ready.extend(events)
+        if events:
+            self._ready.append(list(events))
+            self._ready_count += len(events)
         return defer.succeed(None)
 
     def get(self, limit: int) -> tuple[int, list[dict]] | None:
         """Hand out up to ``limit`` events not handed out yet, oldest first."""
-        count = min(limit, len(self._ready))
+        count = min(limit, self._ready_count)
         if count <= 0:
             return None
         ready = self._ready
-        events = [ready.popleft() for _ in range(count)]
+        head = self._head
+        first = ready[0]
+        if head == 0 and len(first) == count:
+            events = ready.popleft()  # the common case: a batch leaves as it was put
+        else:
+            events = []
+            while len(events) < count:
+                chunk = ready[0]
+                end = head + count - len(events)
+                events += chunk[head:end]
+                if end >= len(chunk):
+                    ready.popleft()
+                    head = 0
+                else:
+                    head = end
+            self._head = head
+        self._ready_count -= count
         ticket = next(self._tickets)
         self._out[ticket] = count
         self._out_count += count
@@ -63,11 +86,11 @@ class MemoryQueue:
 
     def pending(self) -> int:
         """Events held: waiting to be handed out, or handed out and not acknowledged."""
-        return len(self._ready) + self._out_count
+        return self._ready_count + self._out_count
 
     def available(self) -> int:
         """Events that ``get`` would hand out now."""
-        return len(self._ready)
+        return self._ready_count
 
     def room(self) -> int:
         """How many more events fit before the queue is full (0 when full or over)."""

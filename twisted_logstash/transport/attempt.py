@@ -178,9 +178,17 @@ class Attempt:
     def extend(self, seconds: float) -> None:
         timer = self._timer
         if timer is not None:
-            left = self.deadline - self._reactor.seconds()
+            now = self._reactor.seconds()
+            left = self.deadline - now
             self._final = seconds >= left
-            timer.reset(max(0.0, left) if self._final else seconds)
+            delay = max(0.0, left) if self._final else seconds
+            if now + delay < timer.getTime():
+                # Sooner: a new call rather than reset(), whose search of the reactor's heap
+                # misses a call armed this turn and formats its repr for the ValueError.
+                timer.cancel()
+                self._timer = self._reactor.callLater(delay, self._expire)
+            else:
+                timer.reset(delay)
 
     # -- called by the connection -----------------------------------------------------------------
 

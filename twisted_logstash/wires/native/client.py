@@ -48,12 +48,12 @@ from twisted_logstash.codecs.bytebound import cut
 from twisted_logstash.errors import ConfigurationError, RetriableError, TerminalError
 from twisted_logstash.interfaces import IExchange, ITransmitter, IWire
 from twisted_logstash.transport.attempt import Attempt, describe_failure, is_tls
-from twisted_logstash.transport.eager import send_now
 from twisted_logstash.transport.hosts import Host
 from twisted_logstash.transport.pool import (
     DEFAULT_CLOSE_GRACE,
     DEFAULT_MAX_CONNECTIONS_PER_HOST,
     ConnectionPools,
+    write_now,
 )
 from twisted_logstash.wires.native.http import (
     IncompleteResponse,
@@ -91,24 +91,48 @@ def verdict(response: Response, host: Host) -> RetriableError | TerminalError | 
     return TerminalError(reason, host, status)
 
 
+class _Known:
+    """The last response that arrived whole in one read, and what it parsed into: a server
+    answers every batch with the same bytes (its ``Date`` changes once a second), so the next
+    answer equal to them is that response again, with no parser built or run. Only a read
+    that a fresh parser turned into a complete response with nothing after it is kept."""
+
+    __slots__ = ("data", "response")
+
+    def __init__(self) -> None:
+        self.data = b""
+        self.response: Response | None = None
+
+
 @implementer(IExchange)
 class _HttpExchange:
-    """One request at a time on one connection, its answer fed to a fresh ResponseParser."""
+    """One request at a time on one connection, its answer fed to a fresh ResponseParser
+    (built when the first byte of it arrives, unless the answer is one already known)."""
 
-    __slots__ = ("_encoder", "_parser")
+    __slots__ = ("_encoder", "_known", "_parser")
 
-    def __init__(self, encoder: RequestEncoder) -> None:
+    def __init__(self, encoder: RequestEncoder, known: _Known) -> None:
         self._encoder = encoder
+        self._known = known
         self._parser: ResponseParser | None = None
 
     def begin(self, transport: ITransport, attempt: Attempt) -> None:
-        self._parser = ResponseParser()
+        self._parser = None
         payload = attempt.payload
-        transport.writeSequence((self._encoder.head(attempt.host, len(payload)), payload))
-        send_now(transport)  # not after every other event of this reactor turn
+        # now, not after every other event of this reactor turn
+        write_now(transport, (self._encoder.head(attempt.host, len(payload)), payload))
 
     def receive(self, data: bytes, attempt: Attempt) -> None:
         parser = self._parser
+        if parser is None:
+            known = self._known
+            if data == known.data:
+                _settle(known.response, attempt)
+                return
+            self._parser = parser = ResponseParser()
+            fresh = True
+        else:
+            fresh = False
         try:
             response = parser.feed(data)
         except ResponseError as e:
@@ -117,9 +141,15 @@ class _HttpExchange:
         if response is not None:
             if parser.leftover or not response.keep_alive:
                 attempt.connection.reusable = False
+            elif fresh:
+                known = self._known
+                known.data = data
+                known.response = response
             _settle(response, attempt)
 
     def lost(self, reason: Failure, attempt: Attempt) -> None:
+        if self._parser is None:
+            self._parser = ResponseParser()
         try:
             response = self._parser.connection_lost()
         except IncompleteResponse as e:
@@ -168,7 +198,9 @@ class HttpTransmitter:
         self._reactor = reactor
         self.encoding = codecs.normalize(compression)
         self._level = level
+        self._compress = codecs.compressor(self.encoding, level)
         self._encoder = RequestEncoder(self.encoding, username, password)
+        self._known = _Known()
         self._timeout = timeout
         self._pools = ConnectionPools(
             reactor,
@@ -180,21 +212,21 @@ class HttpTransmitter:
 
     def encode(self, events: Sequence[dict]) -> bytes:
         """The request body: the events as ndjson by the JSON policy, compressed."""
-        return codecs.compress(ndjson.encode(events), self.encoding, self._level)
+        return self._compress(ndjson.encode(events))
 
     def encode_within(self, events: Sequence[dict], max_bytes: int) -> list[tuple[int, bytes]]:
         """As `encode`, cut into bodies of at most `max_bytes` of JSON each (`cut`); the
         ndjson is written once and, when over, split at its line ends (JSON text holds none)."""
         body = ndjson.encode(events)
         if len(body) - len(events) <= max_bytes:
-            return [(len(events), codecs.compress(body, self.encoding, self._level))]
+            return [(len(events), self._compress(body))]
         lines = body.split(b"\n")
         lines.pop()  # after the last line's \n
         parts = []
         start = 0
         for count in cut([len(line) for line in lines], max_bytes):
             part = b"\n".join(lines[start : start + count]) + b"\n"
-            parts.append((count, codecs.compress(part, self.encoding, self._level)))
+            parts.append((count, self._compress(part)))
             start += count
         return parts
 
@@ -215,7 +247,7 @@ class HttpTransmitter:
     # -- IWire ------------------------------------------------------------------------------------
 
     def exchange(self, host: Host) -> _HttpExchange:
-        return _HttpExchange(self._encoder)
+        return _HttpExchange(self._encoder, self._known)
 
     def timed_out(self, attempt: Attempt, exchange: _HttpExchange | None) -> str:
         return f"timeout: no complete response within {self._timeout:g} seconds"
