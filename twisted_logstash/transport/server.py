@@ -290,7 +290,7 @@ class InputProtocol(protocol.Protocol):
         self.phase = WAITING
         timeout = factory.timeouts[WAITING]
         self.deadline = None if timeout is None else factory.reactor.seconds() + timeout
-        prepare(events, timestamp_now(factory.reactor), factory.decorations)
+        prepare(events, factory.now, factory.decorations)  # the clock read only if needed
         try:
             d = factory.sink.deliver(events)
         except Exception:
@@ -461,6 +461,10 @@ class InputFactory(protocol.Factory):
         self._sweeper: task.LoopingCall | None = None
         timeouts = [t for t in self.timeouts.values() if t]
         self._sweep_interval = min(1.0, min(timeouts) / 4) if timeouts else None
+
+    def now(self) -> str:
+        """The time of receipt for an event that carries none (``@timestamp``)."""
+        return timestamp_now(self.reactor)
 
     @property
     def pending(self) -> int:
