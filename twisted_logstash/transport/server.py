@@ -24,7 +24,7 @@ from zope.interface import implementer
 from twisted_logstash.codecs.events import Decorations, prepare, timestamp_now
 from twisted_logstash.interfaces import IInput, IInputConnection, IInputExchange, IInputRegistry
 from twisted_logstash.security.failures import describe_peer
-from twisted_logstash.transport.eager import send_now
+from twisted_logstash.transport.eager import send_now, write_now
 
 __all__ = [
     "BODY",
@@ -322,9 +322,10 @@ class InputProtocol(protocol.Protocol):
             self.set_phase(IDLE)  # unless the exchange said which phase comes next
         transport = self.transport
         if answer:
-            transport.write(answer)
             if self.factory.send_at_once:
-                send_now(transport)  # not after every other event of this reactor turn
+                write_now(transport, answer)  # not after every other event of this reactor turn
+            else:
+                transport.write(answer)
         if self._pauses:
             self._unpause(_SINK)
         if self.closing:
@@ -340,9 +341,10 @@ class InputProtocol(protocol.Protocol):
         self.closing = True
         transport = self.transport
         if answer:
-            transport.write(answer)
             if self.factory.send_at_once:
-                send_now(transport)
+                write_now(transport, answer)
+            else:
+                transport.write(answer)
         if self.factory.timeouts[LINGER] is None:
             self.deadline = None
             transport.loseConnection()
