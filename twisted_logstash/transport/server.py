@@ -296,7 +296,17 @@ class InputProtocol(protocol.Protocol):
         except Exception:
             d = defer.fail()
         self._sync = True
-        d.addCallbacks(self._delivered, self._undelivered)
+        if (
+            type(d) is defer.Deferred
+            and d.called
+            and not d.paused
+            and not d._runningCallbacks
+            and not isinstance(d.result, Failure)
+        ):
+            # taken at once (a memory queue): its result is final, no callback chain to run
+            self._delivered(d.result)
+        else:
+            d.addCallbacks(self._delivered, self._undelivered)
         self._sync = False
         if self.holding is not None:
             self._pause(_SINK)
