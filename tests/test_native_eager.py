@@ -207,3 +207,47 @@ def test_write_now_writes_to_other_transports():
     transport = StringTransport()
     write_now(transport, b"ok")
     assert transport.value() == b"ok"
+
+
+@pytest_twisted.inlineCallbacks
+def test_write_now_sends_a_plain_tcp_write_in_one_call():
+    """One send, and the reactor is never asked to watch the socket for writing."""
+    from twisted.internet import reactor
+
+    held, peer, port = yield _connected_pair()
+    try:
+        write_now(held.transport, b"answer")
+        assert _pending_bytes(peer) == b"answer"
+        assert held.transport not in reactor.getWriters()
+        held.transport.write(b"queued ")  # waits for the reactor ...
+        write_now(held.transport, b"then this")  # ... and goes first
+        assert _pending_bytes(peer) == b"queued then this"
+    finally:
+        yield _close(held, peer, port)
+
+
+@pytest_twisted.inlineCallbacks
+def test_write_now_queues_what_the_socket_does_not_take():
+    """The rest goes out with the reactor, in order (read by a thread: the reactor must run)."""
+    from twisted.internet import threads
+
+    held, peer, port = yield _connected_pair()
+    big = b"x" * (8 * 1024 * 1024)  # more than the socket buffers take at once
+
+    def read_all() -> bytes:
+        peer.setblocking(True)
+        got = b""
+        while not got.endswith(b"end"):
+            data = peer.recv(1 << 20)
+            if not data:
+                break
+            got += data
+        return got
+
+    try:
+        write_now(held.transport, big)
+        write_now(held.transport, b"end")
+        got = yield threads.deferToThread(read_all)
+        assert len(got) == len(big) + 3 and got.endswith(b"xend")
+    finally:
+        yield _close(held, peer, port)

@@ -14,14 +14,18 @@ core's limit.
 reactor would call on the next turn). Over TLS (Twisted's memory-BIO TLS on a TCP connection) it
 first has the TLS layer encrypt what it buffered for the next turn (``BufferingTLSTransport``
 gathers small writes and flushes them by a ``callLater(0)``: a reactor turn, and a timer, per
-answer), then sends the records the same way. `write_now` writes and sends in one go; over TLS it
-hands the bytes to the TLS layer directly, so that no flush is scheduled at all. Anything else
+answer), then sends the records the same way. `write_now` writes and sends in one go: on plain TCP
+one ``send`` from the socket when nothing waits before it (as asyncio's transports do), so that
+the reactor is not asked to watch the socket for writing and then to stop (two ``epoll_ctl``
+and their Python per answer); over TLS it hands the bytes to the TLS layer directly, so that no
+flush is scheduled at all. Anything else
 (test transports, a transport that is closing) is left to send as it always does.
 """
 
 from __future__ import annotations
 
 from twisted.internet import tcp
+from twisted.internet.abstract import FileDescriptor
 from twisted.internet.interfaces import ITransport
 from twisted.protocols.policies import ProtocolWrapper
 from twisted.protocols.tls import TLSMemoryBIOProtocol
@@ -35,6 +39,9 @@ __all__ = ["send_now", "write_now"]
 
 _tls_write = TLSMemoryBIOProtocol.write  # the TLS layer's own write, not the gathering one
 _pass_write = ProtocolWrapper.write
+_queue = FileDescriptor.write  # the connection's buffer, below any TLS (``startTLS`` too)
+_TLS_RECORD = 2**14  # what the TLS layer hands OpenSSL at a time
+_BIO_READ = 2**15
 
 
 def _route(transport: ITransport) -> tuple[TLSMemoryBIOProtocol | None, tcp.Connection] | None:
@@ -107,8 +114,49 @@ def write_now(transport: ITransport, data: bytes) -> None:
         return
     layer, connection = route
     if layer is None:
-        transport.write(data)
-    else:
-        _flush_gathered(layer)  # what was gathered before goes first
-        _tls_write(layer, data)
-    connection.doWrite()
+        _send_plain(connection, data)
+        return
+    _flush_gathered(layer)  # what was gathered before goes first
+    records = _encrypt(layer, data)
+    if records is None:
+        _tls_write(layer, data)  # the TLS layer's own way (it waits for a read, or failed)
+        connection.doWrite()
+    elif records:
+        _send_plain(connection, records)
+
+
+def _encrypt(layer: TLSMemoryBIOProtocol, data: bytes) -> bytes | None:
+    """``data`` as the TLS records to send, or None when the TLS layer must write it itself
+    (a long write, writes held until it reads, any error: nothing was taken then)."""
+    if len(data) > _TLS_RECORD or layer._appSendBuffer:
+        return None
+    connection = layer._tlsConnection
+    try:
+        if connection.send(data) != len(data):
+            return None  # pragma: no cover - a memory BIO takes a whole record
+    except Exception:
+        return None
+    records = []
+    while True:
+        try:
+            records.append(connection.bio_read(_BIO_READ))
+        except Exception:  # WantReadError: the send BIO is empty
+            return b"".join(records)
+
+
+def _send_plain(connection: tcp.Connection, data: bytes) -> None:
+    """Send ``data`` from the socket of a plain TCP connection at once when nothing waits before
+    it (the usual answer: one ``send``, and the reactor never watches the socket for writing);
+    what the socket does not take is queued for the reactor as ``write`` queues it."""
+    if connection._tempDataBuffer or len(connection.dataBuffer) > connection.offset:
+        _queue(connection, data)  # behind what waits already
+        connection.doWrite()
+        return
+    try:
+        sent = connection.socket.send(data)
+    except (BlockingIOError, InterruptedError):
+        sent = 0
+    except OSError:
+        sent = 0  # queued: the reactor's own send meets the error and reports the connection lost
+    if sent < len(data):
+        _queue(connection, data[sent:])
