@@ -217,3 +217,15 @@ def test_prepare_takes_other_mappings():
     event = UserDict({"message": "m"})
     prepare([event], NOW)
     assert dict(event) == {"message": "m", "@timestamp": NOW, "@version": "1"}
+
+
+def test_prepare_compares_a_timestamp_with_none_by_identity():
+    class Odd:
+        def __eq__(self, other):
+            raise ValueError("ambiguous")
+
+        __hash__ = object.__hash__
+
+    odd = Odd()
+    events = prepare([{"@timestamp": odd, "@version": "1"}], NOW)
+    assert events[0]["@timestamp"] is odd

@@ -29,6 +29,7 @@ import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from itertools import repeat
+from operator import is_
 from typing import Any
 
 from twisted.internet.interfaces import IReactorTime
@@ -104,7 +105,8 @@ def _stamped(events: list[dict], _get=dict.get, _has=dict.__contains__) -> bool:
     """Whether every event holds a ``@timestamp`` that is not None and a ``@version`` (what
     they store: a subclass's own ``get`` is not asked)."""
     try:
-        return None not in map(_get, events, repeat("@timestamp")) and all(
+        stamps = map(_get, events, repeat("@timestamp"))
+        return not any(map(is_, stamps, repeat(None))) and all(
             map(_has, events, repeat("@version"))
         )
     except TypeError:  # a mapping that is not a dict: the loop asks it
