@@ -194,3 +194,38 @@ def test_decorating_never_loses_what_the_event_held(events, tags, fields, kind):
             assert after["type"] == before.get("type", kind)
         for key in ("m",):
             assert after.get(key) == before.get(key)
+
+
+def test_prepare_calls_a_timestamp_function_only_when_an_event_lacks_one():
+    calls = []
+
+    def now() -> str:
+        calls.append(1)
+        return NOW
+
+    full = [{"@timestamp": "t", "@version": "1", "n": n} for n in range(3)]
+    assert prepare(full, now) == [{"@timestamp": "t", "@version": "1", "n": n} for n in range(3)]
+    assert calls == []
+    assert prepare([*full, {"@version": "2"}], now)[-1] == {"@version": "2", "@timestamp": NOW}
+    assert prepare([{"@timestamp": "t"}], now) == [{"@timestamp": "t", "@version": "1"}]
+    assert calls == [1]
+
+
+def test_prepare_takes_other_mappings():
+    from collections import UserDict
+
+    event = UserDict({"message": "m"})
+    prepare([event], NOW)
+    assert dict(event) == {"message": "m", "@timestamp": NOW, "@version": "1"}
+
+
+def test_prepare_compares_a_timestamp_with_none_by_identity():
+    class Odd:
+        def __eq__(self, other):
+            raise ValueError("ambiguous")
+
+        __hash__ = object.__hash__
+
+    odd = Odd()
+    events = prepare([{"@timestamp": odd, "@version": "1"}], NOW)
+    assert events[0]["@timestamp"] is odd

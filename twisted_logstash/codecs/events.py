@@ -26,8 +26,10 @@ from __future__ import annotations
 
 import datetime
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from itertools import repeat
+from operator import is_
 from typing import Any
 
 from twisted.internet.interfaces import IReactorTime
@@ -87,18 +89,39 @@ class Decorations:
 
 
 def prepare(
-    events: list[dict], timestamp: str, decorations: Decorations | None = None
+    events: list[dict],
+    timestamp: str | Callable[[], str],
+    decorations: Decorations | None = None,
 ) -> list[dict]:
-    """Stamp and decorate ``events`` in place, Logstash's way; return the same list."""
-    for event in events:
-        if event.get("@timestamp") is None:
-            event["@timestamp"] = timestamp
-        if "@version" not in event:
-            event["@version"] = "1"
+    """Stamp and decorate ``events`` in place, Logstash's way; return the same list.
+
+    ``timestamp`` is the time of receipt, or a function that gives it: called only when an
+    event lacks ``@timestamp``. Events that all carry both fields (the usual batch from another
+    Logstash) are checked by two passes in C and not touched."""
+    if not _stamped(events):
+        for event in events:
+            if event.get("@timestamp") is None:
+                if not isinstance(timestamp, str):
+                    timestamp = timestamp()
+                event["@timestamp"] = timestamp
+            if "@version" not in event:
+                event["@version"] = "1"
     if decorations:
         for event in events:
             _decorate(event, decorations)
     return events
+
+
+def _stamped(events: list[dict], _get=dict.get, _has=dict.__contains__) -> bool:
+    """Whether every event holds a ``@timestamp`` that is not None and a ``@version`` (what
+    they store: a subclass's own ``get`` is not asked)."""
+    try:
+        stamps = map(_get, events, repeat("@timestamp"))
+        return not any(map(is_, stamps, repeat(None))) and all(
+            map(_has, events, repeat("@version"))
+        )
+    except TypeError:  # a mapping that is not a dict: the loop asks it
+        return False
 
 
 def _decorate(event: dict, decorations: Decorations) -> None:

@@ -96,6 +96,8 @@ __all__ = [
     "dumps_each",
     "dumps_lines",
     "loads",
+    "read_object_lines",
+    "read_objects",
     "string_form",
     "too_deep",
     "warn_nonfinite",
@@ -112,11 +114,13 @@ CIRCULAR = "<circular reference>"
 
 _dumps = orjson.dumps
 _loads = orjson.loads
-read = msgspec.json.Decoder().decode
+_decoder = msgspec.json.Decoder()
+read = _decoder.decode
 """One JSON text, as it reads: msgspec's reader (strict RFC 8259, as fast as orjson's), which
 keeps an integer of any size exact, so that no body needs scanning for long runs of digits.
 It recurses: a text nested deep enough to reach Python's recursion limit raises RecursionError
 (:func:`loads` then reads it again with room for :data:`MAX_DEPTH` levels)."""
+_read_values = _decoder.decode_lines  # every JSON text of a buffer, whitespace between them
 _DEEP_TEXT = 2 * MAX_DEPTH  # the fewest bytes of a text nested deeper than MAX_DEPTH
 _EncodeError = orjson.JSONEncodeError
 _DecodeError = orjson.JSONDecodeError
@@ -287,6 +291,64 @@ def loads(
     if check_depth and too_deep(value, data):
         raise TooDeepError(f"nested deeper than {MAX_DEPTH} levels")
     return value
+
+
+_SEPARATOR = b"\n0 0\n"
+"""Put between two texts read in one call (:func:`read_objects`): two numbers in a row are valid
+only between top-level values, never inside an array or an object, so a text that does not end
+where its line (or chunk) ends makes the call fail instead of swallowing the separator."""
+_GROWTH = len(_SEPARATOR) - 1
+_dict = dict
+
+
+def read_objects(chunks: list[bytes]) -> list[dict] | None:
+    """The JSON objects ``chunks`` hold, one each, read in one call; None unless every chunk is
+    exactly one JSON object (one that :data:`read` reads alone) and none may nest deeper than
+    :data:`MAX_DEPTH`: then read them one by one (the careful way), for the events of the bad
+    ones. The framed input's ``J`` frames, a batch of lines.
+
+    Much cheaper than one :data:`read` per chunk for a batch (one call, no Python per event);
+    equal to it whenever it answers (see :func:`_objects`)."""
+    if not chunks:
+        return []
+    return _objects(_SEPARATOR.join(chunks), len(chunks), len(chunks) - 1)
+
+
+def read_object_lines(data: bytes) -> list[dict] | None:
+    """The JSON objects of the ``\\n``-separated lines of ``data``, one per line (a last
+    ``\\n`` ends the last line), read in one call; None unless every line is one JSON object
+    (no blank line, no array, nothing :data:`read` refuses, nothing too deep): then read the
+    lines one by one (the careful way), as :func:`read_objects` says."""
+    joined = data.replace(b"\n", _SEPARATOR)
+    separators = (len(joined) - len(data)) // _GROWTH
+    lines = separators if data[-1:] == b"\n" else separators + 1  # an empty last line: none
+    return _objects(joined, lines, separators)
+
+
+def _objects(joined: bytes, objects: int, separators: int) -> list[dict] | None:
+    """The ``objects`` objects of texts joined by ``separators`` :data:`_SEPARATOR` (one more
+    text than separators, or as many when the last text is empty), or None.
+
+    Why an answer is exact: no text can reach across a separator (``0 0`` is invalid inside a
+    container, and a string cannot hold the raw ``\\n``), so each text gives whole values of its
+    own, and each separator exactly its two zeros. The values therefore run text, 0, 0, text,
+    0, 0 ...: with an object at every position ``3 * i``, a text of no value would put a zero
+    there, so each text holds one value or (to end where a separator's zeros fit) four, seven
+    ...; the count of values, ``objects + 2 * separators``, then leaves one for each.
+    While Python's recursion limit is not above MAX_DEPTH, a text read at all is within it (as
+    for :func:`loads`); above it, None (too deep a text must be found one by one)."""
+    if sys.getrecursionlimit() > MAX_DEPTH:
+        return None
+    try:
+        values = _read_values(joined)
+    except (ValueError, RecursionError):  # msgspec's DecodeError is a ValueError
+        return None
+    if len(values) != objects + 2 * separators or not objects:
+        return None
+    events = values[::3]
+    if len(events) != objects or set(map(type, events)) != {_dict}:
+        return None
+    return events
 
 
 def _read_deep(data: bytes | bytearray) -> Any:

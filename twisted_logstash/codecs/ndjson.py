@@ -30,7 +30,13 @@ from __future__ import annotations
 import sys
 from collections.abc import Iterable
 
-from twisted_logstash.codecs.jsonpolicy import MAX_DEPTH, dumps_lines, loads, read
+from twisted_logstash.codecs.jsonpolicy import (
+    MAX_DEPTH,
+    dumps_lines,
+    loads,
+    read,
+    read_object_lines,
+)
 from twisted_logstash.errors import CodecError, TooLargeError
 
 __all__ = [
@@ -65,9 +71,18 @@ def encode(events: Iterable[dict]) -> bytes:
 
 
 def decode(data: bytes) -> list[dict]:
-    """Every event of an ndjson body (complete: the last line needs no ``\\n``)."""
+    """Every event of an ndjson body (complete: the last line needs no ``\\n``).
+
+    A body of one object per line (the usual one) is read in one call
+    (:func:`jsonpolicy.read_object_lines`); any other is read line by line, which gives the
+    same events for the lines that are objects."""
+    if type(data) is not bytes:
+        data = bytes(data)
+    events = read_object_lines(data)
+    if events is not None:
+        return events
     out: list[dict] = []
-    _decode_lines(bytes(data).split(b"\n"), out)
+    _decode_lines(data.split(b"\n"), out)
     return out
 
 

@@ -11,29 +11,152 @@ each message at once (as asyncio's transports do) took it to 255,000-262,000, th
 core's limit.
 
 `send_now` asks a plain TCP transport to send what it holds at once (``doWrite``, what the
-reactor would call on the next turn). Anything else (TLS, test transports, a transport that is
-closing) is left to send as it always does.
+reactor would call on the next turn). Over TLS (Twisted's memory-BIO TLS on a TCP connection) it
+first has the TLS layer encrypt what it buffered for the next turn (``BufferingTLSTransport``
+gathers small writes and flushes them by a ``callLater(0)``: a reactor turn, and a timer, per
+answer), then sends the records the same way. `write_now` writes and sends in one go: on plain TCP
+one ``send`` from the socket when nothing waits before it (as asyncio's transports do), so that
+the reactor is not asked to watch the socket for writing and then to stop (two ``epoll_ctl``
+and their Python per answer); over TLS it hands the bytes to the TLS layer directly, so that no
+flush is scheduled at all. Anything else
+(test transports, a transport that is closing) is left to send as it always does.
 """
 
 from __future__ import annotations
 
 from twisted.internet import tcp
+from twisted.internet.abstract import FileDescriptor
 from twisted.internet.interfaces import ITransport
+from twisted.protocols.policies import ProtocolWrapper
+from twisted.protocols.tls import TLSMemoryBIOProtocol
 
-__all__ = ["send_now"]
+try:  # where Twisted gathers small TLS writes until the next turn (private; absent: nothing to do)
+    from twisted.protocols.tls import _AggregateSmallWrites
+except ImportError:  # pragma: no cover - an older or newer Twisted
+    _AggregateSmallWrites = None
+
+__all__ = ["send_now", "write_now"]
+
+_tls_write = TLSMemoryBIOProtocol.write  # the TLS layer's own write, not the gathering one
+_pass_write = ProtocolWrapper.write
+_queue = FileDescriptor.write  # the connection's buffer, below any TLS (``startTLS`` too)
+_TLS_RECORD = 2**14  # what the TLS layer hands OpenSSL at a time
+_BIO_READ = 2**15
+
+
+def _route(transport: ITransport) -> tuple[TLSMemoryBIOProtocol | None, tcp.Connection] | None:
+    """Where writes to ``transport`` go: (the TLS layer, or None; the TCP connection), when
+    that is a TCP connection open for writing, reached through wrappers that only pass writes
+    on (the handshake deadline's) and at most one TLS layer (``TLSMemoryBIOFactory``, or
+    ``startTLS``); else None."""
+    layer = None
+    while True:
+        if isinstance(transport, tcp.Connection):
+            if transport.TLS:  # startTLS: the TLS layer is the connection's protocol
+                if layer is not None:
+                    return None
+                layer = transport.protocol
+                if not isinstance(layer, TLSMemoryBIOProtocol):
+                    return None
+            break
+        if isinstance(transport, TLSMemoryBIOProtocol):
+            if layer is not None:
+                return None
+            layer = transport
+        elif not isinstance(transport, ProtocolWrapper) or type(transport).write is not _pass_write:
+            return None
+        transport = transport.transport
+    if (
+        not transport.connected
+        or transport.disconnecting
+        or getattr(transport, "_writeDisconnecting", False)
+        or (layer is not None and (layer.disconnecting or layer._lostTLSConnection))
+    ):
+        return None
+    return layer, transport
+
+
+def _flush_gathered(layer: TLSMemoryBIOProtocol) -> None:
+    """Encrypt now what the TLS layer gathered for the next turn, and drop that turn's flush."""
+    gathered = layer.__dict__.get("_aggregator")
+    if _AggregateSmallWrites is None or not isinstance(gathered, _AggregateSmallWrites):
+        return
+    scheduled = gathered._scheduled
+    if scheduled is not None:
+        gathered._scheduled = None
+        if scheduled.active():
+            scheduled.cancel()
+    gathered.flush()
 
 
 def send_now(transport: ITransport) -> None:
-    """Hand what was just written to ``transport`` to the kernel now, if it is plain TCP.
+    """Hand what was just written to ``transport`` to the kernel now, if it is TCP (with or
+    without TLS).
 
     What the socket does not take at once stays buffered, and the reactor sends it as usual;
     so does an error, which the reactor then reports as the connection lost.
     """
-    if (
-        isinstance(transport, tcp.Connection)
-        and not transport.TLS
-        and transport.connected
-        and not transport.disconnecting
-        and not getattr(transport, "_writeDisconnecting", False)
-    ):
-        transport.doWrite()
+    route = _route(transport)
+    if route is None:
+        return
+    layer, connection = route
+    if layer is not None:
+        _flush_gathered(layer)
+    connection.doWrite()
+
+
+def write_now(transport: ITransport, data: bytes) -> None:
+    """``transport.write(data)``, handed to the kernel now as :func:`send_now` does; over TLS,
+    encrypted at once rather than gathered for the next turn."""
+    route = _route(transport)
+    if route is None:
+        transport.write(data)
+        return
+    layer, connection = route
+    if layer is None:
+        _send_plain(connection, data)
+        return
+    _flush_gathered(layer)  # what was gathered before goes first
+    records = _encrypt(layer, data)
+    if records is None:
+        _tls_write(layer, data)  # the TLS layer's own way (it waits for a read, or failed)
+        connection.doWrite()
+    elif records:
+        _send_plain(connection, records)
+
+
+def _encrypt(layer: TLSMemoryBIOProtocol, data: bytes) -> bytes | None:
+    """``data`` as the TLS records to send, or None when the TLS layer must write it itself
+    (a long write, writes held until it reads, any error: nothing was taken then)."""
+    if len(data) > _TLS_RECORD or layer._appSendBuffer:
+        return None
+    connection = layer._tlsConnection
+    try:
+        if connection.send(data) != len(data):
+            return None  # pragma: no cover - a memory BIO takes a whole record
+    except Exception:
+        return None
+    records = []
+    while True:
+        try:
+            records.append(connection.bio_read(_BIO_READ))
+        except Exception:  # WantReadError: the send BIO is empty
+            return b"".join(records)
+
+
+def _send_plain(connection: tcp.Connection, data: bytes) -> None:
+    """Send ``data`` from the socket of a plain TCP connection at once when nothing waits before
+    it (the usual answer: one ``send``, and the reactor never watches the socket for writing);
+    what the socket does not take is queued for the reactor as ``write`` queues it."""
+    if connection._tempDataBuffer or len(connection.dataBuffer) > connection.offset:
+        _queue(connection, data)  # behind what waits already
+        connection.doWrite()
+        return
+    try:
+        sent = connection.socket.send(data)
+    except (BlockingIOError, InterruptedError):
+        sent = 0
+    except OSError:
+        sent = 0  # queued: the reactor's own send meets the error and reports the connection lost
+    if sent < len(data):
+        _queue(connection, data[sent:])

@@ -24,7 +24,7 @@ from zope.interface import implementer
 from twisted_logstash.codecs.events import Decorations, prepare, timestamp_now
 from twisted_logstash.interfaces import IInput, IInputConnection, IInputExchange, IInputRegistry
 from twisted_logstash.security.failures import describe_peer
-from twisted_logstash.transport.eager import send_now
+from twisted_logstash.transport.eager import send_now, write_now
 
 __all__ = [
     "BODY",
@@ -290,13 +290,23 @@ class InputProtocol(protocol.Protocol):
         self.phase = WAITING
         timeout = factory.timeouts[WAITING]
         self.deadline = None if timeout is None else factory.reactor.seconds() + timeout
-        prepare(events, timestamp_now(factory.reactor), factory.decorations)
+        prepare(events, factory.now, factory.decorations)  # the clock read only if needed
         try:
             d = factory.sink.deliver(events)
         except Exception:
             d = defer.fail()
         self._sync = True
-        d.addCallbacks(self._delivered, self._undelivered)
+        if (
+            type(d) is defer.Deferred
+            and d.called
+            and not d.paused
+            and not d._runningCallbacks
+            and not isinstance(d.result, Failure)
+        ):
+            # taken at once (a memory queue): its result is final, no callback chain to run
+            self._delivered(d.result)
+        else:
+            d.addCallbacks(self._delivered, self._undelivered)
         self._sync = False
         if self.holding is not None:
             self._pause(_SINK)
@@ -322,9 +332,10 @@ class InputProtocol(protocol.Protocol):
             self.set_phase(IDLE)  # unless the exchange said which phase comes next
         transport = self.transport
         if answer:
-            transport.write(answer)
             if self.factory.send_at_once:
-                send_now(transport)  # not after every other event of this reactor turn
+                write_now(transport, answer)  # not after every other event of this reactor turn
+            else:
+                transport.write(answer)
         if self._pauses:
             self._unpause(_SINK)
         if self.closing:
@@ -340,9 +351,10 @@ class InputProtocol(protocol.Protocol):
         self.closing = True
         transport = self.transport
         if answer:
-            transport.write(answer)
             if self.factory.send_at_once:
-                send_now(transport)
+                write_now(transport, answer)
+            else:
+                transport.write(answer)
         if self.factory.timeouts[LINGER] is None:
             self.deadline = None
             transport.loseConnection()
@@ -461,6 +473,10 @@ class InputFactory(protocol.Factory):
         self._sweeper: task.LoopingCall | None = None
         timeouts = [t for t in self.timeouts.values() if t]
         self._sweep_interval = min(1.0, min(timeouts) / 4) if timeouts else None
+
+    def now(self) -> str:
+        """The time of receipt for an event that carries none (``@timestamp``)."""
+        return timestamp_now(self.reactor)
 
     @property
     def pending(self) -> int:
