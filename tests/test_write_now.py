@@ -15,7 +15,7 @@ from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
 from twisted.internet.protocol import Protocol
 from twisted.internet.testing import StringTransport
 
-from twisted_logstash.transport.pool import write_now
+from twisted_logstash.transport.eager import write_now
 
 
 @defer.inlineCallbacks

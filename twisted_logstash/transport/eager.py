@@ -24,6 +24,8 @@ flush is scheduled at all. Anything else
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from twisted.internet import tcp
 from twisted.internet.abstract import FileDescriptor
 from twisted.internet.interfaces import ITransport
@@ -105,24 +107,32 @@ def send_now(transport: ITransport) -> None:
     connection.doWrite()
 
 
-def write_now(transport: ITransport, data: bytes) -> None:
-    """``transport.write(data)``, handed to the kernel now as :func:`send_now` does; over TLS,
-    encrypted at once rather than gathered for the next turn."""
+def write_now(transport: ITransport, data: bytes | Sequence[bytes]) -> None:
+    """``transport.write(data)`` (``writeSequence`` for a sequence of chunks: one message, such as
+    a request's head and body), handed to the kernel now as :func:`send_now` does: on plain TCP
+    one ``send`` (``sendmsg`` for chunks, with no copy into one buffer); over TLS, encrypted at
+    once rather than gathered for the next turn. The one place both sides send a message."""
+    chunked = not isinstance(data, (bytes, bytearray))
     route = _route(transport)
     if route is None:
-        transport.write(data)
+        if chunked:
+            transport.writeSequence(data)
+        else:
+            transport.write(data)
         return
     layer, connection = route
     if layer is None:
-        _send_plain(connection, data)
+        _send_plain(connection, data if chunked else (data,))
         return
+    if chunked:
+        data = b"".join(data)
     _flush_gathered(layer)  # what was gathered before goes first
     records = _encrypt(layer, data)
     if records is None:
         _tls_write(layer, data)  # the TLS layer's own way (it waits for a read, or failed)
         connection.doWrite()
     elif records:
-        _send_plain(connection, records)
+        _send_plain(connection, (records,))
 
 
 def _encrypt(layer: TLSMemoryBIOProtocol, data: bytes) -> bytes | None:
@@ -144,19 +154,26 @@ def _encrypt(layer: TLSMemoryBIOProtocol, data: bytes) -> bytes | None:
             return b"".join(records)
 
 
-def _send_plain(connection: tcp.Connection, data: bytes) -> None:
-    """Send ``data`` from the socket of a plain TCP connection at once when nothing waits before
-    it (the usual answer: one ``send``, and the reactor never watches the socket for writing);
-    what the socket does not take is queued for the reactor as ``write`` queues it."""
+def _send_plain(connection: tcp.Connection, chunks: Sequence[bytes]) -> None:
+    """Send ``chunks`` from the socket of a plain TCP connection at once when nothing waits
+    before them (the usual message: one ``send``/``sendmsg``, and the reactor never watches the
+    socket for writing); what the socket does not take is queued for the reactor as ``write``
+    queues it."""
     if connection._tempDataBuffer or len(connection.dataBuffer) > connection.offset:
-        _queue(connection, data)  # behind what waits already
+        for chunk in chunks:
+            _queue(connection, chunk)  # behind what waits already
         connection.doWrite()
         return
     try:
-        sent = connection.socket.send(data)
+        sock = connection.socket
+        sent = sock.send(chunks[0]) if len(chunks) == 1 else sock.sendmsg(chunks)
     except (BlockingIOError, InterruptedError):
         sent = 0
     except OSError:
         sent = 0  # queued: the reactor's own send meets the error and reports the connection lost
-    if sent < len(data):
-        _queue(connection, data[sent:])
+    for chunk in chunks:
+        if sent >= len(chunk):
+            sent -= len(chunk)
+            continue
+        _queue(connection, chunk[sent:] if sent else chunk)
+        sent = 0

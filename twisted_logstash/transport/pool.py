@@ -21,9 +21,9 @@ which wire it carries.
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 
-from twisted.internet import defer, tcp
+from twisted.internet import defer
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IReactorTime, ISSLTransport, IStreamClientEndpoint
 from twisted.internet.protocol import Factory, Protocol, connectionDone
@@ -33,7 +33,6 @@ from zope.interface import implementer
 
 from twisted_logstash.errors import ConfigurationError, RetriableError
 from twisted_logstash.interfaces import IConnectionPool, IExchange, IWire
-from twisted_logstash.transport.eager import send_now
 from twisted_logstash.transport.hosts import Host
 
 __all__ = [
@@ -43,7 +42,6 @@ __all__ = [
     "ConnectionPools",
     "HostPool",
     "PooledConnection",
-    "write_now",
 ]
 
 DEFAULT_MAX_CONNECTIONS_PER_HOST = 8
@@ -51,46 +49,6 @@ DEFAULT_CLOSE_GRACE = 2.0
 TRANSMITTER_CLOSED = "transmitter is closed"
 
 log = Logger()
-
-
-def write_now(transport, chunks: Sequence[bytes]) -> None:
-    """Write ``chunks`` (an attempt's bytes) and hand them to the kernel now.
-
-    On plain TCP with nothing buffered, one ``sendmsg`` straight from the chunks: no copy into
-    the transport's buffer, and neither of the two epoll changes Twisted makes to send a write
-    on the reactor's next turn (start writing, then stop). What the socket does not take, an
-    error (met again by Twisted's own write, which reports the connection lost as usual), and
-    any other transport (TLS, tests) go the usual way: ``writeSequence``, then `send_now`.
-    """
-    if (
-        isinstance(transport, tcp.Connection)
-        and transport.connected
-        and not transport.disconnecting
-        and not transport.TLS
-        # Twisted's write buffers (private: a Twisted without them takes the usual way)
-        and not getattr(transport, "dataBuffer", True)
-        and not getattr(transport, "_tempDataBuffer", True)
-        and transport.producer is None
-    ):
-        try:
-            sent = transport.socket.sendmsg(chunks)
-        except OSError:  # BlockingIOError (nothing taken) or an error Twisted reports
-            sent = 0
-        if sent:
-            rest = []
-            for chunk in chunks:
-                if sent >= len(chunk):
-                    sent -= len(chunk)
-                elif sent:
-                    rest.append(memoryview(chunk)[sent:].tobytes())
-                    sent = 0
-                else:
-                    rest.append(chunk)
-            if not rest:
-                return
-            chunks = rest
-    transport.writeSequence(chunks)
-    send_now(transport)
 
 
 class PooledConnection(Protocol):

@@ -45,12 +45,12 @@ from twisted_logstash.codecs.bytebound import cut
 from twisted_logstash.errors import RetriableError
 from twisted_logstash.interfaces import IExchange, ITransmitter, IWire
 from twisted_logstash.transport.attempt import Attempt, describe_failure
+from twisted_logstash.transport.eager import write_now
 from twisted_logstash.transport.hosts import Host
 from twisted_logstash.transport.pool import (
     DEFAULT_CLOSE_GRACE,
     DEFAULT_MAX_CONNECTIONS_PER_HOST,
     ConnectionPools,
-    write_now,
 )
 from twisted_logstash.wires.lumberjack.decoder import FrameDecoder
 from twisted_logstash.wires.lumberjack.frames import (

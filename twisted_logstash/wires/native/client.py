@@ -48,12 +48,12 @@ from twisted_logstash.codecs.bytebound import cut
 from twisted_logstash.errors import ConfigurationError, RetriableError, TerminalError
 from twisted_logstash.interfaces import IExchange, ITransmitter, IWire
 from twisted_logstash.transport.attempt import Attempt, describe_failure, is_tls
+from twisted_logstash.transport.eager import write_now
 from twisted_logstash.transport.hosts import Host
 from twisted_logstash.transport.pool import (
     DEFAULT_CLOSE_GRACE,
     DEFAULT_MAX_CONNECTIONS_PER_HOST,
     ConnectionPools,
-    write_now,
 )
 from twisted_logstash.wires.native.http import (
     IncompleteResponse,
