@@ -40,6 +40,7 @@ try:
 except ImportError:  # pragma: no cover - isal is a declared dependency
     _deflate = zlib
 
+from twisted_logstash.codecs.compression import settle_vectors
 from twisted_logstash.codecs.jsonpolicy import MAX_DEPTH, TooDeepError, loads, read
 from twisted_logstash.wires.lumberjack.frames import (
     CODE_ACK,
@@ -302,6 +303,8 @@ class FrameDecoder:
                 out = inflater.decompress(data, step)
             except _deflate.error as exc:
                 raise CompressedFrameError(f"C frame is not a valid zlib stream: {exc}") from None
+            finally:
+                settle_vectors()
             inflation.total += len(out)
             if inflation.total > limit:
                 raise FrameTooLargeError(f"C frame inflates to more than {limit} bytes")
