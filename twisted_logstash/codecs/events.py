@@ -373,19 +373,7 @@ class Enrichment:
         template = self.template(ip, tls)
         if not template:
             return None
-        make = _maker(template)
-
-        def enrich(events: list[dict], _make=make, _key=METADATA) -> None:
-            for event in events:
-                metadata = event.get(_key)
-                if metadata is None:
-                    event[_key] = _make()
-                elif type(metadata) is dict:
-                    _merge(metadata, _make(), True)
-                else:  # not an object: Logstash's @metadata is always one
-                    event[_key] = _make()
-
-        return enrich
+        return _compiled(template)
 
 
 def _set(into: dict, path: tuple[str, ...], value: Any) -> None:
@@ -405,26 +393,52 @@ def _merge(into: dict, fresh: dict, top: bool = False) -> None:
             into[key] = value
 
 
-def _maker(template: dict) -> Callable[[], dict]:
-    """A function that returns a new copy of ``template`` (nested dicts of strings) each call:
-    one dict display per level, compiled once per connection, so that each event owns its
-    dicts at the cost of building them (a generic deep copy costs several times more). The
-    keys are this module's names (``repr`` of a str), the values closure variables: nothing
-    of the peer's is ever compiled."""
+def _compiled(template: dict) -> Callable[[list[dict]], None]:
+    """The applier of one connection's ``template`` (nested dicts of strings), compiled once per
+    connection: each event's ``@metadata`` is written as dict displays in the loop itself, so
+    that each event owns its dicts at the cost of building them (a generic deep copy, or even a
+    function call per event, costs several times more). An event's own ``@metadata`` gets each
+    top-level field set into it (an object merged, ``tls_peer`` replaced).
+
+    The keys are this module's names (``repr`` of a str), the values closure variables: nothing
+    of the peer's (a certificate subject) is ever part of the compiled source."""
     values: list[Any] = []
 
-    def display(node: dict) -> str:
-        items = []
-        for key, value in node.items():
-            if type(value) is dict:
-                items.append(f"{key!r}: {display(value)}")
-            else:
-                items.append(f"{key!r}: _{len(values)}")
-                values.append(value)
-        return "{" + ", ".join(items) + "}"
+    def display(node: Any) -> str:
+        if type(node) is not dict:
+            values.append(node)
+            return f"_{len(values) - 1}"
+        return "{" + ", ".join(f"{key!r}: {display(value)}" for key, value in node.items()) + "}"
 
-    body = display(template)
-    names = ", ".join(f"_{index}" for index in range(len(values)))
+    fresh = display(template)
+    into = []  # the statements that set the template into an event's own @metadata
+    for key, value in template.items():
+        if type(value) is dict and key != "tls_peer":
+            into += [
+                f"                have = metadata.get({key!r})",
+                "                if type(have) is dict:",
+                f"                    _merge(have, {display(value)})",
+                "                else:",
+                f"                    metadata[{key!r}] = {display(value)}",
+            ]
+        else:
+            into.append(f"                metadata[{key!r}] = {display(value)}")
+    names = "".join(f"_{index}, " for index in range(len(values)))
+    source = "\n".join(
+        [
+            f"def outer({names}_merge):",
+            "    def enrich(events):",
+            "        for event in events:",
+            "            metadata = event.get('@metadata')",
+            "            if metadata is None:",
+            f"                event['@metadata'] = {fresh}",
+            "            elif type(metadata) is dict:",
+            *into,
+            "            else:  # not an object: Logstash's @metadata always is one",
+            f"                event['@metadata'] = {fresh}",
+            "    return enrich",
+        ]
+    )
     namespace: dict[str, Any] = {}
-    exec(f"def outer({names}):\n    return lambda: {body}\n", namespace)
-    return namespace["outer"](*values)
+    exec(source, namespace)
+    return namespace["outer"](*values, _merge)
