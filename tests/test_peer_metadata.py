@@ -530,3 +530,34 @@ def test_pipeline_settings_reach_the_input(certs):
     assert enrichment(
         f"input {{ beats {{ port => 0 {tls} ssl_peer_metadata => true }} }}"
     ) == Enrichment(True, True, "v8", "beats")
+
+
+def test_the_collector_is_held_off_during_a_batch_and_restored():
+    import gc
+
+    enrich = Enrichment(True, False, "v8").applier("10.0.0.1", None)
+    seen = []
+    events = [_Probe(seen) for _ in range(3)]
+    assert gc.isenabled()
+    enrich(events)
+    assert seen == [False] * 3 and gc.isenabled()
+    gc.disable()
+    try:
+        enrich([_Probe(seen)])
+        assert not gc.isenabled()  # left as the caller had it
+    finally:
+        gc.enable()
+
+
+class _Probe(dict):
+    """An event that notes whether the collector runs while it gets its ``@metadata``."""
+
+    def __init__(self, seen):
+        super().__init__()
+        self.seen = seen
+
+    def get(self, key, default=None):
+        import gc
+
+        self.seen.append(gc.isenabled())
+        return super().get(key, default)
