@@ -561,3 +561,15 @@ class _Probe(dict):
 
         self.seen.append(gc.isenabled())
         return super().get(key, default)
+
+
+def test_connections_of_one_shape_share_code_not_values():
+    first = Enrichment(True, False, "disabled").applier("10.0.0.1", None)
+    second = Enrichment(True, False, "disabled").applier("10.0.0.2", None)
+    events = [{}], [{}]
+    first(events[0])
+    second(events[1])
+    assert [batch[0]["@metadata"] for batch in events] == [
+        {"ip_address": "10.0.0.1"},
+        {"ip_address": "10.0.0.2"},
+    ]
