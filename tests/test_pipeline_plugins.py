@@ -84,9 +84,9 @@ def test_unknown_setting():
 
 
 def test_setting_logstash_has_but_not_here():
-    assert check_error("input { beats { port => 5044 enrich => none } }") == (
-        "p.conf:1:30: Setting 'enrich' of beats is not supported here: the sender's metadata in "
-        "[@metadata] is not supported yet"
+    assert check_error("input { beats { port => 5044 add_hostname => true } }") == (
+        "p.conf:1:30: Setting 'add_hostname' of beats is not supported here: deprecated in "
+        "Logstash and not supported here"
     )
 
 

@@ -20,11 +20,37 @@ Names, values and tags are ``sprintf`` templates as in Logstash: ``%{field}`` or
 ``%{[a][b]}`` is replaced by the field's value (a list joined with ``,``, an object as JSON,
 a missing or ``null`` field left as written), ``%{+%s}`` by ``@timestamp`` in epoch seconds.
 Date patterns (``%{+YYYY.MM.dd}``, ``%{{yyyy}}``) are not supported and stay as written.
+
+:class:`Enrichment` is what an input records about the sender of each event in ``@metadata``,
+as Logstash's beats input does (``enrich``, ``ecs_compatibility``; logstash-input-beats
+``beats.rb`` and ``message_listener.rb``): the peer's IP address (``source_metadata``) and
+what TLS says about the peer (``ssl_peer_metadata``), under these names
+(``ecs_compatibility => disabled``, then the ECS ones):
+
+- the peer's IP address: ``[@metadata][ip_address]``; ECS ``v1``/``v8``:
+  ``[@metadata][input][beats][host][ip]``;
+- ``verified`` or ``unverified``: ``[@metadata][tls_peer][status]`` (both);
+- the TLS version: ``[@metadata][tls_peer][protocol]``; ECS:
+  ``[@metadata][input][beats][tls][version_protocol]``;
+- the client certificate's subject: ``[@metadata][tls_peer][subject]``; ECS:
+  ``[@metadata][input][beats][tls][client][subject]``;
+- the cipher suite: ``[@metadata][tls_peer][cipher_suite]``; ECS:
+  ``[@metadata][input][beats][tls][cipher]``.
+
+The status is ``verified`` or ``unverified``; the three after it only when ``verified``. On the
+native wire (whose Logstash input records nothing) the same names are used with ``logstash`` in
+place of ``beats``. The values are the connection's, worked out once per connection
+(:meth:`Enrichment.applier`); each event gets its own ``@metadata`` dicts, built from one
+template by a function made for it, so that an event may be changed downstream alone. An event
+that arrives with ``@metadata`` (Beats send ``beat``, ``type``, ``version`` in it) keeps it,
+and the fields are set into it, as Logstash's ``set_nested`` does (``tls_peer`` replaced).
 """
 
 from __future__ import annotations
 
 import datetime
+import functools
+import gc
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -38,8 +64,11 @@ from twisted_logstash.codecs import jsonpolicy
 from twisted_logstash.pipeline.deadletter import iso_time
 
 __all__ = [
+    "ECS_MODES",
+    "ENRICHMENTS",
     "METADATA",
     "Decorations",
+    "Enrichment",
     "field_path",
     "prepare",
     "sprintf",
@@ -52,6 +81,21 @@ METADATA = "@metadata"
 
 _REFERENCE = re.compile(r"(?:\[[^\[\]]+\])+")
 _TEMPLATE = re.compile(r"%\{([^}]*)\}")
+
+
+#: the categories of ``enrich`` (logstash-input-beats ``ENRICH_DEFAULTS``), and its aliases
+ENRICHMENTS = ("source_metadata", "codec_metadata", "ssl_peer_metadata")
+ENRICH_ALIASES = ("none", "all")
+#: what ``enrich`` is when not given, per wire: the beats input's ``[codec_metadata,
+#: source_metadata]``; Logstash's ``logstash`` input records nothing about its sender
+DEFAULT_ENRICH = {
+    "lumberjack": ("codec_metadata", "source_metadata"),
+    "http": (),
+}
+#: ``ecs_compatibility`` values (the beats input takes ``v8`` as ``v1``); Logstash 8 runs every
+#: plugin in ``v8`` unless told otherwise (``pipeline.ecs_compatibility``)
+ECS_MODES = ("disabled", "v1", "v8")
+DEFAULT_ECS = "v8"
 
 
 def timestamp_now(reactor: IReactorTime) -> str:
@@ -246,3 +290,180 @@ def without_metadata(events: list[dict]) -> list[dict]:
         else event
         for event in events
     ]
+
+
+def resolve_enrich(values: list[str] | tuple[str, ...] | None, protocol: str) -> frozenset[str]:
+    """``enrich`` as the categories it turns on, as the beats input's ``resolve_enriches``
+    (None: not given, the wire's default); ValueError in Logstash's words."""
+    if values is None:
+        return frozenset(DEFAULT_ENRICH[protocol])
+    values = list(values)
+    for value in values:
+        if value not in ENRICHMENTS and value not in ENRICH_ALIASES:
+            raise ValueError(
+                f"`enrich`: {value!r} is not one of {', '.join((*ENRICHMENTS, *ENRICH_ALIASES))}"
+            )
+    aliases = [value for value in ENRICH_ALIASES if value in values]
+    if aliases and len(values) > 1:
+        shown = ", ".join(f'"{value}"' for value in values)  # as Ruby's Array#inspect
+        raise ValueError(
+            "when an alias is provided to `enrich`, it must be the only value given (got: "
+            f"[{shown}], including {'aliases' if len(aliases) > 1 else 'alias'} "
+            f"{','.join(aliases)})"
+        )
+    if "all" in aliases:
+        return frozenset(ENRICHMENTS)
+    if "none" in aliases:
+        return frozenset()
+    return frozenset(values)
+
+
+@dataclass(frozen=True)
+class Enrichment:
+    """What an input records about each event's sender in ``@metadata`` (see the module's
+    table): ``source_metadata`` the peer's IP address, ``ssl_peer_metadata`` its TLS status
+    and identity (an input sets it only where Logstash records it: TLS on, and client
+    certificates asked for, ``ssl_client_authentication`` optional or required), named as
+    ``ecs_compatibility`` says, under ``[@metadata][input][<plugin>]`` for the ECS names."""
+
+    source_metadata: bool = False
+    ssl_peer_metadata: bool = False
+    ecs_compatibility: str = DEFAULT_ECS
+    plugin: str = "beats"
+
+    def __post_init__(self) -> None:
+        if self.ecs_compatibility not in ECS_MODES:
+            raise ValueError(
+                f"`ecs_compatibility` must be one of {', '.join(ECS_MODES)}, "
+                f"not {self.ecs_compatibility!r}"
+            )
+
+    def __bool__(self) -> bool:
+        return self.source_metadata or self.ssl_peer_metadata
+
+    def template(self, ip: str | None, tls) -> dict:
+        """The ``@metadata`` one connection's events get, from its peer's IP address and its
+        ``security.failures.TLSPeer`` (None: not TLS), in the order Logstash sets them."""
+        metadata: dict = {}
+        ecs = self.ecs_compatibility != "disabled"
+        mine = ("input", self.plugin)
+        if self.source_metadata and ip is not None:
+            _set(metadata, (*mine, "host", "ip") if ecs else ("ip_address",), ip)
+        if self.ssl_peer_metadata and tls is not None:
+            if not tls.verified:
+                metadata["tls_peer"] = {"status": "unverified"}
+            else:
+                metadata["tls_peer"] = {"status": "verified"}
+                for path, value in (
+                    (
+                        (*mine, "tls", "version_protocol") if ecs else ("tls_peer", "protocol"),
+                        tls.protocol,
+                    ),
+                    (
+                        (*mine, "tls", "client", "subject") if ecs else ("tls_peer", "subject"),
+                        tls.subject,
+                    ),
+                    ((*mine, "tls", "cipher") if ecs else ("tls_peer", "cipher_suite"), tls.cipher),
+                ):
+                    if value is not None:
+                        _set(metadata, path, value)
+        return metadata
+
+    def applier(self, ip: str | None, tls) -> Callable[[list[dict]], None] | None:
+        """What adds one connection's ``@metadata`` to each event of a batch (in place); None
+        when there is nothing to add (no IP address, no TLS peer to describe)."""
+        template = self.template(ip, tls)
+        if not template:
+            return None
+        return _compiled(template)
+
+
+def _set(into: dict, path: tuple[str, ...], value: Any) -> None:
+    for key in path[:-1]:
+        into = into.setdefault(key, {})
+    into[path[-1]] = value
+
+
+def _merge(into: dict, fresh: dict, top: bool = False) -> None:
+    """``fresh`` set into an event's own ``@metadata``: objects merged (Logstash's
+    ``set_nested``), ``tls_peer`` replaced as a whole (``meta_data['tls_peer'] = {...}``)."""
+    for key, value in fresh.items():
+        have = into.get(key)
+        if type(value) is dict and type(have) is dict and not (top and key == "tls_peer"):
+            _merge(have, value)
+        else:
+            into[key] = value
+
+
+@functools.lru_cache(maxsize=64)
+def _outer(source: str) -> Callable[..., Callable[[list[dict]], None]]:
+    """The compiled maker of appliers of one shape of template: the shapes are few (the names
+    are fixed, the values are arguments), so each is compiled once per process, not once per
+    connection (about 90 µs)."""
+    namespace: dict[str, Any] = {}
+    exec(source, namespace)
+    return namespace["outer"]
+
+
+def _compiled(template: dict) -> Callable[[list[dict]], None]:
+    """The applier of one connection's ``template`` (nested dicts of strings), compiled once per
+    connection: each event's ``@metadata`` is written as dict displays in the loop itself, so
+    that each event owns its dicts at the cost of building them (a generic deep copy, or even a
+    function call per event, costs several times more). An event's own ``@metadata`` gets each
+    top-level field set into it (an object merged, ``tls_peer`` replaced).
+
+    The keys are this module's names (``repr`` of a str), the values closure variables: nothing
+    of the peer's (a certificate subject) is ever part of the compiled source."""
+    values: list[Any] = []
+
+    def display(node: Any) -> str:
+        if type(node) is not dict:
+            values.append(node)
+            return f"_{len(values) - 1}"
+        return "{" + ", ".join(f"{key!r}: {display(value)}" for key, value in node.items()) + "}"
+
+    fresh = display(template)
+    into = []  # the statements that set the template into an event's own @metadata
+    for key, value in template.items():
+        if type(value) is dict and key != "tls_peer":
+            into += [
+                f"                have = metadata.get({key!r})",
+                "                if type(have) is dict:",
+                f"                    _merge(have, {display(value)})",
+                "                else:",
+                f"                    metadata[{key!r}] = {display(value)}",
+            ]
+        else:
+            into.append(f"                metadata[{key!r}] = {display(value)}")
+    names = "".join(f"_{index}, " for index in range(len(values)))
+    source = "\n".join(
+        [
+            f"def outer({names}_merge):",
+            "    def enrich(events):",
+            "        for event in events:",
+            "            metadata = event.get('@metadata')",
+            "            if metadata is None:",
+            f"                event['@metadata'] = {fresh}",
+            "            elif type(metadata) is dict:",
+            *into,
+            "            else:  # not an object: Logstash's @metadata always is one",
+            f"                event['@metadata'] = {fresh}",
+            "    return enrich",
+        ]
+    )
+    inner = _outer(source)(*values, _merge)
+
+    def enrich(events: list[dict], _inner=inner) -> None:
+        # the collector is held off while a batch gets its dicts: otherwise it walks them again
+        # and again as they pile up (every 700 allocations), for dicts that all live as long
+        # as their batch; it runs once, after, if it is due
+        if gc.isenabled():
+            gc.disable()
+            try:
+                _inner(events)
+            finally:
+                gc.enable()
+        else:
+            _inner(events)
+
+    return enrich

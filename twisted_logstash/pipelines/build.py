@@ -373,6 +373,8 @@ def _network_input(protocol: str) -> Callable:
         from twisted_logstash.tap.input import InputProgram
 
         settings = _given(checked)
+        if "ssl_peer_metadata" in settings:
+            _peer_metadata(checked, settings)
         service_ = logstash_input(protocol=protocol, sink=sink, reactor=reactor, **settings)
         where = str(listen_address_of(settings, protocol))
         program = InputProgram(service_, reactor, where=where)
@@ -380,6 +382,34 @@ def _network_input(protocol: str) -> Callable:
         return program
 
     return build_input
+
+
+def _peer_metadata(checked: Checked, settings: dict[str, Any]) -> None:
+    """The beats input's deprecated ``ssl_peer_metadata => true`` (beats input 6.5 to 6.9) as
+    the ``enrich`` it stands for, with its rules and words: not together with ``enrich``, and
+    only with client certificates asked for."""
+    wanted = settings.pop("ssl_peer_metadata")
+    if "enrich" in settings:
+        raise checked.error(
+            f"{checked.where()}: both `enrich` and (deprecated) ssl_peer_metadata were provided;"
+            " use only `enrich`",
+            "ssl_peer_metadata",
+        )
+    log.warn(
+        "{where}: `ssl_peer_metadata` is deprecated (obsolete since the beats input 7.0):"
+        " use `enrich`",
+        where=checked.where(),
+    )
+    if not wanted:
+        return
+    values = checked.values
+    if values["ssl_enabled"] and values["ssl_client_authentication"] == "none":
+        raise checked.error(
+            f"{checked.where()}: Configuring ssl_peer_metadata => true requires"
+            " ssl_client_authentication => to be configured with 'optional' or 'required'",
+            "ssl_peer_metadata",
+        )
+    settings["enrich"] = ["codec_metadata", "source_metadata", "ssl_peer_metadata"]
 
 
 def _stdin(checked: Checked, reactor, sink: IEventSink):

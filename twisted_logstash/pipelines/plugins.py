@@ -145,7 +145,32 @@ _OUTPUT_PROJECT = (
     _s("cooloff", "integer", 60, project=True),
     _s("timeout", "integer", 60, project=True),
 )
-_PEER_METADATA = "the sender's metadata in [@metadata] is not supported yet"
+#: what an input records about its sender in [@metadata] (codecs/events.py ``Enrichment``):
+#: the beats input's own settings; the native wire's Logstash input has none (it records
+#: nothing), so there they are this project's, with the beats input's names and values
+_ENRICH_CHOICES = ("source_metadata", "codec_metadata", "ssl_peer_metadata", "all", "none")
+
+
+def _enrich(project: bool, default: str) -> tuple[SettingSpec, ...]:
+    return (
+        _s(
+            "enrich",
+            "array",
+            None,
+            choices=_ENRICH_CHOICES,
+            project=project,
+            doc=f"what events get in [@metadata] about their sender [{default}]",
+        ),
+        _s(
+            "ecs_compatibility",
+            "choice",
+            "v8",
+            choices=("disabled", "v1", "v8"),
+            project=project,
+            doc="the names of those [@metadata] fields",
+        ),
+    )
+
 
 INPUTS: dict[str, PluginSpec] = {
     "logstash": PluginSpec(
@@ -161,6 +186,7 @@ INPUTS: dict[str, PluginSpec] = {
             *_KEYSTORE,
             _s("username", "string"),
             _s("password", "password"),
+            *_enrich(True, "none"),
             *_INPUT_LIMITS,
             *_HTTP_LIMITS,
         ),
@@ -176,13 +202,17 @@ INPUTS: dict[str, PluginSpec] = {
             _s("ssl_enabled", "boolean", False),
             *_SERVER_TLS,
             _s("client_inactivity_timeout", "integer", 60),
+            *_enrich(False, "codec_metadata, source_metadata"),
+            _s(
+                "ssl_peer_metadata",
+                "boolean",
+                False,
+                doc="deprecated in Logstash (obsolete since beats input 7.0): enrich instead",
+            ),
             *_INPUT_LIMITS,
         ),
         unsupported={
             "codec": "the framed wire carries JSON events; codec cannot be changed here",
-            "enrich": _PEER_METADATA,
-            "ssl_peer_metadata": _PEER_METADATA,
-            "ecs_compatibility": _PEER_METADATA,
             "include_codec_tag": "codecs are not supported on the framed wire here",
             "add_hostname": "deprecated in Logstash and not supported here",
             "ssl_verify_mode": "use ssl_client_authentication",
@@ -355,7 +385,11 @@ def convert(spec: SettingSpec, value: Value) -> Any:
     kind = spec.type
     if kind == "array":
         items = value.value if value.kind == "array" else [value]
-        return [_scalar_text(item) for item in items]
+        texts = [_scalar_text(item) for item in items]
+        for item, text in zip(items, texts, strict=True):
+            if spec.choices and text not in spec.choices:
+                raise ValueError(f"Expected one of {', '.join(spec.choices)}, got {_shown(item)}")
+        return texts
     if kind == "hash":
         if value.kind != "hash":
             raise ValueError(f"Expected hash, got {_shown(value)}")

@@ -4,10 +4,13 @@ OpenSSL reports a failed handshake as a tuple of reason codes, and service-ident
 exception naming patterns; ``describe_tls_failure`` turns either into one line ("certificate
 verify failed: certificate has expired", "no protocol version in common"), the words every
 log line and every error of both wires use. ``describe_peer`` names the far end of a
-connection the same way everywhere.
+connection the same way everywhere; ``peer_address`` and ``describe_tls_peer`` say what an input
+records about its sender (``[@metadata]``, see ``codecs/events.py``).
 """
 
 from __future__ import annotations
+
+from typing import NamedTuple
 
 from OpenSSL import SSL
 from service_identity import VerificationError
@@ -59,6 +62,57 @@ def describe_peer(transport) -> str:
         return "?"
     host, port = getattr(peer, "host", None), getattr(peer, "port", None)
     return str(Host(host, port)) if host is not None else str(peer)
+
+
+def peer_address(transport) -> str | None:
+    """The IP address of a connection's far end as Logstash's beats input records it
+    (``InetAddress.getHostAddress``): an IPv4 address mapped into IPv6 (``::ffff:10.0.0.1``, a
+    dual-stack listener) as IPv4; None when the peer has none (a UNIX socket)."""
+    try:
+        host = transport.getPeer().host
+    except Exception:
+        return None
+    if not isinstance(host, str):
+        return None
+    if host.startswith("::ffff:") and "." in host:
+        return host[7:]
+    return host
+
+
+class TLSPeer(NamedTuple):
+    """What the TLS layer of a connection says about its peer, in the words Logstash's beats
+    input records (``SSLSession``): ``verified`` is whether the peer presented a certificate
+    (one that fails verification fails the handshake first); ``protocol`` (``TLSv1.3``),
+    ``subject`` (RFC 4514, as Java's ``X500Principal.getName()``: ``CN=a,O=b``) and ``cipher``
+    (its IANA name, as Java names it) are None when it is not verified."""
+
+    verified: bool
+    protocol: str | None = None
+    subject: str | None = None
+    cipher: str | None = None
+
+
+def describe_tls_peer(transport) -> TLSPeer | None:
+    """The TLS peer of a connection whose handshake is done; None on a plain connection."""
+    try:
+        handle = transport.getHandle()
+    except Exception:
+        return None
+    if not isinstance(handle, SSL.Connection):
+        return None
+    certificate = handle.get_peer_certificate()
+    if certificate is None:
+        return TLSPeer(False)
+    from twisted_logstash.security.contexts import TLS12_SUITES
+
+    cipher = handle.get_cipher_name()
+    iana = next((iana for iana, name in TLS12_SUITES.items() if name == cipher), cipher)
+    return TLSPeer(
+        True,
+        handle.get_protocol_version_name(),
+        certificate.to_cryptography().subject.rfc4514_string(),
+        iana,  # TLS 1.3 suites have one name; TLS 1.2 ones as Java names them
+    )
 
 
 _REASONS = (

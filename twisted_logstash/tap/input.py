@@ -16,7 +16,13 @@ from twisted.internet.endpoints import serverFromString
 from twisted.internet.error import CannotListenError
 from twisted.logger import Logger
 
-from twisted_logstash.codecs.events import Decorations
+from twisted_logstash.codecs.events import (
+    DEFAULT_ECS,
+    ECS_MODES,
+    Decorations,
+    Enrichment,
+    resolve_enrich,
+)
 from twisted_logstash.errors import ConfigurationError
 from twisted_logstash.pipeline.sinks import sink_from_string
 from twisted_logstash.security.auth import Credentials
@@ -93,6 +99,20 @@ class Options(LogstashOptions):
         ["password-file", None, None, "file whose first line is the password"],
         ["type", None, None, "set `type` on events that lack one"],
         ["tags", None, None, "comma list of tags added to every event"],
+        [
+            "enrich",
+            None,
+            None,
+            "what events get in [@metadata] about their sender: comma list of source_metadata,"
+            " ssl_peer_metadata, codec_metadata, or all, or none [lumberjack:"
+            " codec_metadata,source_metadata; http: none]",
+        ],
+        [
+            "ecs-compatibility",
+            None,
+            None,
+            "names of those [@metadata] fields: disabled, v1 or v8 [v8]",
+        ],
         ["max-pending-requests", None, None, "requests waiting for the sink before 429 [200]"],
         ["max-content-length", None, None, "largest body in bytes before 413 [104857600]"],
         ["max-connections", None, None, "connections at once (both wires) [1000]"],
@@ -157,6 +177,8 @@ def settings_from(options: Options, environ=os.environ) -> tuple[dict, set[str],
         ),
         "type": options["type"],
         "tags": split_list([options["tags"] or ""]),
+        "enrich": split_list([options["enrich"]]) if options["enrich"] is not None else None,
+        "ecs_compatibility": _ecs(options["ecs_compatibility"]),
         "add_field": [_key_value(item) for item in options["add_field"]],
         "max_pending_requests": parse_int(
             "max-pending-requests", options["max_pending_requests"] or "200", 1
@@ -186,6 +208,46 @@ def settings_from(options: Options, environ=os.environ) -> tuple[dict, set[str],
             "--workers needs --host and --port: an --endpoint cannot be shared by processes"
         )
     return settings, explicit, warnings
+
+
+def _ecs(value: str | None) -> str | None:
+    if value is None:
+        return None
+    mode = value.strip().lower()
+    if mode not in ECS_MODES:
+        raise ConfigurationError(f"--ecs-compatibility takes {', '.join(ECS_MODES)}, not {value!r}")
+    return mode
+
+
+def enrichment_of(settings: dict, listener) -> tuple[Enrichment, list[str]]:
+    """What the input records about senders (``--enrich``, ``--ecs-compatibility``, as the
+    beats input's ``enrich`` and ``ecs_compatibility``), and a warning when ``ssl_peer_metadata``
+    was asked for where it records nothing: as in Logstash, only with TLS and client
+    certificates asked for (``--ssl-client-authentication optional`` or ``required``). With an
+    ``--endpoint`` (``listener`` None) it is recorded wherever the connection is TLS."""
+    protocol = settings["protocol"]
+    try:
+        active = resolve_enrich(settings.get("enrich"), protocol)
+    except ValueError as error:
+        raise ConfigurationError(str(error).replace("`enrich`", "--enrich")) from None
+    warnings = []
+    peer = "ssl_peer_metadata" in active
+    if peer and listener is not None:
+        tls = listener.tls
+        if not tls.ssl_enabled or tls.ssl_client_authentication == "none":
+            peer = False
+            if "ssl_peer_metadata" in (settings.get("enrich") or ()):
+                warnings.append(
+                    "--enrich ssl_peer_metadata records nothing unless --ssl-enabled is true and"
+                    " --ssl-client-authentication is optional or required"
+                )
+    enrichment = Enrichment(
+        source_metadata="source_metadata" in active,
+        ssl_peer_metadata=peer,
+        ecs_compatibility=settings.get("ecs_compatibility") or DEFAULT_ECS,
+        plugin="beats" if protocol == "lumberjack" else "logstash",
+    )
+    return enrichment, warnings
 
 
 def parse_workers(value: str | None) -> int:
@@ -250,6 +312,8 @@ def build(settings: dict, explicit: set[str], reactor=None, *, worker_fd: int | 
         tags=tuple(settings["tags"]),
         add_field=tuple(settings["add_field"]),
     )
+    enrichment, more = enrichment_of(settings, listener)
+    warnings += more
     if settings["protocol"] == "lumberjack":
         from twisted_logstash.wires.lumberjack.server import LumberjackInputFactory
 
@@ -279,6 +343,7 @@ def build(settings: dict, explicit: set[str], reactor=None, *, worker_fd: int | 
             body_timeout=float(settings["body_timeout"]),
             idle_timeout=float(settings["idle_timeout"]),
         )
+    factory.enrichment = enrichment or None  # nothing to record: no work per batch at all
     if listener is not None and worker_fd is not None:
         endpoint = adopted_endpoint(reactor, worker_fd, listener.address.host, listener.tls)
         return InputService(endpoint, factory), warnings

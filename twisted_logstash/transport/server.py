@@ -21,9 +21,9 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from twisted_logstash.codecs.events import Decorations, prepare, timestamp_now
+from twisted_logstash.codecs.events import Decorations, Enrichment, prepare, timestamp_now
 from twisted_logstash.interfaces import IInput, IInputConnection, IInputExchange, IInputRegistry
-from twisted_logstash.security.failures import describe_peer
+from twisted_logstash.security.failures import describe_peer, describe_tls_peer, peer_address
 from twisted_logstash.transport.eager import send_now, write_now
 
 __all__ = [
@@ -59,6 +59,10 @@ account them (``IInputExchange.held``): 256 MiB, a quarter of Logstash's default
 
 def _nothing() -> int:
     return 0
+
+
+def _nothing_to_add(events: list) -> None:
+    """The enricher of a connection with nothing to record (a UNIX socket's peer)."""
 
 
 class Close:
@@ -99,6 +103,7 @@ class InputProtocol(protocol.Protocol):
         self._running = False  # inside _run
         self._again = False  # _run was asked to go on while running
         self._start: bytes | None = b"" if factory.sniff_tls else None  # until TLS is ruled out
+        self._enrich: Callable[[list], None] | None = None  # the connection's, once known
 
     # -- Twisted ----------------------------------------------------------------------------------
 
@@ -290,6 +295,11 @@ class InputProtocol(protocol.Protocol):
         self.phase = WAITING
         timeout = factory.timeouts[WAITING]
         self.deadline = None if timeout is None else factory.reactor.seconds() + timeout
+        if factory.enrichment:  # before the decorations, which may refer to it (Logstash's order)
+            enrich = self._enrich
+            if enrich is None:
+                enrich = self._enrich = self._enricher(factory.enrichment)
+            enrich(events)
         prepare(events, factory.now, factory.decorations)  # the clock read only if needed
         try:
             d = factory.sink.deliver(events)
@@ -310,6 +320,13 @@ class InputProtocol(protocol.Protocol):
         self._sync = False
         if self.holding is not None:
             self._pause(_SINK)
+
+    def _enricher(self, enrichment: Enrichment) -> Callable[[list], None]:
+        """What this connection adds to its events' ``@metadata``, worked out once, at its
+        first batch (the TLS handshake is done by then)."""
+        transport = self.transport
+        tls = describe_tls_peer(transport) if enrichment.ssl_peer_metadata else None
+        return enrichment.applier(peer_address(transport), tls) or _nothing_to_add
 
     def _delivered(self, _result: object) -> None:
         events, self.holding = self.holding, None
@@ -420,7 +437,9 @@ class InputFactory(protocol.Factory):
     (``IInputExchange.held``); a connection that takes the sum past it stops reading until the sum
     is back under it (an exchange may also stop working on what it holds: ``crowded``).
     ``send_at_once`` hands answers to the kernel at once (``send_now``); ``sniff_tls`` answers a
-    TLS handshake on this plain port at once (``exchange.tls_hello``).
+    TLS handshake on this plain port at once (``exchange.tls_hello``). ``enrichment`` (an
+    attribute too, None or empty: nothing) is what each event gets in ``@metadata`` about its
+    sender, worked out once per connection (``codecs.events.Enrichment``).
     """
 
     protocol = InputProtocol
@@ -443,6 +462,7 @@ class InputFactory(protocol.Factory):
         busy_answer: bytes = b"",
         send_at_once: bool = False,
         sniff_tls: bool = True,
+        enrichment: Enrichment | None = None,
     ) -> None:
         if reactor is None:
             from twisted.internet import reactor
@@ -450,6 +470,7 @@ class InputFactory(protocol.Factory):
         self.reactor = reactor
         self.exchange = exchange
         self.decorations = decorations
+        self.enrichment = enrichment
         self.max_connections = max_connections
         self.max_held_bytes = max_held_bytes
         self.held = 0
