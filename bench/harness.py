@@ -249,6 +249,7 @@ def receiver_for(m: Measurement, ctx: Context, opts, core: int | None) -> Receiv
             "--ssl-enabled=false",
             "--sink=null",
             f"--workers={m.workers}",
+            *m.flags,
         ]
         receiver = start_receiver(lambda: Receiver(argv, log, core, port, group=True))
         settle_workers(receiver.proc.pid, m.workers or 1)

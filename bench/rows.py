@@ -43,6 +43,9 @@ class Measurement:
     ACKing framed receiver), "twistd" (``twistd -n logstash-input``), "external" (--external)"""
     workers: int | None = None
     """twistd: the ``--workers`` value"""
+    flags: tuple[str, ...] = ("--enrich=none",)
+    """twistd: more flags; by default the input records nothing about the sender, as the
+    single-process rows (a factory built directly) do, so that the rows compare"""
     command: str | None = None
     """external: the command line, with {port} {cert} {key} {ca} {certdir}"""
     pin: bool = True
@@ -156,7 +159,7 @@ def workers_rows() -> list[Measurement]:
         Measurement(
             f"{wire}-w{n}",
             "workers",
-            f"twistd logstash-input --protocol {protocol} --workers {n}",
+            f"twistd logstash-input --protocol {protocol} --workers {n} --enrich none",
             CLOADGEN,
             tls=False,
             needs=NATIVE_INPUT if wire == "native" else FRAMED_INPUT,
@@ -167,6 +170,21 @@ def workers_rows() -> list[Measurement]:
         )
         for wire, protocol in (("native", "http"), ("framed", "lumberjack"))
         for n in worker_counts()
+    ] + [
+        Measurement(
+            "framed-w1-enrich",
+            "workers",
+            "the same, recording the sender as Logstash's beats input does by default "
+            "(enrich source_metadata, ECS v8)",
+            CLOADGEN,
+            tls=False,
+            needs=FRAMED_INPUT,
+            wire="framed",
+            launch="twistd",
+            workers=1,
+            flags=(),
+            pin=False,
+        )
     ]
 
 
