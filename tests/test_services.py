@@ -83,6 +83,20 @@ def test_native_wire_with_mutual_tls_and_basic_auth(certs, tmp_path):
 
 
 @pytest_twisted.inlineCallbacks
+def test_tags_and_fields_reach_events_as_given():
+    """A tag holding a comma and a field name holding '=' are one tag and one name (the
+    programs' flags read comma lists and KEY=VALUE; a library or pipeline caller gave objects)."""
+    events = yield _round_trip(
+        {"ssl_enabled": False, "tags": ["a,b", "c"], "add_field": {"k=x": "v=1", "site": "y"}},
+        {"ssl_enabled": False, "batch_delay": 1},
+        "http",
+        count=3,
+    )
+    assert all(e["tags"] == ["a,b", "c"] for e in events)
+    assert all(e["k=x"] == "v=1" and e["site"] == "y" for e in events)
+
+
+@pytest_twisted.inlineCallbacks
 def test_framed_wire_with_mutual_tls(certs, tmp_path):
     server, client = _mutual_tls(certs)
     yield _round_trip(

@@ -51,6 +51,7 @@ def logstash_input(
 
     options = _parsed(program.Options(), "logstash_input", protocol, settings)
     values, explicit, warnings = program.settings_from(options, environ={})
+    values.update(_as_given(settings))
     values["sink"] = _sink(sink)
     service, more = program.build(values, explicit, reactor)
     _warn(warnings + more)
@@ -116,6 +117,20 @@ def _flag_values(name: str, value: Any) -> list[str]:
         items = [str(item) for item in value]
         return items if name in _REPEATED else [",".join(items)]
     return [str(value)]
+
+
+def _as_given(settings: Mapping[str, Any]) -> dict[str, Any]:
+    """``tags`` and ``add_field`` as the caller gave them, once the flags made of them were
+    checked: a flag reads a comma list and KEY=VALUE, so a tag holding a comma or a field name
+    holding ``=`` would be cut there (a pipeline's ``tags => ["a,b"]`` is one tag)."""
+    given: dict[str, Any] = {}
+    tags = settings.get("tags")
+    if isinstance(tags, (list, tuple)):
+        given["tags"] = [str(tag) for tag in tags]
+    fields = settings.get("add_field")
+    if isinstance(fields, Mapping):
+        given["add_field"] = [(str(key).strip(), str(value)) for key, value in fields.items()]
+    return given
 
 
 def _sink(sink) -> IEventSink:
