@@ -51,6 +51,7 @@ __all__ = [
     "compress",
     "compressor",
     "decompress",
+    "engine",
     "normalize",
     "settle_vectors",
 ]
@@ -103,6 +104,12 @@ if isal_zlib is not None:
     )
 
 DEFAULT_BACKEND = "isal" if "isal" in _BACKENDS else "zlib"
+
+
+def engine(name: str | None = None) -> Backend:
+    """The DEFLATE backend ``name`` ("isal" or "zlib"), or the fastest importable one: for a
+    wire that runs the compression objects itself (the framed wire's `C` frames)."""
+    return _backend(name)
 
 
 def available_backends() -> tuple[str, ...]:

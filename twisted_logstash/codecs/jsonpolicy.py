@@ -305,7 +305,9 @@ def read_objects(chunks: list[bytes]) -> list[dict] | None:
     """The JSON objects ``chunks`` hold, one each, read in one call; None unless every chunk is
     exactly one JSON object (one that :data:`read` reads alone) and none may nest deeper than
     :data:`MAX_DEPTH`: then read them one by one (the careful way), for the events of the bad
-    ones. The framed input's ``J`` frames, a batch of lines.
+    ones. (Tried for the framed input's ``J`` frames, one call per window: slower than one
+    :data:`read` per frame there, docs/benchmarks.md; :func:`read_object_lines` uses the same
+    proof for the native body.)
 
     Much cheaper than one :data:`read` per chunk for a batch (one call, no Python per event);
     equal to it whenever it answers (see :func:`_objects`)."""

@@ -31,16 +31,10 @@ since the stream has no resynchronisation point and the connection must be dropp
 from __future__ import annotations
 
 import struct
-import zlib
 from collections.abc import Iterator
 from typing import Any
 
-try:
-    from isal import isal_zlib as _deflate
-except ImportError:  # pragma: no cover - isal is a declared dependency
-    _deflate = zlib
-
-from twisted_logstash.codecs.compression import settle_vectors
+from twisted_logstash.codecs.compression import engine, settle_vectors
 from twisted_logstash.codecs.jsonpolicy import MAX_DEPTH, TooDeepError, loads, read
 from twisted_logstash.wires.lumberjack.frames import (
     CODE_ACK,
@@ -80,6 +74,8 @@ _NEED_MORE = None
 _SHALLOW = 2 * MAX_DEPTH
 """A JSON text of this many bytes at most cannot nest deeper than MAX_DEPTH (every level takes
 two brackets): its event needs no depth check (`jsonpolicy.loads` skips it too)."""
+
+_DEFLATE = engine()  # ISA-L, zlib when it is missing: compression.py chooses for both wires
 
 
 #: a TLS record header starts with content type 22 (handshake) and major version 3
@@ -128,7 +124,7 @@ class _Inflation:
     def __init__(self, version: int, length: int):
         self.version = version
         self.remaining = length
-        self.inflater = _deflate.decompressobj()
+        self.inflater = _DEFLATE.decompressobj()
         self.inner = _Stream()
         self.total = 0
 
@@ -301,7 +297,7 @@ class FrameDecoder:
             step = min(_INFLATE_STEP, limit - inflation.total + 1)
             try:
                 out = inflater.decompress(data, step)
-            except _deflate.error as exc:
+            except _DEFLATE.error as exc:
                 raise CompressedFrameError(f"C frame is not a valid zlib stream: {exc}") from None
             finally:
                 settle_vectors()
