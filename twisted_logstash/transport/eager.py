@@ -24,6 +24,7 @@ flush is scheduled at all. Anything else
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Sequence
 
 from twisted.internet import tcp
@@ -37,7 +38,7 @@ try:  # where Twisted gathers small TLS writes until the next turn (private; abs
 except ImportError:  # pragma: no cover - an older or newer Twisted
     _AggregateSmallWrites = None
 
-__all__ = ["send_now", "write_now"]
+__all__ = ["send_now", "shut_write_now", "write_now"]
 
 _tls_write = TLSMemoryBIOProtocol.write  # the TLS layer's own write, not the gathering one
 _pass_write = ProtocolWrapper.write
@@ -177,3 +178,31 @@ def _send_plain(connection: tcp.Connection, chunks: Sequence[bytes]) -> None:
             continue
         _queue(connection, chunk[sent:] if sent else chunk)
         sent = 0
+
+
+def shut_write_now(connection: ITransport) -> bool:
+    """Send what a TCP connection holds, then end its write side (a FIN); False, with nothing
+    ended, when it is not a TCP connection or the socket does not take everything at once.
+
+    Twisted's own ``loseWriteConnection`` marks the connection as closed for writing, after
+    which its ``loseConnection`` ends the whole connection at once, inside the caller. Under
+    Twisted's TLS layer that caller is the layer's own handling of the peer's ``close_notify``,
+    which goes on using the TLS state the connection's end just freed ("'NoneType' object has
+    no attribute 'bio_read'", logged as an unhandled error for each connection closed). Shut
+    down here, at the socket, the connection keeps Twisted's ordinary close for later: the
+    next turn's, when both sides are done."""
+    if not isinstance(connection, tcp.Connection):
+        return False
+    if _waiting(connection):
+        connection.doWrite()
+        if _waiting(connection):
+            return False
+    try:
+        connection.socket.shutdown(socket.SHUT_WR)
+    except OSError:
+        return False  # gone already: the reactor reports it
+    return True
+
+
+def _waiting(connection: tcp.Connection) -> bool:
+    return bool(connection._tempDataBuffer) or len(connection.dataBuffer) > connection.offset

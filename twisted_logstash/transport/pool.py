@@ -33,6 +33,7 @@ from zope.interface import implementer
 
 from twisted_logstash.errors import ConfigurationError, RetriableError
 from twisted_logstash.interfaces import IConnectionPool, IExchange, IWire
+from twisted_logstash.transport.eager import shut_write_now
 from twisted_logstash.transport.hosts import Host
 
 __all__ = [
@@ -111,9 +112,10 @@ class PooledConnection(Protocol):
         transport.loseConnection()
         if ISSLTransport.providedBy(transport):
             tcp = getattr(transport, "transport", None)  # under TLSMemoryBIOProtocol
-            lose_write = getattr(tcp, "loseWriteConnection", None)
-            if lose_write is not None:
-                lose_write()
+            if tcp is not None:
+                # our close_notify, then the FIN; if the socket does not take it at once (it
+                # always does on an idle connection) the grace below ends a silent peer
+                shut_write_now(tcp)
 
     def abort(self) -> None:
         """Close at once (an RST), whatever is buffered or expected."""
