@@ -1,8 +1,8 @@
 """The programs' ``--help``, grouped: one group table per program.
 
 twisted's ``usage.Options`` lists every flag in one alphabetical block; with some fifty flags
-that hides what belongs together. ``grouped_usage`` renders the same entries (twisted's own
-``docMakeChunks``) under the groups of the program's table, in the table's order. A flag that
+that hides what belongs together. ``grouped_usage`` renders the same entries (in twisted's layout)
+under the groups of the program's table, in the table's order. A flag that
 no group names is listed under "Other" rather than lost (and a test fails for it); a name in a
 table that is not (yet) a flag is skipped, so a table may name flags being added elsewhere.
 """
@@ -132,31 +132,41 @@ def grouped(options: usage.Options, groups: dict[str, tuple[str, ...]]) -> list[
 def grouped_usage(
     options: usage.Options, groups: dict[str, tuple[str, ...]], width: int | None = None
 ) -> str:
-    """The options part of ``--help``: each group's flags as twisted renders them, then the
-    program's description."""
+    """The options part of ``--help``: each group's flags in the table's order (twisted's
+    layout, one column of flags aligned over every group), then the program's description."""
     if not width:
         width = int(os.environ.get("COLUMNS", "80"))
     shorts = {
         long: short for short, long in options.synonyms.items() if short != long and len(short) == 1
     }
-    kinds = {
-        (opt[:-1] if opt.endswith("=") else opt): "parameter" if opt.endswith("=") else "flag"
-        for opt in options.longOpt
+    takes = {opt[:-1] for opt in options.longOpt if opt.endswith("=")}
+    # the flags one wire alone has (the programs' ONLY tables), marked as such
+    only = {
+        name.replace("_", "-"): wire
+        for wire, names in (getattr(options, "wire_only", None) or {}).items()
+        for name in names
     }
+    sections = grouped(options, groups)
+    heads = {
+        flag: (f"  -{shorts[flag]}, " if flag in shorts else "      ")
+        + f"--{flag}"
+        + ("=" if flag in takes else "")
+        for _, flags in sections
+        for flag in flags
+    }
+    column = max(len(head) for head in heads.values()) + 2
     chunks = []
-    for name, flags in grouped(options, groups):
-        entries = [
-            {
-                "long": flag,
-                "short": shorts.get(flag),
-                "doc": options.docs[flag],
-                "optType": kinds[flag],
-                "default": options.defaults.get(flag),
-                "dispatch": options._dispatch.get(flag),
-            }
-            for flag in flags
-        ]
-        chunks.append(f"{name}:\n" + "".join(usage.docMakeChunks(entries, width)))
+    for name, flags in sections:
+        lines = [f"{name}:"]
+        for flag in flags:
+            doc = " ".join((options.docs.get(flag) or "").split())
+            wire = only.get(flag)
+            if wire:
+                doc = f"{doc} ({wire} only)"
+            wrapped = textwrap.wrap(doc, max(20, width - column), break_on_hyphens=False) or [""]
+            lines.append(heads[flag].ljust(column) + wrapped[0])
+            lines.extend(" " * column + more for more in wrapped[1:])
+        chunks.append("\n".join(lines) + "\n")
     text = "\n".join(chunks)
     longdesc = getattr(options, "longdesc", None) or ""
     if longdesc:

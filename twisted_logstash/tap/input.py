@@ -143,12 +143,13 @@ class Options(LogstashOptions):
             "workers",
             None,
             None,
-            "processes accepting on the port, each with every limit above: a number, or auto"
+            "processes accepting on the port, each with every limit: a number, or auto"
             " (one per core) [1: this process alone]",
         ],
     ]
     repeatable = ("ssl_certificate_authorities", "add_field")
     help_groups = INPUT_GROUPS
+    wire_only = ONLY
 
     opt_ssl_certificate_authorities = appender(
         "ssl_certificate_authorities", "PEM CA file trusted for client certificates (repeatable)"

@@ -105,6 +105,7 @@ class Options(LogstashOptions):
     ]
     repeatable = ("hosts", "ssl_certificate_authorities")
     help_groups = OUTPUT_GROUPS
+    wire_only = ONLY
 
     opt_hosts = appender("hosts", "host, host:port, [v6] or [v6]:port; comma list or repeated")
     opt_ssl_certificate_authorities = appender(
