@@ -325,3 +325,22 @@ def test_the_framed_wire_takes_zlib_or_none(compression):
     settings, _, _ = output_program.settings_from(options, environ={})
     transmitter = output_program.make_transmitter(settings, MemoryReactorClock())
     assert transmitter is not None
+
+
+@pytest.mark.parametrize("protocol", ["http", "lumberjack"])
+def test_a_compression_level_out_of_range_names_the_flag(protocol):
+    # the framed wire's transmitter raised a bare ValueError: a traceback instead of one line
+    error = _error(
+        output_program, "--hosts", "h", "--protocol", protocol, "--compression-level", "12"
+    )
+    assert error.render(FLAG) == "--compression-level takes 0 to 9, not 12"
+
+
+def test_the_native_wire_refuses_zlib_naming_the_flag():
+    error = _error(
+        output_program, "--hosts", "h", "--ssl-enabled", "false", "--compression", "zlib"
+    )
+    assert error.render(FLAG) == (
+        "--compression zlib is not available on the native wire (--protocol http): "
+        "it takes gzip, deflate, snappy or none"
+    )

@@ -44,6 +44,8 @@ from twisted_logstash.transport.hosts import parse_hosts
 PROGRAM = "logstash-output"
 log = Logger(namespace="twisted_logstash.pipeline.output")
 
+#: what ``--compression`` takes on the native wire (Content-Encodings and their spellings)
+NATIVE_COMPRESSION = ("gzip", "x-gzip", "deflate", "x-deflate", "snappy", "identity", "none")
 #: flags that mean something on one wire only (see ``check_protocol_flags``)
 ONLY = {"http": ("username", "password")}
 WHY = {
@@ -176,6 +178,15 @@ def make_transmitter(settings: dict, reactor, connector: Connector | None = None
     """
     if connector is None:
         connector = output_connector(settings, protocol=settings["protocol"])
+    level = settings["compression_level"]
+    if level is not None and not 0 <= level <= 9:
+        raise ConfigurationError.about("{compression_level} takes 0 to 9, not {level}", level=level)
+    if settings["protocol"] == "http" and settings["compression"] not in NATIVE_COMPRESSION:
+        raise ConfigurationError.about(
+            "{compression} {value} is not available on the native wire ({protocol:http}):"
+            " it takes gzip, deflate, snappy or none",
+            value=settings["compression"],
+        )
     endpoints = connector.endpoints(reactor)
     if settings["protocol"] == "lumberjack":
         from twisted_logstash.wires.lumberjack.client import LumberjackTransmitter
