@@ -280,7 +280,7 @@ class Listener:
     address: Host
     tls: ServerTLSSettings
     credentials: Credentials
-    #: settings that work but are unsafe, in Logstash's words
+    #: settings that work but are unsafe (``Message``: rendered as flags or settings)
     warnings: tuple[str, ...]
 
     def endpoint(self, reactor) -> IStreamServerEndpoint:
@@ -295,7 +295,7 @@ class Connector:
 
     tls: ClientTLSSettings
     credentials: Credentials
-    #: settings that work but are unsafe, in Logstash's words
+    #: settings that work but are unsafe (``Message``: rendered as flags or settings)
     warnings: tuple[str, ...]
 
     def endpoints(self, reactor, timeout: float = DEFAULT_CONNECT_TIMEOUT) -> ClientEndpoints:
