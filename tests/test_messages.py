@@ -344,3 +344,11 @@ def test_the_native_wire_refuses_zlib_naming_the_flag():
         "--compression zlib is not available on the native wire (--protocol http): "
         "it takes gzip, deflate, snappy or none"
     )
+
+
+def test_an_endpoint_string_error_names_the_flag_and_the_strings_own_settings():
+    error = _error(input_program, "--endpoint", "logstash-tls:port=0")
+    text = error.render(FLAG)
+    assert text.startswith("--endpoint 'logstash-tls:port=0': TLS is on but has no identity")
+    # the string's parameters are settings: named as written there
+    assert "give `ssl_certificate` and `ssl_key`" in text

@@ -365,10 +365,11 @@ def build(settings: dict, explicit: set[str], reactor=None, *, worker_fd: int | 
     description = settings["endpoint"]
     try:
         endpoint = serverFromString(reactor, description)
-    except ConfigurationError:
-        raise ConfigurationError(f"endpoint {redact(description)!r}: {sys.exc_info()[1]}")
-    except (ValueError, KeyError, TypeError) as e:
-        raise ConfigurationError(f"endpoint {redact(description)!r}: {e}")
+    except (ValueError, KeyError, TypeError) as e:  # a ConfigurationError too
+        # the string's own parameters are settings (ssl_key=...): its message names them so
+        raise ConfigurationError.about(
+            "{endpoint} {description!r}: {reason}", description=redact(description), reason=str(e)
+        ) from None
     return InputService(endpoint, factory), warnings
 
 
