@@ -68,6 +68,18 @@ def test_plain_messages_are_shown_as_written_and_flags_become_settings_on_demand
     assert str(error) == "`add_field` takes KEY=VALUE"
 
 
+def test_a_message_copied_or_pickled_stays_a_template():
+    import copy
+    import pickle
+
+    message = Message("{port} takes a number, not {value!r}", value="x")
+    for again in (copy.copy(message), pickle.loads(pickle.dumps(message))):
+        assert again.render(FLAG) == "--port takes a number, not 'x'"
+        assert again.settings == ("port",)
+    error = pickle.loads(pickle.dumps(ConfigurationError(message)))
+    assert error.render(FLAG) == "--port takes a number, not 'x'"
+
+
 def test_a_configuration_error_about_settings():
     error = ConfigurationError.about("{password} is required when {username} is given")
     assert error.settings == ("password", "username")

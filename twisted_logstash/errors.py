@@ -74,6 +74,10 @@ class Message(str):
         self.settings = tuple(names)
         return self
 
+    def __getnewargs_ex__(self):
+        """Copied or pickled, a Message stays a template (not its rendered text)."""
+        return (self.template,), self.values
+
     def render(self, style: str = SETTING, rename: Mapping[str, str] | None = None) -> str:
         """The sentence with its settings named in ``style``; ``rename`` maps a setting to the
         name a front end knows it by (a pipeline plugin calling a CA ``ssl_certificate``)."""
