@@ -223,8 +223,8 @@ def test_nothing_near():
 
 
 def test_other_usage_errors_are_left_alone():
-    with pytest.raises(usage.UsageError, match="requires argument"):
-        output_program.Options().parseOptions(["--hosts"])
+    with pytest.raises(usage.UsageError, match="give the pipeline with one of -f FILE or -e"):
+        pipeline_program.Options().parseOptions([])
 
 
 # -- --help and --version -----------------------------------------------------------------------
@@ -364,3 +364,32 @@ def test_an_endpoint_string_error_names_the_flag_and_the_strings_own_settings():
     assert text.startswith("--endpoint 'logstash-tls:port=0': TLS is on but has no identity")
     # the string's parameters are settings: named as written there
     assert "give `ssl_certificate` and `ssl_key`" in text
+
+
+@pytest.mark.parametrize(
+    ("sink", "said"),
+    [
+        ("bogus", "--sink: unknown sink 'bogus': expected 'stdout', 'file:PATH' or 'null'"),
+        ("file:", "--sink: sink 'file:' needs a path, as in file:/var/log/events.ndjson"),
+    ],
+)
+def test_a_sink_mistake_names_the_flag(sink, said):
+    assert _error(input_program, "--ssl-enabled", "false", "--sink", sink).render(FLAG) == said
+
+
+def test_a_dead_letter_file_that_cannot_be_opened_names_the_flag(tmp_path):
+    path = tmp_path / "no" / "such" / "dl.ndjson"
+    error = _error(
+        output_program, "--hosts", "h", "--ssl-enabled", "false", "--dead-letter", str(path)
+    )
+    assert error.render(FLAG) == f"--dead-letter {path}: cannot be opened (no such file)"
+
+
+@pytest.mark.parametrize(
+    ("argv", "said"),
+    [(["--tags"], "--tags needs a value"), (["--help=x"], "--help takes no value")],
+)
+def test_a_flag_without_its_value(argv, said):
+    with pytest.raises(usage.UsageError) as raised:
+        input_program.Options().parseOptions(argv)
+    assert str(raised.value) == said

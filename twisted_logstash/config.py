@@ -120,7 +120,7 @@ def _first_line(path: str) -> str:
             line = stream.readline()
     except OSError as error:
         raise ConfigurationError.about(
-            "{password_file} {path}: cannot be read ({why})", path=path, why=_why(error)
+            "{password_file} {path}: cannot be read ({why})", path=path, why=why(error)
         )
     except UnicodeDecodeError:
         raise ConfigurationError.about("{password_file} {path}: is not UTF-8 text", path=path)
@@ -321,11 +321,12 @@ def _check_readable(name: str, path: str) -> None:
             stream.read(1)
     except OSError as error:
         raise ConfigurationError.about(
-            named(name) + " {path}: cannot be read ({why})", path=path, why=_why(error)
+            named(name) + " {path}: cannot be read ({why})", path=path, why=why(error)
         )
 
 
-def _why(error: OSError) -> str:
+def why(error: OSError) -> str:
+    """Why a file could not be used, in a few words."""
     if isinstance(error, FileNotFoundError):
         return "no such file"
     if isinstance(error, PermissionError):

@@ -106,6 +106,8 @@ def appender(key: str, doc: str):
 
 _GETOPT = re.compile(r"^option --(\S+) (not recognized|not a unique prefix)$")
 _NO_SUCH = re.compile(r"^No such option '(\S+)'$")
+_NO_VALUE = re.compile(r"^option --(\S+) requires argument$")
+_A_VALUE = re.compile(r"^option --(\S+) must not have an argument$")
 
 
 def suggestion(typed: str, flags: list[str]) -> str:
@@ -145,6 +147,10 @@ class ProgramOptions(usage.Options):
             super().parseOptions(options)
         except usage.UsageError as error:
             message = str(error)
+            for pattern, said in ((_NO_VALUE, "needs a value"), (_A_VALUE, "takes no value")):
+                flag = pattern.match(message)
+                if flag is not None:
+                    raise usage.UsageError(f"--{flag.group(1)} {said}") from None
             unknown = _GETOPT.match(message) or _NO_SUCH.match(message)
             if unknown is None:
                 raise

@@ -316,7 +316,10 @@ def build(settings: dict, explicit: set[str], reactor=None, *, worker_fd: int | 
     if fsync and not (isinstance(sink, str) and sink.startswith("file:")):
         raise ConfigurationError.about("{sink_fsync} is for the file sink ({sink:file:PATH})")
     if isinstance(sink, str):
-        sink = sink_from_string(sink, fsync=fsync, shared=worker_fd is not None)
+        try:
+            sink = sink_from_string(sink, fsync=fsync, shared=worker_fd is not None)
+        except ConfigurationError as error:
+            raise ConfigurationError.about("{sink}: {reason}", reason=str(error)) from None
     if worker_fd is not None:
         sink = CountingSink(sink)
     decorations = Decorations(

@@ -17,6 +17,7 @@ from twisted.internet import defer
 from twisted.internet.error import CannotListenError
 from twisted.logger import Logger
 
+from twisted_logstash import config
 from twisted_logstash.codecs.bytebound import DEFAULT_BATCH_MAX_BYTES
 from twisted_logstash.errors import ConfigurationError, Message
 from twisted_logstash.pipeline.deadletter import DeadLetterFile
@@ -374,7 +375,14 @@ def build_output(settings: dict, explicit: set[str], reactor=None, *, close_queu
     connector = output_connector(settings, explicit, protocol=settings["protocol"])
     warnings = list(connector.warnings)
     dead_letter = DeadLetterFile(settings["dead_letter"], reactor)
-    dead_letter.check()
+    try:
+        dead_letter.check()
+    except OSError as error:
+        raise ConfigurationError.about(
+            "{dead_letter} {path}: cannot be opened ({why})",
+            path=settings["dead_letter"],
+            why=config.why(error),
+        ) from None
     output = Output(
         make_transmitter(settings, reactor, connector),
         settings["hosts"],
