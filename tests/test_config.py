@@ -1,4 +1,5 @@
-"""Logstash's configuration rules, one row per rule, asserting the message the user reads."""
+"""Logstash's configuration rules, one row per rule, asserting the message the user reads:
+the programs' words (flags, ``render(FLAG)``); ``str()`` says the same with setting names."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import pytest
 
 from tests import support_tls
 from twisted_logstash import config
-from twisted_logstash.errors import ConfigurationError
+from twisted_logstash.errors import FLAG, SETTING, ConfigurationError
 
 certs = support_tls.certs  # the session fixture, under its name
 
@@ -21,114 +22,114 @@ MISSING = "{certs}/missing.crt"
 # fmt: off
 ERRORS = [
     ("username-without-password", "input", {"username": "u", "ssl_enabled": False}, None,
-     "`password` is REQUIRED when `username` is provided"),
+     "--password is required when --username is given"),
     ("password-without-username", "input", {"password": "p", "ssl_enabled": False}, None,
-     "`password` not allowed unless `username` is configured"),
+     "--password is not allowed without --username"),
     ("output-username-without-password", "output", {"username": "u"}, None,
-     "`password` is REQUIRED when `username` is provided"),
+     "--password is required when --username is given"),
     ("output-password-without-username", "output", {"password": "p"}, None,
-     "`password` not allowed unless `username` is configured"),
+     "--password is not allowed without --username"),
     ("explicit-ssl-while-disabled", "input",
      {"ssl_enabled": False, "ssl_certificate": CERT, "ssl_key": KEY}, None,
-     'Explicit SSL-related settings not supported because `ssl_enabled => false`: '
-     '["ssl_certificate", "ssl_key"]'),
+     "TLS is off (--ssl-enabled is false): --ssl-certificate, --ssl-key cannot be used; "
+     "give --ssl-enabled true or leave them out"),
     ("output-explicit-ssl-while-disabled", "output",
      {"ssl_enabled": False, "ssl_verification_mode": "full"}, None,
-     'Explicit SSL-related settings not supported because `ssl_enabled => false`: '
-     '["ssl_verification_mode"]'),
+     "TLS is off (--ssl-enabled is false): --ssl-verification-mode cannot be used; "
+     "give --ssl-enabled true or leave it out"),
     ("input-no-identity", "input", {}, set(),
-     "SSL identity MUST be configured with either `ssl_certificate`/`ssl_key` or "
-     "`ssl_keystore_*`"),
+     "TLS is on but has no identity: give --ssl-certificate and --ssl-key (or "
+     "--ssl-keystore-path and --ssl-keystore-password), or turn TLS off with --ssl-enabled "
+     "false; `make certs` creates test certificates in certs/out"),
     ("input-certificate-and-keystore", "input",
      {"ssl_certificate": CERT, "ssl_key": KEY, "ssl_keystore_path": P12,
       "ssl_keystore_password": "changeit"}, None,
-     "SSL identity can be configured with EITHER `ssl_certificate` OR `ssl_keystore_*`, "
-     "but not both"),
+     "the TLS identity is either --ssl-certificate and --ssl-key or --ssl-keystore-path, "
+     "not both"),
     ("input-certificate-without-key", "input", {"ssl_certificate": CERT}, None,
-     "`ssl_key` is required when `ssl_certificate` is configured"),
+     "--ssl-key is required when --ssl-certificate is given"),
     ("input-key-without-certificate", "input", {"ssl_key": KEY}, None,
-     "`ssl_key` is not allowed unless `ssl_certificate` is configured"),
+     "--ssl-key is not allowed without --ssl-certificate"),
     ("input-passphrase-without-key", "input",
      {"ssl_key_passphrase": "x", "ssl_keystore_path": P12, "ssl_keystore_password": "c"}, None,
-     "`ssl_key_passphrase` is not allowed unless `ssl_key` is configured"),
+     "--ssl-key-passphrase is not allowed without --ssl-key"),
     ("input-keystore-without-password", "input", {"ssl_keystore_path": P12}, None,
-     "`ssl_keystore_password` is REQUIRED when `ssl_keystore_path` is configured"),
+     "--ssl-keystore-password is required when --ssl-keystore-path is given"),
     ("input-keystore-password-without-path", "input", {"ssl_keystore_password": "c"}, None,
-     "`ssl_keystore_password` is not allowed unless `ssl_keystore_path` is configured"),
+     "--ssl-keystore-password is not allowed without --ssl-keystore-path"),
     ("input-empty-keystore-password", "input",
      {"ssl_keystore_path": P12, "ssl_keystore_password": ""}, None,
-     "`ssl_keystore_password` cannot be empty"),
+     "--ssl-keystore-password cannot be empty"),
     ("input-empty-key-passphrase", "input",
      {"ssl_certificate": CERT, "ssl_key": KEY, "ssl_key_passphrase": ""}, None,
-     "`ssl_key_passphrase` cannot be empty"),
+     "--ssl-key-passphrase cannot be empty"),
     ("input-cas-with-client-auth-none", "input",
      {"ssl_certificate": CERT, "ssl_key": KEY, "ssl_certificate_authorities": [CA]}, None,
-     "`ssl_certificate_authorities` is not supported because "
-     "`ssl_client_authentication => none`"),
+     "--ssl-certificate-authorities is not used with --ssl-client-authentication none: give "
+     "--ssl-client-authentication optional or required to verify client certificates"),
     ("input-client-auth-without-cas", "input",
      {"ssl_certificate": CERT, "ssl_key": KEY, "ssl_client_authentication": "required"}, None,
-     "Using `ssl_client_authentication` set to `optional` or `required` requires the "
-     "configuration of trust with `ssl_certificate_authorities`"),
+     "--ssl-client-authentication required needs --ssl-certificate-authorities: the CAs "
+     "that client certificates are verified against"),
     ("input-client-auth-value", "input",
      {"ssl_certificate": CERT, "ssl_key": KEY, "ssl_client_authentication": "force_peer"}, None,
-     "`ssl_client_authentication` must be one of none, optional, required, not 'force_peer'"),
+     "--ssl-client-authentication takes none, optional or required, not 'force_peer'"),
     ("input-protocol-value", "input",
      {"ssl_certificate": CERT, "ssl_key": KEY, "ssl_supported_protocols": ["TLSv1.3", "SSLv3"]},
-     None, "`ssl_supported_protocols`: SSLv3 not supported; use TLSv1.1, TLSv1.2, TLSv1.3"),
+     None, "--ssl-supported-protocols: SSLv3 not supported; use TLSv1.1, TLSv1.2, TLSv1.3"),
     ("input-cipher-value", "input",
      {"ssl_certificate": CERT, "ssl_key": KEY, "ssl_cipher_suites": ["TLS_NOPE"]}, None,
-     "`ssl_cipher_suites`: unknown or unsupported cipher suite(s) TLS_NOPE (use IANA names "
+     "--ssl-cipher-suites: unknown or unsupported cipher suite(s) TLS_NOPE (use IANA names "
      "such as TLS_AES_128_GCM_SHA256 or TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384)"),
     ("input-handshake-timeout-value", "input",
      {"ssl_certificate": CERT, "ssl_key": KEY, "ssl_handshake_timeout": "0"}, None,
-     "`ssl_handshake_timeout` must be a positive number of milliseconds, not '0'"),
+     "--ssl-handshake-timeout must be a positive number of milliseconds, not '0'"),
     ("input-missing-certificate-file", "input", {"ssl_certificate": MISSING, "ssl_key": KEY},
-     None, "Specified ssl_certificate {certs}/missing.crt path must be readable (no such file)"),
+     None, "--ssl-certificate {certs}/missing.crt: cannot be read (no such file)"),
     ("input-missing-ca-file", "input",
      {"ssl_certificate": CERT, "ssl_key": KEY, "ssl_client_authentication": "optional",
       "ssl_certificate_authorities": [CA, MISSING]}, None,
-     "Specified ssl_certificate_authorities {certs}/missing.crt path must be readable "
-     "(no such file)"),
+     "--ssl-certificate-authorities {certs}/missing.crt: cannot be read (no such file)"),
     ("input-directory-as-key", "input", {"ssl_certificate": CERT, "ssl_key": "{certs}"}, None,
-     "Specified ssl_key {certs} path must be readable (it is a directory)"),
+     "--ssl-key {certs}: cannot be read (it is a directory)"),
     ("output-certificate-and-keystore", "output",
      {"ssl_certificate": CERT, "ssl_key": KEY, "ssl_keystore_path": P12,
       "ssl_keystore_password": "c"}, None,
-     "SSL identity can be configured with EITHER `ssl_certificate` OR `ssl_keystore_*`, "
-     "but not both"),
+     "the TLS identity is either --ssl-certificate and --ssl-key or --ssl-keystore-path, "
+     "not both"),
     ("output-certificate-without-key", "output", {"ssl_certificate": CERT}, None,
-     "`ssl_key` is REQUIRED when `ssl_certificate` is provided"),
+     "--ssl-key is required when --ssl-certificate is given"),
     ("output-key-without-certificate", "output", {"ssl_key": KEY}, None,
-     "`ssl_key` is not allowed unless `ssl_certificate` is configured"),
+     "--ssl-key is not allowed without --ssl-certificate"),
     ("output-passphrase-without-key", "output", {"ssl_key_passphrase": "x"}, None,
-     "`ssl_key_passphrase` is not allowed unless `ssl_key` is configured"),
+     "--ssl-key-passphrase is not allowed without --ssl-key"),
     ("output-keystore-without-password", "output", {"ssl_keystore_path": P12}, None,
-     "`ssl_keystore_password` is REQUIRED when `ssl_keystore_path` is provided"),
+     "--ssl-keystore-password is required when --ssl-keystore-path is given"),
     ("output-keystore-password-without-path", "output", {"ssl_keystore_password": "c"}, None,
-     "`ssl_keystore_password` is not allowed unless `ssl_keystore_path` is configured"),
+     "--ssl-keystore-password is not allowed without --ssl-keystore-path"),
     ("output-cas-and-truststore", "output",
      {"ssl_certificate_authorities": [CA], "ssl_truststore_path": TRUST,
       "ssl_truststore_password": "changeit"}, None,
-     "SSL trust can be configured with EITHER `ssl_certificate_authorities` OR "
-     "`ssl_truststore_*`, but not both"),
+     "trust is either --ssl-certificate-authorities or --ssl-truststore-path, not both"),
     ("output-cas-with-verification-none", "output",
      {"ssl_certificate_authorities": [CA], "ssl_verification_mode": "none"}, None,
-     "SSL Certificate Authorities cannot be configured when `ssl_verification_mode => none`"),
+     "--ssl-certificate-authorities is not used with --ssl-verification-mode none "
+     "(nothing is verified)"),
     ("output-truststore-with-verification-none", "output",
      {"ssl_truststore_path": TRUST, "ssl_truststore_password": "c",
       "ssl_verification_mode": "none"}, None,
-     "SSL Truststore cannot be configured when `ssl_verification_mode => none`"),
+     "--ssl-truststore-path is not used with --ssl-verification-mode none (nothing is verified)"),
     ("output-truststore-without-password", "output", {"ssl_truststore_path": TRUST}, None,
-     "`ssl_truststore_password` is REQUIRED when `ssl_truststore_path` is provided"),
+     "--ssl-truststore-password is required when --ssl-truststore-path is given"),
     ("output-truststore-password-without-path", "output", {"ssl_truststore_password": "c"},
-     None, "`ssl_truststore_password` not allowed unless `ssl_truststore_path` is configured"),
+     None, "--ssl-truststore-password is not allowed without --ssl-truststore-path"),
     ("output-verification-value", "output", {"ssl_verification_mode": "certificate"}, None,
-     "`ssl_verification_mode` must be full or none, not 'certificate'"),
+     "--ssl-verification-mode takes full or none, not 'certificate'"),
     ("output-protocol-value", "output", {"ssl_supported_protocols": ["TLSv1"]}, None,
-     "`ssl_supported_protocols`: TLSv1 not supported; use TLSv1.1, TLSv1.2, TLSv1.3"),
+     "--ssl-supported-protocols: TLSv1 not supported; use TLSv1.1, TLSv1.2, TLSv1.3"),
     ("output-missing-truststore", "output",
      {"ssl_truststore_path": "{certs}/missing.p12", "ssl_truststore_password": "c"}, None,
-     "Specified ssl_truststore_path {certs}/missing.p12 path must be readable (no such file)"),
+     "--ssl-truststore-path {certs}/missing.p12: cannot be read (no such file)"),
 ]
 # fmt: on
 
@@ -153,7 +154,10 @@ def test_configuration_error(certs, side, settings, explicit, message):
     check = config.check_input if side == "input" else config.check_output
     with pytest.raises(ConfigurationError) as raised:
         check(settings, explicit)
-    assert str(raised.value) == message.format(certs=certs)
+    assert raised.value.render(FLAG) == message.format(certs=certs)
+    # the same sentence with setting names, for a pipeline or a library call
+    assert str(raised.value) == raised.value.render(SETTING)
+    assert "--" not in str(raised.value) and raised.value.settings
 
 
 def test_every_row_has_a_distinct_rule():
@@ -198,8 +202,14 @@ def test_defaults_given_implicitly_do_not_count_as_explicit():
 @pytest.mark.parametrize(
     ("side", "warning"),
     [
-        ("input", "HTTP Basic Auth over non-secured connection"),
-        ("output", "transmitting credentials over non-secured connection"),
+        (
+            "input",
+            "`username` and `password` travel in clear text: TLS is off (`ssl_enabled` is false)",
+        ),
+        (
+            "output",
+            "`username` and `password` travel in clear text: TLS is off (`ssl_enabled` is false)",
+        ),
     ],
 )
 def test_credentials_without_ssl_warn(side, warning):
@@ -210,7 +220,7 @@ def test_credentials_without_ssl_warn(side, warning):
 
 def test_string_false_disables_ssl():
     settings = {"ssl_enabled": "false", "username": "u", "password": "p"}
-    assert config.check_input(settings, set()) == ["HTTP Basic Auth over non-secured connection"]
+    assert config.check_input(settings, set()) == [config.WARN_CREDENTIALS]
 
 
 def test_verification_none_warns():
@@ -259,9 +269,9 @@ def test_password_file_problems(tmp_path, content, message):
         path.write_bytes(content)
     with pytest.raises(ConfigurationError) as raised:
         config.read_password(None, str(path), {})
-    assert str(raised.value) == message.format(path=path)
+    assert raised.value.render(FLAG) == message.format(path=path)
 
 
 def test_two_password_flags_are_an_error(tmp_path):
-    with pytest.raises(ConfigurationError, match="only one of --password and --password-file"):
+    with pytest.raises(ConfigurationError, match="only one of `password` and `password_file`"):
         config.read_password("a", str(tmp_path / "pw"), {})

@@ -16,7 +16,7 @@ from twisted_logstash.tap import input as input_program
 from twisted_logstash.tap import output as output_program
 
 EMPTY = "`password` cannot be empty"
-WITHOUT_USERNAME = "`password` not allowed unless `username` is configured"
+WITHOUT_USERNAME = "`password` is not allowed without `username`"
 
 
 def _program(module, *argv):

@@ -78,10 +78,10 @@ def test_sink_fsync_reaches_the_file_sink(tmp_path):
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
-        (("--sink=stdout", "--sink-fsync=true"), "--sink-fsync is for the file sink"),
-        (("--sink=null", "--sink-fsync=true"), "--sink-fsync is for the file sink"),
-        (("--sink-fsync=true",), "--sink-fsync is for the file sink"),
-        (("--sink=file:x", "--sink-fsync=always"), "--sink-fsync takes true or false"),
+        (("--sink=stdout", "--sink-fsync=true"), "`sink_fsync` is for the file sink"),
+        (("--sink=null", "--sink-fsync=true"), "`sink_fsync` is for the file sink"),
+        (("--sink-fsync=true",), "`sink_fsync` is for the file sink"),
+        (("--sink=file:x", "--sink-fsync=always"), "`sink_fsync` takes true or false"),
     ],
 )
 def test_sink_fsync_mistakes_are_configuration_errors(tmp_path, monkeypatch, argv, message):
@@ -95,7 +95,8 @@ def test_the_library_takes_sink_fsync_too(tmp_path):
         sink=f"file:{tmp_path / 'events.ndjson'}", sink_fsync=True, ssl_enabled=False
     )
     assert service.factory.sink.fsync
-    with pytest.raises(ConfigurationError, match="--sink-fsync is for the file sink"):
+    # the library names the setting, where the program names its flag
+    with pytest.raises(ConfigurationError, match="`sink_fsync` is for the file sink"):
         twisted_logstash.logstash_input(
             sink=lambda events: None, sink_fsync=True, ssl_enabled=False
         )

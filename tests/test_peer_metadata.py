@@ -355,11 +355,12 @@ def test_tls_without_client_certificates_records_no_tls_peer(certs, tmp_path):
 
 
 def test_flags_are_checked_before_anything_binds():
-    with pytest.raises(ConfigurationError, match="--enrich: 'peer' is not one of"):
+    # the library names settings (the program says --enrich)
+    with pytest.raises(ConfigurationError, match="`enrich`: 'peer' is not one of"):
         twisted_logstash.logstash_input(sink="null", ssl_enabled=False, enrich="peer")
-    with pytest.raises(ConfigurationError, match="alias is provided to --enrich"):
+    with pytest.raises(ConfigurationError, match="alias is provided to `enrich`"):
         twisted_logstash.logstash_input(sink="null", ssl_enabled=False, enrich=["none", "all"])
-    with pytest.raises(ConfigurationError, match="--ecs-compatibility takes disabled, v1, v8"):
+    with pytest.raises(ConfigurationError, match="`ecs_compatibility` takes disabled, v1, v8"):
         twisted_logstash.logstash_input(sink="null", ssl_enabled=False, ecs_compatibility="v2")
 
 

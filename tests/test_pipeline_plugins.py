@@ -139,7 +139,7 @@ def test_a_combination_logstash_refuses_names_the_setting(certs):
 }} }}
 output {{ stdout {{ }} }}"""
     assert build_error(text) == (
-        "p.conf:3:3: logstash input: `ssl_key` is required when `ssl_certificate` is configured"
+        "p.conf:3:3: logstash input: `ssl_key` is required when `ssl_certificate` is given"
     )
 
 
@@ -150,15 +150,15 @@ def test_ssl_settings_with_ssl_disabled():
 } }
 output { stdout { } }"""
     assert build_error(text) == (
-        "p.conf:2:3: logstash input: Explicit SSL-related settings not supported because "
-        '`ssl_enabled => false`: ["ssl_client_authentication"]'
+        "p.conf:2:3: logstash input: TLS is off (`ssl_enabled` is false): "
+        "`ssl_client_authentication` cannot be used; give `ssl_enabled => true` or leave it out"
     )
 
 
 def test_credentials_rules():
     text = 'input { logstash { ssl_enabled => false username => "u" } } output { stdout { } }'
     assert build_error(text) == (
-        "p.conf:1:41: logstash input: `password` is REQUIRED when `username` is provided"
+        "p.conf:1:41: logstash input: `password` is required when `username` is given"
     )
 
 
@@ -172,8 +172,8 @@ output {{
   }}
 }}"""
     assert build_error(text) == (
-        "p.conf:5:5: logstash output: SSL Certificate Authorities cannot be configured when "
-        "`ssl_verification_mode => none`"
+        "p.conf:6:5: logstash output: `ssl_certificate_authorities` is not used with "
+        "`ssl_verification_mode => none` (nothing is verified)"
     )
 
 
@@ -182,8 +182,8 @@ def test_an_unreadable_certificate(tmp_path):
   ssl_certificate => "{tmp_path}/missing.crt" ssl_key => "{tmp_path}/missing.key" }} }}
 output {{ stdout {{ }} }}"""
     message = build_error(text)
-    assert message.startswith("p.conf:2:3: beats input: Specified ssl_certificate ")
-    assert message.endswith("path must be readable (no such file)")
+    assert message.startswith("p.conf:2:3: beats input: `ssl_certificate` ")
+    assert message.endswith("missing.crt: cannot be read (no such file)")
 
 
 def test_program_messages_name_settings_not_flags():
@@ -235,4 +235,4 @@ def test_the_lumberjack_certificate_to_trust_is_named_as_written(tmp_path):
 output {{ lumberjack {{ hosts => x port => 5044
   ssl_certificate => "{tmp_path}/missing.crt" }} }}"""
     message = build_error(text)
-    assert message.startswith("p.conf:3:3: lumberjack output: Specified ssl_certificate ")
+    assert message.startswith("p.conf:3:3: lumberjack output: `ssl_certificate` ")

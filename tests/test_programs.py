@@ -22,7 +22,8 @@ from twisted.internet import defer, protocol, reactor
 from twisted.internet.endpoints import TCP4ServerEndpoint
 from twisted.web import resource, server
 
-from twisted_logstash.config import WARN_INPUT_CREDENTIALS, WARN_PASSWORD_FLAG
+from twisted_logstash.config import WARN_CREDENTIALS, WARN_PASSWORD_FLAG
+from twisted_logstash.errors import FLAG, SETTING, render
 from twisted_logstash.tap import output as output_program
 
 PLAIN = ("--host", "127.0.0.1", "--port", "0", "--ssl-enabled", "false")
@@ -77,12 +78,13 @@ def expect_stopped(program: Program):
 INPUT_ERRORS = [
     (
         ("--ssl-enabled", "true"),
-        "SSL identity MUST be configured with either `ssl_certificate`/`ssl_key` "
-        "or `ssl_keystore_*`",
+        "TLS is on but has no identity: give --ssl-certificate and --ssl-key (or "
+        "--ssl-keystore-path and --ssl-keystore-password), or turn TLS off with --ssl-enabled "
+        "false; `make certs` creates test certificates in certs/out",
     ),
-    (("--ssl-enabled", "false", "--username", "u"), "`password` is REQUIRED"),
+    (("--ssl-enabled", "false", "--username", "u"), "--password is required"),
     (("--ssl-enabled", "false", "--add-field", "no-equals"), "--add-field takes KEY=VALUE"),
-    (("--ssl-enabled", "false", "--ssl-certificate", "x.crt"), "ssl_certificate"),
+    (("--ssl-enabled", "false", "--ssl-certificate", "x.crt"), "--ssl-certificate cannot be used"),
     (("--protocol", "ftp"), "--protocol takes http or lumberjack"),
     (("--ssl-enabled", "false", "--port", "70000"), "--port must be from 0 to 65535"),
     (("--ssl-enabled", "false", "--sink", "file:no/such/dir/x"), "no/such/dir/x"),
@@ -130,9 +132,9 @@ def test_input_configuration_error_is_one_line_and_nothing_binds(programs, args,
         (
             "server-encrypted.pkcs8.key",
             ("--ssl-key-passphrase=Wr0ngSecret",),
-            "cannot be decrypted with the given ssl_key_passphrase",
+            "cannot be decrypted with the given --ssl-key-passphrase",
         ),
-        ("client.pkcs8.key", (), "does not match ssl_certificate"),
+        ("client.pkcs8.key", (), "does not match --ssl-certificate"),
     ],
 )
 @pytest_twisted.inlineCallbacks
@@ -162,7 +164,8 @@ def test_input_tls_identity_errors_name_the_reason_and_never_a_secret(
     status = yield program.ended()
     assert status == 2, program.failure(f"exited with {status}")
     (line,) = program.stderr.decode().splitlines()
-    assert reason in line and "logstash-tls:port=0" in line, program.output
+    # an endpoint string names settings, not flags: the message says them as written there
+    assert render(reason, SETTING) in line and "logstash-tls:port=0" in line, program.output
     assert "Wr0ngSecret" not in program.output
 
 
@@ -275,8 +278,8 @@ def test_input_basic_auth_password_sources(programs, tmp_path, given):
     yield client.wait_closed()
     yield expect_stopped(program)
     log = program.stdout.decode()
-    assert WARN_INPUT_CREDENTIALS in log  # basic auth without TLS: Logstash's warning
-    assert (WARN_PASSWORD_FLAG in log) == (given == "password-flag"), program.output
+    assert render(WARN_CREDENTIALS, FLAG) in log  # basic auth without TLS
+    assert (render(WARN_PASSWORD_FLAG, FLAG) in log) == (given == "password-flag"), program.output
 
 
 # -- logstash-output ------------------------------------------------------------------------
@@ -678,7 +681,7 @@ def test_mutual_tls_and_basic_auth_between_the_programs(programs, tmp_path, cert
     )
     yield expect_clean_exit(sender)
     assert sorted(e["sequence"] for e in read_ndjson(sink)) == list(range(1000))
-    assert WARN_INPUT_CREDENTIALS not in receiver.output
+    assert render(WARN_CREDENTIALS, FLAG) not in receiver.output
     assert read_ndjson(tmp_path / "dead.ndjson") == []
 
     # a wrong password is refused for good (401): every event is dead-lettered, none dropped

@@ -79,5 +79,5 @@ def test_batch_max_bytes_reaches_the_output_and_defaults_to_20_mib(tmp_path):
 
 @pytest.mark.parametrize("value", ["0", "-1", "20MiB"])
 def test_bad_batch_max_bytes_is_a_configuration_error(tmp_path, value):
-    with pytest.raises(ConfigurationError, match="--batch-max-bytes"):
+    with pytest.raises(ConfigurationError, match="`batch_max_bytes`"):
         output_of(tmp_path, f"--batch-max-bytes={value}")

@@ -273,7 +273,9 @@ def test_wrong_passphrase_names_key_and_passphrase(certs):
 
 def test_missing_passphrase_names_the_setting(certs):
     settings = server_settings(certs, ssl_key=str(certs / "server-encrypted.pkcs8.key"))
-    with pytest.raises(ConfigurationError, match="is encrypted: set ssl_key_passphrase"):
+    with pytest.raises(
+        ConfigurationError, match="is encrypted: give its passphrase with `ssl_key_passphrase`"
+    ):
         contexts.server_options(server_record(settings))
 
 
@@ -292,13 +294,13 @@ def test_certificate_given_as_key(certs):
 
 def test_key_that_does_not_match_its_certificate(certs):
     settings = server_settings(certs, ssl_key=str(certs / "client.pkcs8.key"))
-    with pytest.raises(ConfigurationError, match="does not match ssl_certificate"):
+    with pytest.raises(ConfigurationError, match="does not match `ssl_certificate`"):
         contexts.server_options(server_record(settings))
 
 
 def test_wrong_keystore_password(certs):
     settings = {"ssl_keystore_path": str(certs / "server.p12"), "ssl_keystore_password": "nope"}
-    with pytest.raises(ConfigurationError, match="cannot be opened with the given ssl_keystore"):
+    with pytest.raises(ConfigurationError, match="cannot be opened with the given `ssl_keystore"):
         contexts.server_options(server_record(settings))
 
 

@@ -89,19 +89,21 @@ def test_values_are_converted_once(certs):
         (
             ServerTLSSettings,
             {},
-            "SSL identity MUST be configured with either `ssl_certificate`/`ssl_key` "
-            "or `ssl_keystore_*`",
+            "TLS is on but has no identity: give `ssl_certificate` and `ssl_key` (or "
+            "`ssl_keystore_path` and `ssl_keystore_password`), or turn TLS off with "
+            "`ssl_enabled => false`; `make certs` creates test certificates in certs/out",
         ),
         (
             ClientTLSSettings,
             {"ssl_enabled": False, "ssl_verification_mode": "none"},
-            "Explicit SSL-related settings not supported because `ssl_enabled => false`: "
-            '["ssl_verification_mode"]',
+            "TLS is off (`ssl_enabled` is false): `ssl_verification_mode` cannot be used; "
+            "give `ssl_enabled => true` or leave it out",
         ),
         (
             ClientTLSSettings,
             {"ssl_verification_mode": "none", "ssl_certificate_authorities": ["/x"]},
-            "SSL Certificate Authorities cannot be configured when `ssl_verification_mode => none`",
+            "`ssl_certificate_authorities` is not used with `ssl_verification_mode => none` "
+            "(nothing is verified)",
         ),
     ],
 )
@@ -247,7 +249,7 @@ def test_library_settings_go_the_same_way(certs):
     assert framed.address.port == 5044 and not framed.tls.ssl_enabled
     connector = output_connector({"ssl_enabled": False, "username": "u", "password": "p"})
     assert connector.warnings == (config.WARN_OUTPUT_CREDENTIALS,)
-    with pytest.raises(ConfigurationError, match="`password` is REQUIRED"):
+    with pytest.raises(ConfigurationError, match="`password` is required"):
         output_connector({"username": "u"})
 
 

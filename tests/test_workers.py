@@ -17,7 +17,7 @@ from twisted.logger import capturedLogs, formatEvent
 from twisted.python.failure import Failure
 
 from twisted_logstash.codecs import ndjson
-from twisted_logstash.errors import ConfigurationError
+from twisted_logstash.errors import FLAG, ConfigurationError
 from twisted_logstash.pipeline.sinks import FileSink, StdoutSink
 from twisted_logstash.tap.input import Options, parse_workers, settings_from, worker_argv
 from twisted_logstash.transport import workers
@@ -237,11 +237,11 @@ def test_workers_default_to_one_and_auto_is_the_cores():
 def test_workers_mistakes_name_the_flag(value, message):
     with pytest.raises(ConfigurationError) as raised:
         settings("--workers", value)
-    assert str(raised.value) == message
+    assert raised.value.render(FLAG) == message
 
 
 def test_workers_cannot_share_an_endpoint_string():
-    with pytest.raises(ConfigurationError, match="--workers needs --host and --port"):
+    with pytest.raises(ConfigurationError, match="`workers` needs `host` and `port`"):
         settings("--workers", "2", "--endpoint", "tcp:0")
     assert settings("--workers", "1", "--endpoint", "tcp:0")["workers"] == 1
 

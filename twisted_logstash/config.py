@@ -1,9 +1,11 @@
 """Check the Logstash-named settings before anything binds or connects.
 
 Each rule mirrors a configuration error that Logstash's own ``logstash`` input and output
-raise, in Logstash's words (from logstash-integration-logstash and logstash-input-http), so that
-a Logstash user recognises the message. Rules Logstash does not have (bad values, unreadable
-files, empty passwords) follow the same style and name the setting and the cause.
+raise (logstash-integration-logstash, logstash-input-http), worded once for both sides as a
+``Message`` (``errors.py``) naming its settings as ``{placeholders}``: the programs show them as
+the flags the user typed (``--ssl-key``), a pipeline and the library as settings (``ssl_key``).
+Rules Logstash does not have (bad values, unreadable files, empty passwords) are worded the same
+way, naming the setting and the cause.
 
 ``settings`` is a dict keyed by Logstash names; a missing key or None means "not given".
 ``explicit`` is the set of names the user typed, because one rule is about what was *given*:
@@ -22,7 +24,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping, Set
 
-from twisted_logstash.errors import ConfigurationError
+from twisted_logstash.errors import ConfigurationError, Message, named
 
 #: Logstash's default for ``ssl_enabled`` (the framed wire's programs default it to false)
 SSL_ENABLED = True
@@ -33,15 +35,24 @@ VERIFICATION_MODES = ("full", "none")
 INPUT_FILES = ("ssl_certificate", "ssl_key", "ssl_keystore_path")
 OUTPUT_FILES = ("ssl_certificate", "ssl_key", "ssl_keystore_path", "ssl_truststore_path")
 
-WARN_INPUT_CREDENTIALS = "HTTP Basic Auth over non-secured connection"
-WARN_OUTPUT_CREDENTIALS = "transmitting credentials over non-secured connection"
-WARN_VERIFICATION_NONE = (
-    "You have enabled encryption but DISABLED certificate verification, "
-    "to make sure your data is secure set `ssl_verification_mode => full`"
+#: basic-auth credentials without TLS: one sentence for the input and the output
+WARN_CREDENTIALS = Message(
+    "{username} and {password} travel in clear text: TLS is off ({ssl_enabled} is false)"
 )
-WARN_PASSWORD_FLAG = (
-    "--password is visible to other users in the process list; "
-    "use --password-file or LOGSTASH_PASSWORD"
+WARN_INPUT_CREDENTIALS = WARN_CREDENTIALS
+WARN_OUTPUT_CREDENTIALS = WARN_CREDENTIALS
+WARN_VERIFICATION_NONE = Message(
+    "{ssl_verification_mode:none}: the receiver's certificate is not verified, anyone on the way "
+    "can pose as it; {ssl_verification_mode:full} (the default) verifies it"
+)
+WARN_PASSWORD_FLAG = Message(
+    "{password} is visible to other users in the process list; "
+    "use {password_file} or LOGSTASH_PASSWORD"
+)
+#: how to go on when an input has TLS on (the native wire's default) and no identity
+HINT_IDENTITY = (
+    "give {ssl_certificate} and {ssl_key} (or {ssl_keystore_path} and {ssl_keystore_password}), "
+    "or turn TLS off with {ssl_enabled:false}; `make certs` creates test certificates in certs/out"
 )
 
 
@@ -95,7 +106,7 @@ def read_password(
     neither flag is given, like any environment default.
     """
     if password is not None and password_file is not None:
-        raise ConfigurationError("give only one of --password and --password-file")
+        raise ConfigurationError.about("give only one of {password} and {password_file}")
     if password is not None:
         return password, [WARN_PASSWORD_FLAG]
     if password_file is not None:
@@ -108,12 +119,14 @@ def _first_line(path: str) -> str:
         with open(path, encoding="utf-8") as stream:
             line = stream.readline()
     except OSError as error:
-        raise ConfigurationError(f"--password-file {path}: cannot be read ({_why(error)})")
+        raise ConfigurationError.about(
+            "{password_file} {path}: cannot be read ({why})", path=path, why=why(error)
+        )
     except UnicodeDecodeError:
-        raise ConfigurationError(f"--password-file {path}: is not UTF-8 text")
+        raise ConfigurationError.about("{password_file} {path}: is not UTF-8 text", path=path)
     line = line.rstrip("\r\n")
     if not line:
-        raise ConfigurationError(f"--password-file {path}: the first line is empty")
+        raise ConfigurationError.about("{password_file} {path}: the first line is empty", path=path)
     return line
 
 
@@ -140,10 +153,11 @@ def _ssl_enabled(settings: Mapping, explicit: Set[str]) -> bool:
         rejected = sorted(name for name in explicit if name.startswith("ssl_"))
         rejected = [name for name in rejected if name != "ssl_enabled"]
         if rejected:
-            listed = ", ".join(f'"{name}"' for name in rejected)
-            raise ConfigurationError(
-                "Explicit SSL-related settings not supported because "
-                f"`ssl_enabled => false`: [{listed}]"
+            listed = ", ".join(named(name) for name in rejected)
+            them = "it" if len(rejected) == 1 else "them"
+            raise ConfigurationError.about(
+                f"TLS is off ({{ssl_enabled}} is false): {listed} cannot be used; "
+                f"give {{ssl_enabled:true}} or leave {them} out"
             )
     return enabled
 
@@ -153,76 +167,71 @@ def check_credentials(settings: Mapping, warning: str) -> list[str]:
     would travel without TLS."""
     if is_given(settings, "username"):
         if not is_given(settings, "password"):
-            raise ConfigurationError("`password` is REQUIRED when `username` is provided")
+            raise ConfigurationError.about("{password} is required when {username} is given")
         _check_not_empty(settings, ("password",))  # `--password ''`, `password=""`
         if not ssl_on(settings):
             return [warning]
     elif is_given(settings, "password"):
-        raise ConfigurationError("`password` not allowed unless `username` is configured")
+        raise ConfigurationError.about("{password} is not allowed without {username}")
     return []
 
 
 def _check_input_identity(settings: Mapping) -> None:
-    """The input's identity is mandatory (Logstash's input words its rules "required ... is
-    configured")."""
-    _check_identity(settings, required=True, must="required", given="configured")
+    """The input's identity is mandatory; missing, the message says how to go on."""
+    _check_identity(settings, required=True)
 
 
 def _check_output_identity(settings: Mapping) -> None:
-    """The output's identity is optional: it is only needed for mutual TLS (Logstash's output
-    words its rules "REQUIRED ... is provided")."""
-    _check_identity(settings, required=False, must="REQUIRED", given="provided")
+    """The output's identity is optional: it is only needed for mutual TLS."""
+    _check_identity(settings, required=False)
 
 
-def _check_identity(settings: Mapping, *, required: bool, must: str, given: str) -> None:
+def _check_identity(settings: Mapping, *, required: bool) -> None:
+    """One wording per rule for both sides (the input and the output share these)."""
     has = lambda name: is_given(settings, name)  # noqa: E731
     if has("ssl_certificate") and has("ssl_keystore_path"):
-        raise ConfigurationError(
-            "SSL identity can be configured with EITHER `ssl_certificate` OR "
-            "`ssl_keystore_*`, but not both"
+        raise ConfigurationError.about(
+            "the TLS identity is either {ssl_certificate} and {ssl_key} or "
+            "{ssl_keystore_path}, not both"
         )
     if has("ssl_certificate"):
         if not has("ssl_key"):
-            raise ConfigurationError(f"`ssl_key` is {must} when `ssl_certificate` is {given}")
+            raise ConfigurationError.about("{ssl_key} is required when {ssl_certificate} is given")
     elif has("ssl_key"):
-        raise ConfigurationError("`ssl_key` is not allowed unless `ssl_certificate` is configured")
+        raise ConfigurationError.about("{ssl_key} is not allowed without {ssl_certificate}")
     elif has("ssl_key_passphrase"):
-        raise ConfigurationError(
-            "`ssl_key_passphrase` is not allowed unless `ssl_key` is configured"
-        )
+        raise ConfigurationError.about("{ssl_key_passphrase} is not allowed without {ssl_key}")
     elif has("ssl_keystore_path"):
         if not has("ssl_keystore_password"):
-            raise ConfigurationError(
-                f"`ssl_keystore_password` is REQUIRED when `ssl_keystore_path` is {given}"
+            raise ConfigurationError.about(
+                "{ssl_keystore_password} is required when {ssl_keystore_path} is given"
             )
     elif has("ssl_keystore_password"):
-        raise ConfigurationError(
-            "`ssl_keystore_password` is not allowed unless `ssl_keystore_path` is configured"
+        raise ConfigurationError.about(
+            "{ssl_keystore_password} is not allowed without {ssl_keystore_path}"
         )
     elif required:
-        raise ConfigurationError(
-            "SSL identity MUST be configured with either `ssl_certificate`/`ssl_key` "
-            "or `ssl_keystore_*`"
-        )
+        raise ConfigurationError.about("TLS is on but has no identity: " + HINT_IDENTITY)
     _check_not_empty(settings, ("ssl_key_passphrase", "ssl_keystore_password"))
 
 
 def _check_input_trust(settings: Mapping) -> None:
     mode = settings["ssl_client_authentication"]
     if mode not in CLIENT_AUTHENTICATION:
-        raise ConfigurationError(
-            f"`ssl_client_authentication` must be one of none, optional, required, not {mode!r}"
+        raise ConfigurationError.about(
+            "{ssl_client_authentication} takes none, optional or required, not {mode!r}",
+            mode=mode,
         )
     cas = is_given(settings, "ssl_certificate_authorities")
     if cas and mode == "none":
-        raise ConfigurationError(
-            "`ssl_certificate_authorities` is not supported because "
-            "`ssl_client_authentication => none`"
+        raise ConfigurationError.about(
+            "{ssl_certificate_authorities} is not used with {ssl_client_authentication:none}: "
+            "give {ssl_client_authentication:optional} or required to verify client certificates"
         )
     if not cas and mode != "none":
-        raise ConfigurationError(
-            "Using `ssl_client_authentication` set to `optional` or `required` requires "
-            "the configuration of trust with `ssl_certificate_authorities`"
+        raise ConfigurationError.about(
+            f"{{ssl_client_authentication:{mode}}} needs {{ssl_certificate_authorities}}: "
+            "the CAs that client certificates are verified against"
         )
     _check_files(settings, (), ca_lists=("ssl_certificate_authorities",))
 
@@ -230,31 +239,33 @@ def _check_input_trust(settings: Mapping) -> None:
 def _check_output_trust(settings: Mapping) -> None:
     mode = settings["ssl_verification_mode"]
     if mode not in VERIFICATION_MODES:
-        raise ConfigurationError(f"`ssl_verification_mode` must be full or none, not {mode!r}")
+        raise ConfigurationError.about(
+            "{ssl_verification_mode} takes full or none, not {mode!r}", mode=mode
+        )
     has = lambda name: is_given(settings, name)  # noqa: E731
     if has("ssl_certificate_authorities") and has("ssl_truststore_path"):
-        raise ConfigurationError(
-            "SSL trust can be configured with EITHER `ssl_certificate_authorities` OR "
-            "`ssl_truststore_*`, but not both"
+        raise ConfigurationError.about(
+            "trust is either {ssl_certificate_authorities} or {ssl_truststore_path}, not both"
         )
     if has("ssl_certificate_authorities"):
         if mode == "none":
-            raise ConfigurationError(
-                "SSL Certificate Authorities cannot be configured when "
-                "`ssl_verification_mode => none`"
+            raise ConfigurationError.about(
+                "{ssl_certificate_authorities} is not used with {ssl_verification_mode:none} "
+                "(nothing is verified)"
             )
     elif has("ssl_truststore_path"):
         if mode == "none":
-            raise ConfigurationError(
-                "SSL Truststore cannot be configured when `ssl_verification_mode => none`"
+            raise ConfigurationError.about(
+                "{ssl_truststore_path} is not used with {ssl_verification_mode:none} "
+                "(nothing is verified)"
             )
         if not has("ssl_truststore_password"):
-            raise ConfigurationError(
-                "`ssl_truststore_password` is REQUIRED when `ssl_truststore_path` is provided"
+            raise ConfigurationError.about(
+                "{ssl_truststore_password} is required when {ssl_truststore_path} is given"
             )
     elif has("ssl_truststore_password"):
-        raise ConfigurationError(
-            "`ssl_truststore_password` not allowed unless `ssl_truststore_path` is configured"
+        raise ConfigurationError.about(
+            "{ssl_truststore_password} is not allowed without {ssl_truststore_path}"
         )
     _check_not_empty(settings, ("ssl_truststore_password",))
     _check_files(settings, (), ca_lists=("ssl_certificate_authorities",))
@@ -267,9 +278,10 @@ def _check_tuning(settings: Mapping) -> None:
     protocols = settings["ssl_supported_protocols"]
     unknown = [name for name in protocols if name not in PROTOCOLS]
     if unknown:
-        raise ConfigurationError(
-            f"`ssl_supported_protocols`: {', '.join(unknown)} not supported; "
-            f"use {', '.join(PROTOCOLS)}"
+        raise ConfigurationError.about(
+            "{ssl_supported_protocols}: {unknown} not supported; use {known}",
+            unknown=", ".join(unknown),
+            known=", ".join(PROTOCOLS),
         )
     # the TLS module owns the cipher table; it raises ConfigurationError naming unknown suites
     translate_cipher_suites(settings["ssl_cipher_suites"])
@@ -280,16 +292,17 @@ def _check_tuning(settings: Mapping) -> None:
         except (TypeError, ValueError):
             number = 0
         if number <= 0 or str(timeout).strip() != str(number):
-            raise ConfigurationError(
-                f"`ssl_handshake_timeout` must be a positive number of milliseconds, "
-                f"not {timeout!r}"
+            raise ConfigurationError.about(
+                "{ssl_handshake_timeout} must be a positive number of milliseconds, "
+                "not {timeout!r}",
+                timeout=timeout,
             )
 
 
 def _check_not_empty(settings: Mapping, names: tuple[str, ...]) -> None:
     for name in names:
         if settings.get(name) == "":
-            raise ConfigurationError(f"`{name}` cannot be empty")
+            raise ConfigurationError.about(named(name) + " cannot be empty")
 
 
 def _check_files(settings: Mapping, names: tuple[str, ...], ca_lists: tuple[str, ...] = ()):
@@ -302,15 +315,18 @@ def _check_files(settings: Mapping, names: tuple[str, ...], ca_lists: tuple[str,
 
 
 def _check_readable(name: str, path: str) -> None:
-    """Logstash's words ("Specified X P path must be readable.") plus the cause."""
+    """The setting, its path and why it cannot be read."""
     try:
         with open(path, "rb") as stream:
             stream.read(1)
     except OSError as error:
-        raise ConfigurationError(f"Specified {name} {path} path must be readable ({_why(error)})")
+        raise ConfigurationError.about(
+            named(name) + " {path}: cannot be read ({why})", path=path, why=why(error)
+        )
 
 
-def _why(error: OSError) -> str:
+def why(error: OSError) -> str:
+    """Why a file could not be used, in a few words."""
     if isinstance(error, FileNotFoundError):
         return "no such file"
     if isinstance(error, PermissionError):

@@ -4,9 +4,10 @@
 protocol=..., **settings)`` take Logstash's setting names (``ssl_certificate``,
 ``ssl_client_authentication``, ``max_pending_requests``...; every flag of ``twistd
 logstash-input``/``logstash-output`` with ``-`` written ``_``) and return the very services the
-programs build, checked by the same code with the same messages: a mistake is a
-``ConfigurationError`` before anything binds or connects. The messages name the setting as the
-programs' flags do (``--ssl-key``), so that both ways in read alike.
+programs build, checked by the same code with the same sentences: a mistake is a
+``ConfigurationError`` before anything binds or connects. Where a program's message names the
+flag (``--ssl-key``), the library's names the setting (`` `ssl_key` ``): one wording per rule,
+rendered for each front end (``errors.Message``).
 
 Values may be given as Python values: ``True``/``False``, numbers, lists for list settings
 (``ssl_certificate_authorities``, ``ssl_supported_protocols``, ``tags``, ``hosts``), a dict for
@@ -19,11 +20,12 @@ rules: one set of checks, so that the library and the programs cannot drift apar
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from typing import Any
 
 from twisted_logstash import config
-from twisted_logstash.errors import ConfigurationError
+from twisted_logstash.errors import SETTING, ConfigurationError, render
 from twisted_logstash.interfaces import IEventSink
 from twisted_logstash.pipeline.sinks import CallableSink
 
@@ -49,11 +51,12 @@ def logstash_input(
     (``setServiceParent``) or call ``startService()``; ``stopService()`` drains."""
     from twisted_logstash.tap import input as program
 
-    options = _parsed(program.Options(), "logstash_input", protocol, settings)
-    values, explicit, warnings = program.settings_from(options, environ={})
-    values.update(_as_given(settings))
-    values["sink"] = _sink(sink)
-    service, more = program.build(values, explicit, reactor)
+    with _setting_words():
+        options = _parsed(program.Options(), "logstash_input", protocol, settings)
+        values, explicit, warnings = program.settings_from(options, environ={})
+        values.update(_as_given(settings))
+        values["sink"] = _sink(sink)
+        service, more = program.build(values, explicit, reactor)
     _warn(warnings + more)
     return service
 
@@ -77,11 +80,23 @@ def logstash_output(
         raise ConfigurationError(
             "logstash_output: 'source' is for the program; call output.send(events) instead"
         )
-    options = _parsed(program.Options(), "logstash_output", protocol, settings)
-    values, explicit, warnings = program.settings_from(options, environ={})
-    output, more = program.build_output(values, explicit, reactor, close_queue=True)
+    with _setting_words():
+        options = _parsed(program.Options(), "logstash_output", protocol, settings)
+        values, explicit, warnings = program.settings_from(options, environ={})
+        output, more = program.build_output(values, explicit, reactor, close_queue=True)
     _warn(warnings + more)
     return output
+
+
+@contextmanager
+def _setting_words() -> Iterator[None]:
+    """A ConfigurationError leaves the library naming settings (`` `ssl_key` ``), not the
+    programs' flags, whichever way its message was written."""
+    try:
+        yield
+    except ConfigurationError as error:
+        error.style = SETTING
+        raise
 
 
 def _parsed(options, where: str, protocol: str, settings: Mapping[str, Any]):
@@ -150,4 +165,4 @@ def _warn(warnings: Iterable[str]) -> None:
     log = Logger(namespace="twisted_logstash")
     for warning in warnings:
         if warning != config.WARN_PASSWORD_FLAG:  # no process list to see it in here
-            log.warn("{warning}", warning=warning)
+            log.warn("{warning}", warning=render(warning, SETTING))

@@ -29,7 +29,7 @@ from zope.interface import implementer
 
 from twisted_logstash.codecs import ndjson
 from twisted_logstash.codecs.events import Decorations, prepare, timestamp_now
-from twisted_logstash.errors import ConfigurationError, DeadLettered, SinkUnavailable
+from twisted_logstash.errors import SETTING, ConfigurationError, DeadLettered, SinkUnavailable
 from twisted_logstash.interfaces import IEventSink
 from twisted_logstash.pipeline.backoff import Backoff
 from twisted_logstash.pipeline.sinks import FileSink, StdoutSink
@@ -321,8 +321,13 @@ def _built(builder: Callable, checked: Checked, *args):
     except PipelineError:
         raise
     except ConfigurationError as error:
-        message = _logstash_words(str(error))
-        raise checked.error(f"{checked.where()}: {message}", _named(message, checked)) from None
+        rename = getattr(builder, "rename", None)
+        message = _logstash_words(error.render(SETTING, rename))
+        named = [rename.get(name, name) if rename else name for name in error.settings]
+        where = next((name for name in named if name in checked.given), None)
+        raise checked.error(
+            f"{checked.where()}: {message}", where or _named(message, checked)
+        ) from None
     except OSError as error:
         raise checked.error(
             f"{checked.where()}: {error.filename or ''}: {error.strerror or error}"
@@ -342,8 +347,7 @@ def _named(message: str, checked: Checked) -> str | None:
 
 def _logstash_words(message: str) -> str:
     """A message of the programs' code as a pipeline user reads it: flags as setting names."""
-    message = re.sub(r"^logstash_(?:input|output): ", "", message)
-    return re.sub(r"--([a-z][a-z-]*)", lambda m: "`" + m.group(1).replace("-", "_") + "`", message)
+    return re.sub(r"^logstash_(?:input|output): ", "", message)
 
 
 def _given(checked: Checked, *, rename: Mapping[str, str] | None = None) -> dict[str, Any]:
@@ -520,12 +524,11 @@ def _lumberjack_output(checked: Checked, reactor):
     settings["batch_delay"] = checked.values["idle_flush_time"] * 1000
     settings.pop("flush_size", None)
     settings.pop("idle_flush_time", None)
-    try:
-        return logstash_output(hosts=hosts, protocol="lumberjack", reactor=reactor, **settings)
-    except ConfigurationError as error:  # in the words of this plugin, whose CA is ssl_certificate
-        raise ConfigurationError(
-            str(error).replace("ssl_certificate_authorities", "ssl_certificate")
-        ) from None
+    return logstash_output(hosts=hosts, protocol="lumberjack", reactor=reactor, **settings)
+
+
+#: in the words of this plugin, whose CA (the certificate it trusts) is `ssl_certificate`
+_lumberjack_output.rename = {"ssl_certificate_authorities": "ssl_certificate"}
 
 
 def _stdout(checked: Checked, reactor):

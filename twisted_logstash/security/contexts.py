@@ -34,7 +34,8 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from twisted_logstash.errors import ConfigurationError
+from twisted_logstash.config import HINT_IDENTITY
+from twisted_logstash.errors import ConfigurationError, named
 from twisted_logstash.security.failures import TLSVerificationError, verify_reason
 from twisted_logstash.security.handshake import note_refusal
 
@@ -111,10 +112,11 @@ def translate_cipher_suites(names: Sequence[str]) -> tuple[str | None, str | Non
         else:
             unknown.append(name)
     if unknown:
-        raise ConfigurationError(
-            f"`ssl_cipher_suites`: unknown or unsupported cipher suite(s) {', '.join(unknown)} "
+        raise ConfigurationError.about(
+            "{ssl_cipher_suites}: unknown or unsupported cipher suite(s) {unknown} "
             "(use IANA names such as TLS_AES_128_GCM_SHA256 or "
-            "TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384)"
+            "TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384)",
+            unknown=", ".join(unknown),
         )
     return ":".join(tls12), ":".join(tls13)
 
@@ -127,18 +129,20 @@ def protocol_range(protocols: Sequence[str]) -> tuple[int, int]:
     """
     names = list(protocols)
     if not names:
-        raise ConfigurationError("`ssl_supported_protocols` lists no protocol version")
+        raise ConfigurationError.about("{ssl_supported_protocols} lists no protocol version")
     unknown = [name for name in names if name not in _VERSIONS]
     if unknown:
-        raise ConfigurationError(
-            f"`ssl_supported_protocols`: {', '.join(unknown)} not supported; "
-            f"use {', '.join(PROTOCOLS)}"
+        raise ConfigurationError.about(
+            "{ssl_supported_protocols}: {unknown} not supported; use {known}",
+            unknown=", ".join(unknown),
+            known=", ".join(PROTOCOLS),
         )
     indexes = sorted({PROTOCOLS.index(name) for name in names})
     if indexes != list(range(indexes[0], indexes[-1] + 1)):
-        raise ConfigurationError(
-            "`ssl_supported_protocols` must be a contiguous range of versions "
-            f"(got {', '.join(names)}; add the versions in between)"
+        raise ConfigurationError.about(
+            "{ssl_supported_protocols} must be a contiguous range of versions "
+            "(got {names}; add the versions in between)",
+            names=", ".join(names),
         )
     return _VERSIONS[PROTOCOLS[indexes[0]]], _VERSIONS[PROTOCOLS[indexes[-1]]]
 
@@ -153,16 +157,16 @@ def _tuned_context(settings: ServerTLSSettings | ClientTLSSettings) -> SSL.Conte
         # only one kind of suite listed: the other protocol versions cannot be negotiated
         if not tls12:
             if maximum < SSL.TLS1_3_VERSION:
-                raise ConfigurationError(
-                    "`ssl_cipher_suites` lists only TLSv1.3 suites but "
-                    "`ssl_supported_protocols` does not include TLSv1.3"
+                raise ConfigurationError.about(
+                    "{ssl_cipher_suites} lists only TLSv1.3 suites but "
+                    "{ssl_supported_protocols} does not include TLSv1.3"
                 )
             minimum = SSL.TLS1_3_VERSION
         if not tls13:
             if minimum >= SSL.TLS1_3_VERSION:
-                raise ConfigurationError(
-                    "`ssl_cipher_suites` lists no TLSv1.3 suite but "
-                    "`ssl_supported_protocols` allows only TLSv1.3"
+                raise ConfigurationError.about(
+                    "{ssl_cipher_suites} lists no TLSv1.3 suite but "
+                    "{ssl_supported_protocols} allows only TLSv1.3"
                 )
             maximum = min(maximum, SSL.TLS1_2_VERSION)
         try:
@@ -171,9 +175,10 @@ def _tuned_context(settings: ServerTLSSettings | ClientTLSSettings) -> SSL.Conte
             if tls13:
                 ctx.set_tls13_ciphersuites(tls13.encode())
         except SSL.Error as error:
-            raise ConfigurationError(
-                f"`ssl_cipher_suites`: this OpenSSL supports none of the listed suites ({error})"
-            )
+            raise ConfigurationError.about(
+                "{ssl_cipher_suites}: this OpenSSL supports none of the listed suites ({error})",
+                error=error,
+            ) from None
     ctx.set_min_proto_version(minimum)
     ctx.set_max_proto_version(maximum)
     return ctx
@@ -186,9 +191,9 @@ def _read(name: str, path: str) -> bytes:
     try:
         return Path(path).read_bytes()
     except OSError as error:
-        raise ConfigurationError(
-            f"Specified {name} {path} path must be readable ({error.strerror})"
-        )
+        raise ConfigurationError.about(
+            named(name) + " {path}: cannot be read ({why})", path=path, why=error.strerror
+        ) from None
 
 
 def load_certificates(name: str, path: str) -> list[x509.Certificate]:
@@ -198,14 +203,14 @@ def load_certificates(name: str, path: str) -> list[x509.Certificate]:
     except ValueError:
         certs = []
     if not certs:
-        raise ConfigurationError(f"{name} {path}: holds no PEM certificate")
+        raise ConfigurationError.about(named(name) + " {path}: holds no PEM certificate", path=path)
     return certs
 
 
 def _load_pem_key(settings: ServerTLSSettings | ClientTLSSettings):
     path = settings.ssl_key
     if not path:
-        raise ConfigurationError("`ssl_key` is required when `ssl_certificate` is configured")
+        raise ConfigurationError.about("{ssl_key} is required when {ssl_certificate} is given")
     passphrase = settings.ssl_key_passphrase
     data = _read("ssl_key", path)
     password = passphrase.encode() if passphrase else None
@@ -213,18 +218,22 @@ def _load_pem_key(settings: ServerTLSSettings | ClientTLSSettings):
         return serialization.load_pem_private_key(data, password)
     except TypeError:
         if password is None:
-            raise ConfigurationError(
-                f"ssl_key {path} is encrypted: set ssl_key_passphrase to its passphrase"
-            )
+            raise ConfigurationError.about(
+                "{ssl_key} {path} is encrypted: give its passphrase with {ssl_key_passphrase}",
+                path=path,
+            ) from None
         # a passphrase for a key that is not encrypted: harmless, the key is usable
         return serialization.load_pem_private_key(data, None)
     except ValueError:
         if password is not None and b"ENCRYPTED" in data:
-            raise ConfigurationError(
-                f"ssl_key {path} cannot be decrypted with the given ssl_key_passphrase "
-                "(wrong passphrase?)"
-            )
-        raise ConfigurationError(f"ssl_key {path}: not a PEM private key (PKCS#8 expected)")
+            raise ConfigurationError.about(
+                "{ssl_key} {path} cannot be decrypted with the given {ssl_key_passphrase} "
+                "(wrong passphrase?)",
+                path=path,
+            ) from None
+        raise ConfigurationError.about(
+            "{ssl_key} {path}: not a PEM private key (PKCS#8 expected)", path=path
+        ) from None
 
 
 def open_pkcs12(store: str, path: str, password: str | None):
@@ -236,18 +245,21 @@ def open_pkcs12(store: str, path: str, password: str | None):
             _read(f"{store}_path", path), (password or "").encode()
         )
     except ValueError:
-        raise ConfigurationError(
-            f"{store}_path {path} cannot be opened with the given {store}_password "
-            "(wrong password, or not a PKCS#12 file)"
-        )
+        raise ConfigurationError.about(
+            named(f"{store}_path")
+            + " {path} cannot be opened with the given "
+            + named(f"{store}_password")
+            + " (wrong password, or not a PKCS#12 file)",
+            path=path,
+        ) from None
 
 
 def load_keystore(path: str, password: str | None):
     """The private key, its certificate and the chain of a PKCS#12 keystore."""
     key, cert, extra = open_pkcs12("ssl_keystore", path, password)
     if key is None or cert is None:
-        raise ConfigurationError(
-            f"ssl_keystore_path {path} holds no private key with its certificate"
+        raise ConfigurationError.about(
+            "{ssl_keystore_path} {path} holds no private key with its certificate", path=path
         )
     return key, cert, list(extra)
 
@@ -257,7 +269,9 @@ def load_truststore(path: str, password: str | None) -> list[x509.Certificate]:
     _key, cert, extra = open_pkcs12("ssl_truststore", path, password)
     certs = ([cert] if cert is not None else []) + list(extra)
     if not certs:
-        raise ConfigurationError(f"ssl_truststore_path {path} holds no certificate")
+        raise ConfigurationError.about(
+            "{ssl_truststore_path} {path} holds no certificate", path=path
+        )
     return certs
 
 
@@ -266,13 +280,18 @@ def _use_identity(ctx: SSL.Context, settings: ServerTLSSettings | ClientTLSSetti
     if settings.ssl_certificate:
         certs = load_certificates("ssl_certificate", settings.ssl_certificate)
         key = _load_pem_key(settings)
-        where = (
-            f"ssl_key {settings.ssl_key} does not match ssl_certificate {settings.ssl_certificate}"
+        where = ConfigurationError.about(
+            "{ssl_key} {key} does not match {ssl_certificate} {certificate}",
+            key=settings.ssl_key,
+            certificate=settings.ssl_certificate,
         )
     elif settings.ssl_keystore_path:
         key, cert, extra = load_keystore(settings.ssl_keystore_path, settings.ssl_keystore_password)
         certs = [cert, *extra]
-        where = f"ssl_keystore_path {settings.ssl_keystore_path}: key and certificate differ"
+        where = ConfigurationError.about(
+            "{ssl_keystore_path} {path}: key and certificate differ",
+            path=settings.ssl_keystore_path,
+        )
     else:
         return False
     ctx.use_certificate(certs[0])
@@ -283,7 +302,7 @@ def _use_identity(ctx: SSL.Context, settings: ServerTLSSettings | ClientTLSSetti
         ctx.use_privatekey(key)
         ctx.check_privatekey()
     except SSL.Error:
-        raise ConfigurationError(where)
+        raise where from None
     return True
 
 
@@ -336,10 +355,7 @@ def server_context(settings: ServerTLSSettings) -> SSL.Context:
     ctx = _tuned_context(settings)
     ctx.set_options(SSL.OP_CIPHER_SERVER_PREFERENCE)
     if not _use_identity(ctx, settings):
-        raise ConfigurationError(
-            "SSL identity MUST be configured with either `ssl_certificate`/`ssl_key` "
-            "or `ssl_keystore_*`"
-        )
+        raise ConfigurationError.about("TLS is on but has no identity: " + HINT_IDENTITY)
     mode = settings.ssl_client_authentication
     if mode == "none":
         ctx.set_verify(SSL.VERIFY_NONE)

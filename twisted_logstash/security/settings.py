@@ -4,7 +4,7 @@
 setting names. ``from_settings`` is the one way from a mapping of those names (flags, an
 endpoint string, a library call) to a record: it applies every default, here and nowhere else
 (the field defaults), and runs Logstash's rules (``config.check_input_tls`` /
-``check_output_tls``), raising ConfigurationError in Logstash's words. Contexts
+``check_output_tls``), raising ConfigurationError worded once for both sides. Contexts
 (``contexts.py``) and endpoints (``endpoints.py``) are then built from the record alone.
 Passphrases and passwords stay out of a record's repr.
 

@@ -9,15 +9,22 @@ because some of Logstash's configuration errors are about what was *given*
 setting not given is None (or an empty list) in that dict.
 
 ``input_listener`` and ``output_connector`` take such a dict (from flags, or from a library
-call) and check it once, with Logstash's rules and messages, into a frozen ``Listener`` or
-``Connector``; these build the endpoints. Every TLS default is applied in the settings
-objects (``security/settings.py``), the wire's defaults in ``WIRE_DEFAULTS``.
+call) and check it once, with Logstash's rules, into a frozen ``Listener`` or ``Connector``;
+these build the endpoints. Every TLS default is applied in the settings objects
+(``security/settings.py``), the wire's defaults in ``WIRE_DEFAULTS``.
+
+Messages name settings as ``Message`` placeholders (``errors.py``); ``fail`` and ``flag_words``
+render them as the flags the user typed. ``ProgramOptions`` gives every program (the pipeline's
+too) ``--version`` (this project's) and a suggestion for a mistyped flag; ``LogstashOptions``
+adds the grouped ``--help`` (``tap/help.py``).
 """
 
 from __future__ import annotations
 
 import atexit
+import difflib
 import os
+import re
 import sys
 from collections.abc import Iterator, Mapping, Set
 from contextlib import contextmanager
@@ -28,7 +35,7 @@ from twisted.internet.interfaces import IStreamServerEndpoint
 from twisted.python import usage
 
 from twisted_logstash import config
-from twisted_logstash.errors import ConfigurationError
+from twisted_logstash.errors import FLAG, ConfigurationError, render
 from twisted_logstash.security.auth import Credentials
 from twisted_logstash.security.endpoints import (
     DEFAULT_CONNECT_TIMEOUT,
@@ -50,20 +57,35 @@ DEFAULT_HOST = "0.0.0.0"
 BOOLEANS = {"true": True, "false": False}
 
 
+def _setting(name: str) -> str:
+    """A setting's placeholder from its flag (``ssl-enabled``) or its name (``ssl_enabled``)."""
+    return "{" + name.replace("-", "_") + "}"
+
+
 def parse_bool(name: str, value: str) -> bool:
+    """``value`` of setting ``name`` (flag or setting spelling) as true or false."""
     try:
         return BOOLEANS[value.strip().lower()]
     except KeyError:
-        raise ConfigurationError(f"--{name} takes true or false, not {value!r}")
+        raise ConfigurationError.about(
+            _setting(name) + " takes true or false, not {value!r}", value=value
+        ) from None
 
 
 def parse_int(name: str, value: str, minimum: int = 0) -> int:
+    """``value`` of setting ``name`` (flag or setting spelling) as a whole number."""
     try:
         number = int(value)
     except ValueError:
-        raise ConfigurationError(f"--{name} takes a whole number, not {value!r}")
+        raise ConfigurationError.about(
+            _setting(name) + " takes a whole number, not {value!r}", value=value
+        ) from None
     if number < minimum:
-        raise ConfigurationError(f"--{name} must be at least {minimum}, not {number}")
+        raise ConfigurationError.about(
+            _setting(name) + " must be at least {minimum}, not {number}",
+            minimum=minimum,
+            number=number,
+        )
     return number
 
 
@@ -82,7 +104,62 @@ def appender(key: str, doc: str):
     return opt
 
 
-class LogstashOptions(usage.Options):
+_GETOPT = re.compile(r"^option --(\S+) (not recognized|not a unique prefix)$")
+_NO_SUCH = re.compile(r"^No such option '(\S+)'$")
+_NO_VALUE = re.compile(r"^option --(\S+) requires argument$")
+_A_VALUE = re.compile(r"^option --(\S+) must not have an argument$")
+
+
+def suggestion(typed: str, flags: list[str]) -> str:
+    """The unknown-flag sentence: ``typed`` and the nearest flag of ``flags`` (a flag it
+    begins, the shortest such, or the closest spelling), when one is near enough."""
+    typed = typed.lstrip("-")
+    begun = sorted((flag for flag in flags if flag.startswith(typed)), key=len)
+    near = begun[:1] or difflib.get_close_matches(typed, flags, n=1, cutoff=0.6)
+    if near:
+        return f"unknown flag --{typed}; did you mean --{near[0]}?"
+    return f"unknown flag --{typed}; --help lists the flags"
+
+
+def version() -> str:
+    """This project's version, as installed."""
+    from importlib.metadata import PackageNotFoundError
+    from importlib.metadata import version as installed
+
+    try:
+        return installed("twisted-logstash")
+    except PackageNotFoundError:  # pragma: no cover - run from a tree never installed
+        return "unknown"
+
+
+class ProgramOptions(usage.Options):
+    """What every program's options have: ``--version`` says this project's version (not
+    Twisted's: ``twistd --version`` still does), and a mistyped flag is answered with the
+    nearest one."""
+
+    def opt_version(self):
+        """Print the version of twisted-logstash and exit."""
+        print(f"twisted-logstash {version()}")
+        sys.exit(0)
+
+    def parseOptions(self, options=None):
+        try:
+            super().parseOptions(options)
+        except usage.UsageError as error:
+            message = str(error)
+            for pattern, said in ((_NO_VALUE, "needs a value"), (_A_VALUE, "takes no value")):
+                flag = pattern.match(message)
+                if flag is not None:
+                    raise usage.UsageError(f"--{flag.group(1)} {said}") from None
+            unknown = _GETOPT.match(message) or _NO_SUCH.match(message)
+            if unknown is None:
+                raise
+            from twisted_logstash.tap.help import flags_of
+
+            raise usage.UsageError(suggestion(unknown.group(1), flags_of(self))) from None
+
+
+class LogstashOptions(ProgramOptions):
     """Options whose flags map to Logstash settings.
 
     ``optParameters`` default to None so that ``explicit`` can tell what the
@@ -91,6 +168,8 @@ class LogstashOptions(usage.Options):
 
     #: keys of flags that may be repeated (their ``opt_`` methods use appender)
     repeatable: tuple[str, ...] = ()
+    #: the ``--help`` groups: flag names by group (``tap/help.py``); None, one plain list
+    help_groups: dict[str, tuple[str, ...]] | None = None
 
     def __init__(self):
         super().__init__()
@@ -101,6 +180,13 @@ class LogstashOptions(usage.Options):
         """Make every flag readable by its Logstash name (``ssl-enabled`` -> ``ssl_enabled``)."""
         for long, *_ in self.optParameters:
             self[long.replace("-", "_")] = self.get(long)
+
+    def getUsage(self, width: int | None = None) -> str:
+        if self.help_groups is None:
+            return super().getUsage(width)
+        from twisted_logstash.tap.help import grouped_usage
+
+        return grouped_usage(self, self.help_groups, width)
 
     def explicit(self) -> set[str]:
         """Logstash names of the settings given on the command line."""
@@ -128,11 +214,12 @@ def check_protocol_flags(
             continue
         for name in names:
             if name in explicit:
-                flag = "--" + name.replace("_", "-")
                 reason = why.get(name)
-                raise ConfigurationError(
-                    f"{flag} is not available with --protocol {protocol}"
-                    + (f": {reason}" if reason else f" (only with --protocol {other})")
+                raise ConfigurationError.about(
+                    _setting(name)
+                    + f" is not available with {{protocol:{protocol}}}"
+                    + (": {reason}" if reason else f" (only with {{protocol:{other}}})"),
+                    reason=reason or "",
                 )
 
 
@@ -171,7 +258,9 @@ def lowered(value: str | None) -> str | None:
 
 def _wire(protocol: str) -> dict:
     if protocol not in WIRE_DEFAULTS:
-        raise ConfigurationError(f"--protocol takes http or lumberjack, not {protocol!r}")
+        raise ConfigurationError.about(
+            "{protocol} takes http or lumberjack, not {value!r}", value=protocol
+        )
     return WIRE_DEFAULTS[protocol]
 
 
@@ -197,7 +286,7 @@ class Listener:
     address: Host
     tls: ServerTLSSettings
     credentials: Credentials
-    #: settings that work but are unsafe, in Logstash's words
+    #: settings that work but are unsafe (``Message``: rendered as flags or settings)
     warnings: tuple[str, ...]
 
     def endpoint(self, reactor) -> IStreamServerEndpoint:
@@ -212,7 +301,7 @@ class Connector:
 
     tls: ClientTLSSettings
     credentials: Credentials
-    #: settings that work but are unsafe, in Logstash's words
+    #: settings that work but are unsafe (``Message``: rendered as flags or settings)
     warnings: tuple[str, ...]
 
     def endpoints(self, reactor, timeout: float = DEFAULT_CONNECT_TIMEOUT) -> ClientEndpoints:
@@ -280,9 +369,17 @@ def configuration_errors(program: str) -> Iterator[None]:
         fail(program, ConfigurationError(f"{e.filename or ''}: {e.strerror or e}"))
 
 
+def flag_words(message: str) -> str:
+    """A message (a ``Message``, or plain text) as a program's user reads it: settings named
+    as the flags they typed."""
+    return render(message, FLAG)
+
+
 def fail(program: str, error: Exception) -> None:
-    """A configuration error: one clear line and a non-zero exit, before binding."""
-    sys.stderr.write(f"twistd {program}: configuration error: {error}\n")
+    """A configuration error: one clear line and a non-zero exit, before binding; its
+    settings named as the flags the user typed."""
+    text = error.render(FLAG) if isinstance(error, ConfigurationError) else str(error)
+    sys.stderr.write(f"twistd {program}: configuration error: {text}\n")
     sys.stderr.flush()
     raise SystemExit(2)
 

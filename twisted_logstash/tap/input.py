@@ -23,7 +23,7 @@ from twisted_logstash.codecs.events import (
     Enrichment,
     resolve_enrich,
 )
-from twisted_logstash.errors import ConfigurationError
+from twisted_logstash.errors import ConfigurationError, Message
 from twisted_logstash.pipeline.sinks import sink_from_string
 from twisted_logstash.security.auth import Credentials
 from twisted_logstash.security.endpoints import DEFAULT_BACKLOG
@@ -33,6 +33,7 @@ from twisted_logstash.tap.common import (
     check_protocol_flags,
     configuration_errors,
     exit_with,
+    flag_words,
     input_listener,
     keep_exit_status,
     listen_address,
@@ -45,6 +46,7 @@ from twisted_logstash.tap.common import (
     tls_and_auth_settings,
     wire_of,
 )
+from twisted_logstash.tap.help import INPUT_GROUPS
 from twisted_logstash.transport.inputservice import InputService
 from twisted_logstash.transport.server import DEFAULT_MAX_HELD_BYTES
 from twisted_logstash.transport.workers import CountingSink, WorkerPool, adopted_endpoint, cores
@@ -68,8 +70,10 @@ ONLY = {
     "lumberjack": ("client_inactivity_timeout",),
 }
 WHY = {
-    "username": "the framed wire has no authentication; require client certificates instead "
-    "(--ssl-client-authentication required)",
+    "username": Message(
+        "the framed wire has no authentication; require client certificates instead "
+        "({ssl_client_authentication:required})"
+    ),
 }
 
 
@@ -139,11 +143,13 @@ class Options(LogstashOptions):
             "workers",
             None,
             None,
-            "processes accepting on the port, each with every limit above: a number, or auto"
+            "processes accepting on the port, each with every limit: a number, or auto"
             " (one per core) [1: this process alone]",
         ],
     ]
     repeatable = ("ssl_certificate_authorities", "add_field")
+    help_groups = INPUT_GROUPS
+    wire_only = ONLY
 
     opt_ssl_certificate_authorities = appender(
         "ssl_certificate_authorities", "PEM CA file trusted for client certificates (repeatable)"
@@ -204,8 +210,8 @@ def settings_from(options: Options, environ=os.environ) -> tuple[dict, set[str],
         "workers": parse_workers(options["workers"]),
     }
     if settings["workers"] > 1 and settings["endpoint"] is not None:
-        raise ConfigurationError(
-            "--workers needs --host and --port: an --endpoint cannot be shared by processes"
+        raise ConfigurationError.about(
+            "{workers} needs {host} and {port}: an {endpoint} cannot be shared by processes"
         )
     return settings, explicit, warnings
 
@@ -215,7 +221,11 @@ def _ecs(value: str | None) -> str | None:
         return None
     mode = value.strip().lower()
     if mode not in ECS_MODES:
-        raise ConfigurationError(f"--ecs-compatibility takes {', '.join(ECS_MODES)}, not {value!r}")
+        raise ConfigurationError.about(
+            "{ecs_compatibility} takes {modes}, not {value!r}",
+            modes=", ".join(ECS_MODES),
+            value=value,
+        )
     return mode
 
 
@@ -260,25 +270,27 @@ def parse_workers(value: str | None) -> int:
     try:
         number = int(value)
     except ValueError:
-        raise ConfigurationError(
-            f"--workers takes a whole number of at least 1 or auto, not {value!r}"
+        raise ConfigurationError.about(
+            "{workers} takes a whole number of at least 1 or auto, not {value!r}", value=value
         ) from None
     if number < 1:
-        raise ConfigurationError(f"--workers must be at least 1 (or auto), not {number}")
+        raise ConfigurationError.about(
+            "{workers} must be at least 1 (or auto), not {number}", number=number
+        )
     return number
 
 
 def _port(value: str) -> int:
     port = parse_int("port", value, 0)
     if port > 65535:
-        raise ConfigurationError(f"--port must be from 0 to 65535, not {port}")
+        raise ConfigurationError.about("{port} must be from 0 to 65535, not {port_}", port_=port)
     return port
 
 
 def _key_value(item: str) -> tuple[str, str]:
     key, sep, value = item.partition("=")
     if not sep or not key.strip():
-        raise ConfigurationError(f"--add-field takes KEY=VALUE, not {item!r}")
+        raise ConfigurationError.about("{add_field} takes KEY=VALUE, not {item!r}", item=item)
     return key.strip(), value
 
 
@@ -302,9 +314,12 @@ def build(settings: dict, explicit: set[str], reactor=None, *, worker_fd: int | 
     sink = settings["sink"]  # a program's sink name, or the library's IEventSink
     fsync = settings.get("sink_fsync", False)
     if fsync and not (isinstance(sink, str) and sink.startswith("file:")):
-        raise ConfigurationError("--sink-fsync is for the file sink (--sink file:PATH)")
+        raise ConfigurationError.about("{sink_fsync} is for the file sink ({sink:file:PATH})")
     if isinstance(sink, str):
-        sink = sink_from_string(sink, fsync=fsync, shared=worker_fd is not None)
+        try:
+            sink = sink_from_string(sink, fsync=fsync, shared=worker_fd is not None)
+        except ConfigurationError as error:
+            raise ConfigurationError.about("{sink}: {reason}", reason=str(error)) from None
     if worker_fd is not None:
         sink = CountingSink(sink)
     decorations = Decorations(
@@ -353,10 +368,11 @@ def build(settings: dict, explicit: set[str], reactor=None, *, worker_fd: int | 
     description = settings["endpoint"]
     try:
         endpoint = serverFromString(reactor, description)
-    except ConfigurationError:
-        raise ConfigurationError(f"endpoint {redact(description)!r}: {sys.exc_info()[1]}")
-    except (ValueError, KeyError, TypeError) as e:
-        raise ConfigurationError(f"endpoint {redact(description)!r}: {e}")
+    except (ValueError, KeyError, TypeError) as e:  # a ConfigurationError too
+        # the string's own parameters are settings (ssl_key=...): its message names them so
+        raise ConfigurationError.about(
+            "{endpoint} {description!r}: {reason}", description=redact(description), reason=str(e)
+        ) from None
     return InputService(endpoint, factory), warnings
 
 
@@ -464,7 +480,7 @@ def makeService(options: Options):
     from twisted.internet import reactor
 
     for warning in warnings + more:
-        log.warn("{warning}", warning=warning)
+        log.warn("{warning}", warning=flag_words(warning))
     if settings["endpoint"] is not None:
         where = redact(settings["endpoint"])
     else:

@@ -21,7 +21,7 @@ import sys
 from twisted.logger import Logger, globalLogBeginner
 from twisted.python import usage
 
-from twisted_logstash.errors import ConfigurationError
+from twisted_logstash.errors import FLAG, ConfigurationError
 from twisted_logstash.tap.input import Options, build, settings_from
 from twisted_logstash.transport.workers import (
     WORKER_FD,
@@ -76,7 +76,8 @@ def main(argv: list[str] | None = None) -> int:
         settings, explicit, _ = settings_from(options)
         service, _ = build(settings, explicit, reactor, worker_fd=WORKER_FD)
     except (ConfigurationError, usage.UsageError, OSError) as e:
-        log.error("configuration error: {error}", error=str(e))
+        text = e.render(FLAG) if isinstance(e, ConfigurationError) else str(e)
+        log.error("configuration error: {error}", error=text)
         return 2
 
     def parent_gone() -> None:

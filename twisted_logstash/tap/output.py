@@ -17,8 +17,9 @@ from twisted.internet import defer
 from twisted.internet.error import CannotListenError
 from twisted.logger import Logger
 
+from twisted_logstash import config
 from twisted_logstash.codecs.bytebound import DEFAULT_BATCH_MAX_BYTES
-from twisted_logstash.errors import ConfigurationError
+from twisted_logstash.errors import ConfigurationError, Message
 from twisted_logstash.pipeline.deadletter import DeadLetterFile
 from twisted_logstash.pipeline.output import OutputStopped
 from twisted_logstash.tap.common import (
@@ -28,6 +29,7 @@ from twisted_logstash.tap.common import (
     check_protocol_flags,
     configuration_errors,
     exit_with,
+    flag_words,
     keep_exit_status,
     listen_address,
     lowered,
@@ -37,16 +39,21 @@ from twisted_logstash.tap.common import (
     tls_and_auth_settings,
     wire_of,
 )
+from twisted_logstash.tap.help import OUTPUT_GROUPS
 from twisted_logstash.transport.hosts import parse_hosts
 
 PROGRAM = "logstash-output"
 log = Logger(namespace="twisted_logstash.pipeline.output")
 
+#: what ``--compression`` takes on the native wire (Content-Encodings and their spellings)
+NATIVE_COMPRESSION = ("gzip", "x-gzip", "deflate", "x-deflate", "snappy", "identity", "none")
 #: flags that mean something on one wire only (see ``check_protocol_flags``)
 ONLY = {"http": ("username", "password")}
 WHY = {
-    "username": "the framed wire has no authentication; identify with a client certificate "
-    "instead (--ssl-certificate and --ssl-key)"
+    "username": Message(
+        "the framed wire has no authentication; identify with a client certificate "
+        "instead ({ssl_certificate} and {ssl_key})"
+    )
 }
 
 
@@ -100,6 +107,8 @@ class Options(LogstashOptions):
         ["stop-timeout", None, None, "seconds a stop waits for attempts in flight [10]"],
     ]
     repeatable = ("hosts", "ssl_certificate_authorities")
+    help_groups = OUTPUT_GROUPS
+    wire_only = ONLY
 
     opt_hosts = appender("hosts", "host, host:port, [v6] or [v6]:port; comma list or repeated")
     opt_ssl_certificate_authorities = appender(
@@ -116,7 +125,7 @@ def settings_from(options: Options, environ=os.environ) -> tuple[dict, set[str],
     explicit = options.explicit()
     protocol, defaults = wire_of(options)
     if not options["hosts"]:
-        raise ConfigurationError("--hosts is required (host, host:port, [v6] or [v6]:port)")
+        raise ConfigurationError.about("{hosts} is required (host, host:port, [v6] or [v6]:port)")
     if "password_file" in explicit:
         explicit.add("password")
     check_protocol_flags(protocol, explicit, ONLY, WHY)
@@ -170,14 +179,26 @@ def make_transmitter(settings: dict, reactor, connector: Connector | None = None
     """
     if connector is None:
         connector = output_connector(settings, protocol=settings["protocol"])
+    level = settings["compression_level"]
+    if level is not None and not 0 <= level <= 9:
+        raise ConfigurationError.about("{compression_level} takes 0 to 9, not {level}", level=level)
+    if settings["protocol"] == "http" and settings["compression"] not in NATIVE_COMPRESSION:
+        raise ConfigurationError.about(
+            "{compression} {value} is not available on the native wire ({protocol:http}):"
+            " it takes gzip, deflate, snappy or none",
+            value=settings["compression"],
+        )
     endpoints = connector.endpoints(reactor)
     if settings["protocol"] == "lumberjack":
         from twisted_logstash.wires.lumberjack.client import LumberjackTransmitter
 
-        if settings["compression"] not in ("zlib", "gzip", "deflate", "none"):
-            raise ConfigurationError(
-                f"--compression {settings['compression']} is not available on the framed wire "
-                "(zlib or none)"
+        # the framed wire compresses windows with zlib (`C` frames), nothing else: gzip,
+        # deflate and snappy are the native wire's Content-Encodings
+        if settings["compression"] not in ("zlib", "none"):
+            raise ConfigurationError.about(
+                "{compression} {value} is not available on the framed wire"
+                " ({protocol:lumberjack}): it takes zlib or none",
+                value=settings["compression"],
             )
         level = settings["compression_level"]
         if settings["compression"] == "none":
@@ -354,7 +375,14 @@ def build_output(settings: dict, explicit: set[str], reactor=None, *, close_queu
     connector = output_connector(settings, explicit, protocol=settings["protocol"])
     warnings = list(connector.warnings)
     dead_letter = DeadLetterFile(settings["dead_letter"], reactor)
-    dead_letter.check()
+    try:
+        dead_letter.check()
+    except OSError as error:
+        raise ConfigurationError.about(
+            "{dead_letter} {path}: cannot be opened ({why})",
+            path=settings["dead_letter"],
+            why=config.why(error),
+        ) from None
     output = Output(
         make_transmitter(settings, reactor, connector),
         settings["hosts"],
@@ -392,5 +420,5 @@ def makeService(options: Options):
         settings, explicit, warnings = settings_from(options)
         program, more = build(settings, explicit)
     for warning in warnings + more:
-        log.warn("{warning}", warning=warning)
+        log.warn("{warning}", warning=flag_words(warning))
     return program

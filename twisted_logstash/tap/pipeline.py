@@ -14,13 +14,13 @@ import sys
 from twisted.python import usage
 
 from twisted_logstash.errors import ConfigurationError
-from twisted_logstash.tap.common import configuration_errors
+from twisted_logstash.tap.common import ProgramOptions, configuration_errors
 from twisted_logstash.tap.input import log_beside_events
 
 PROGRAM = "logstash-pipeline"
 
 
-class Options(usage.Options):
+class Options(ProgramOptions):
     synopsis = "(-f FILE | -e STRING) [-t]"
     longdesc = (
         "Run a Logstash pipeline: inputs logstash, beats, stdin, generator; outputs logstash, "
