@@ -17,6 +17,7 @@ from twisted.internet.endpoints import TCP4ServerEndpoint, TCP6ServerEndpoint
 from twisted.internet.interfaces import IListeningPort
 from twisted.logger import Logger
 from twisted.python.failure import Failure
+from twisted.web.pages import notFound
 from twisted.web.resource import Resource
 from twisted.web.server import Site
 from zope.interface import Interface, implementer
@@ -72,6 +73,13 @@ class _Health(Resource):
         return (reason + "\n").encode("utf-8")
 
 
+class _Root(Resource):
+    """``/metrics`` and ``/health``; anything else is 404."""
+
+    def getChild(self, path: bytes, request) -> Resource:
+        return notFound()
+
+
 class _QuietSite(Site):
     """A site that writes no access line per scrape, nor a line per start and stop."""
 
@@ -86,7 +94,7 @@ class _QuietSite(Site):
 
 def metrics_site(registry: CollectorRegistry, health: IHealth) -> Site:
     """The site: ``/metrics`` and ``/health`` (anything else is 404)."""
-    root = Resource()
+    root = _Root()
     root.putChild(b"metrics", _Metrics(registry))
     root.putChild(b"health", _Health(health))
     return _QuietSite(root)
