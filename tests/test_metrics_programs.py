@@ -11,6 +11,8 @@ import signal
 import pytest
 import pytest_twisted
 from prometheus_client.parser import text_string_to_metric_families
+from support_http import connect
+from support_lumberjack import ack, json_frame, window
 from support_programs import TIMEOUT, closed_port, programs_fixture  # noqa: F401
 from test_metrics import get
 from twisted.internet import defer, reactor, task
@@ -105,6 +107,35 @@ def test_the_parent_of_two_workers_serves_their_sum_across_a_restart(programs):
     assert status == 0, program.output
     counts = [int(n) for n in re.findall(rb"stopped: (\d+) events acknowledged", program.stdout)]
     assert sum(counts) == 1500, program.output  # the workers' own lines say the same
+
+
+@pytest_twisted.inlineCallbacks
+def test_logstash_input_counts_what_the_framed_test_client_sends(programs):
+    program = programs.input(
+        "--protocol", "lumberjack", "--port", "0", "--sink", "null", "--metrics-port", "0",
+    )  # fmt: skip
+    port = yield program.wait_port()
+    metrics = int((yield program.wait_for(METRICS)).group(1))
+    client = yield connect(port)
+    try:
+        data = b"".join(
+            window(2) + json_frame(seq, b'{"n":%d}' % seq) + json_frame(seq + 1, b"{}")
+            for seq in (1, 3)
+        )
+        client.send(data)
+        yield client.wait_bytes(ack(4))
+        got = yield scrape(metrics)
+        assert got[("logstash_input_connections_open", ())] == 1
+    finally:
+        client.transport.loseConnection()
+        yield client.wait_closed()
+    assert received(got) == 4
+    assert got[("logstash_input_events_acknowledged_total", ())] == 4
+    assert got[("logstash_input_windows_total", ())] == 2
+    assert got[("logstash_input_received_bytes_total", ())] == len(data)
+    assert got[("logstash_input_sent_bytes_total", ())] == len(ack(2) + ack(4))
+    assert got[("logstash_input_sink_seconds_count", ())] == 2
+    yield program.terminate()
 
 
 @pytest_twisted.inlineCallbacks

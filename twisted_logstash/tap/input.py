@@ -504,11 +504,12 @@ def makeService(options: Options):
     if close is not None:
         close()  # the parent writes nothing: its workers open the sink each
     address = listen_address_of(settings, settings["protocol"])
-    # each worker reports its counts to this process, which serves their sum
-    reports = WorkerStats() if metrics is not None else None
+    # each worker reports its counts to this process (pool.reports.total(): their sum), for
+    # the metrics and the parent's own lines
+    reports = WorkerStats()
     pool = WorkerPool(
         settings["workers"],
-        lambda number: worker_argv(options, number, report=reports is not None),
+        lambda number: worker_argv(options, number, report=True),
         address.host,
         address.port,
         reactor,
