@@ -5,6 +5,10 @@ while others work), then the one with the fewest requests in flight, then the on
 request least recently. If every host failed recently, the least recently failed one is tried, so
 the output keeps probing instead of stalling. A success does not end a host's cool-off early: a
 request that started before a failure may still succeed, which says little about the host now.
+
+It also keeps each host's record for the metrics and the output's final line: failures by a
+short reason key (``reason_key``), the last success, how often the host was isolated and why
+last; a host being isolated and coming back are one info line each, not one per retry.
 """
 
 from __future__ import annotations
@@ -12,15 +16,61 @@ from __future__ import annotations
 import itertools
 from collections.abc import Iterable
 
+from twisted.internet import defer
 from twisted.internet.interfaces import IReactorTime
+from twisted.logger import Logger
 
+from twisted_logstash.errors import DeliveryError
 from twisted_logstash.transport.hosts import Host
+
+log = Logger()
+
+
+def reason_key(error: BaseException | None) -> str:
+    """A short key for why an attempt failed, for the failures metric: ``status_429``,
+    ``status_5xx``, ``status_4xx`` from a receiver's answer, else ``timeout``, ``refused``
+    (connection refused), ``tls``, ``closed``, ``cancelled``, ``protocol`` or ``other`` from
+    the failure's words."""
+    if error is None:
+        return "other"
+    if isinstance(error, defer.CancelledError):
+        return "cancelled"
+    status = getattr(error, "status", None)
+    if status:
+        if status == 429:
+            return "status_429"
+        return f"status_{status // 100}xx"
+    text = (error.reason if isinstance(error, DeliveryError) else str(error)).lower()
+    for words, key in _KEYS:
+        if any(word in text for word in words):
+            return key
+    return "other"
+
+
+_KEYS = (
+    (("timed out", "timeout", "no answer", "did not answer"), "timeout"),
+    (("refused",), "refused"),
+    (("tls", "ssl", "certificate", "handshake"), "tls"),
+    (("closed", "reset", "lost", "broken pipe"), "closed"),
+    (("protocol", "bad response"), "protocol"),
+)
 
 
 class _HostState:
     """What the balancer knows about one host."""
 
-    __slots__ = ("failed_at", "failed_seq", "in_flight", "started_at", "started_seq")
+    __slots__ = (
+        "failed_at",
+        "failed_seq",
+        "failures",
+        "in_flight",
+        "isolated",
+        "last_reason",
+        "last_success",
+        "started_at",
+        "started_seq",
+        "times_isolated",
+    )
 
     def __init__(self) -> None:
         self.in_flight = 0
@@ -28,6 +78,11 @@ class _HostState:
         self.started_seq = -1
         self.failed_at: float | None = None
         self.failed_seq = -1
+        self.failures: dict[str, int] = {}  # by reason_key
+        self.last_success: float | None = None  # reactor time (unix time on a real reactor)
+        self.isolated = False  # said isolated, not said back yet
+        self.times_isolated = 0
+        self.last_reason = ""
 
 
 class Balancer:
@@ -70,13 +125,54 @@ class Balancer:
 
     def succeeded(self, host: Host) -> None:
         """An attempt on `host` ended well."""
-        self._finish(host)
-
-    def failed(self, host: Host) -> None:
-        """An attempt on `host` failed: isolate it for the cool-off."""
         state = self._finish(host)
-        state.failed_at = self._reactor.seconds()
+        state.last_success = self._reactor.seconds()
+        if state.isolated:
+            state.isolated = False
+            log.info("host {host} is back", host=str(host))
+
+    def failed(self, host: Host, error: BaseException | None = None) -> None:
+        """An attempt on `host` failed (``error`` says why): isolate it for the cool-off."""
+        state = self._finish(host)
+        now = self._reactor.seconds()
+        key = reason_key(error)
+        state.failures[key] = state.failures.get(key, 0) + 1
+        if key == "cancelled":  # we gave up on it (a stop): nothing said about the host
+            state.failed_at = now
+            state.failed_seq = next(self._seq)
+            return
+        reason = _words(error, key)
+        # a new isolation, unless the host is isolated already (a retry failing again)
+        if not state.isolated or (self.cooloff > 0 and not self._recently_failed(host, now)):
+            state.isolated = True
+            state.times_isolated += 1
+            state.last_reason = reason
+            log.info(
+                "host {host} isolated for {cooloff} s: {reason}",
+                host=str(host),
+                cooloff=f"{self.cooloff:g}",
+                reason=reason,
+            )
+        state.failed_at = now
         state.failed_seq = next(self._seq)
+
+    def isolations(self) -> list[tuple[str, int, str]]:
+        """Hosts isolated at least once, in the order given: (``host:port`` as typed, times
+        isolated, the reason of the last isolation in words)."""
+        return [
+            (str(host), state.times_isolated, state.last_reason)
+            for host, state in self._state.items()
+            if state.times_isolated
+        ]
+
+    def record(self, host: Host) -> _HostState:
+        """What the balancer knows about `host` (read by the metrics)."""
+        return self._state[host]
+
+    def all_isolated(self) -> bool:
+        """True while every host is in its cool-off (then nothing can take work at once)."""
+        now = self._reactor.seconds()
+        return all(self._recently_failed(host, now) for host in self._hosts)
 
     def in_flight(self, host: Host) -> int:
         return self._state[host].in_flight
@@ -100,3 +196,13 @@ class Balancer:
     def _load_key(self, host: Host) -> tuple[int, int]:
         state = self._state[host]
         return (state.in_flight, state.started_seq)
+
+
+def _words(error: BaseException | None, key: str) -> str:
+    if error is None:
+        return "the attempt failed"
+    if isinstance(error, DeliveryError):
+        return error.reason
+    if isinstance(error, defer.CancelledError):
+        return "the attempt was cancelled"
+    return str(error) or key

@@ -64,6 +64,7 @@ from twisted_logstash.pipeline.deadletter import DeadLetterFile
 from twisted_logstash.pipeline.position import ReadPosition
 from twisted_logstash.pipeline.queue import DEFAULT_CAPACITY, MemoryQueue
 from twisted_logstash.transport.hosts import Host
+from twisted_logstash.transport.inputstats import Timings
 
 # A batch whose delay elapsed within this many seconds of now is due (float time arithmetic).
 _EPSILON = 1e-9
@@ -149,6 +150,7 @@ class _Batch:
         "payload",
         "pieces",
         "retry_call",
+        "sent_at",
         "ticket",
     )
 
@@ -161,6 +163,7 @@ class _Batch:
         self.attempt: defer.Deferred | None = None
         self.retry_call: IDelayedCall | None = None
         self.ack_since: float | None = None  # when acknowledging it in the queue began failing
+        self.sent_at = 0.0  # when its last attempt began
 
 
 class _Share:
@@ -228,6 +231,8 @@ class Output(service.Service):
         self.balancer = Balancer(hosts, reactor, cooloff)
         self._new_backoff = backoff
         self.stats = OutputStats()
+        self.round_trips = Timings()
+        """Seconds from an attempt's start to its acknowledgement, per acknowledged batch."""
         self.queue_retry_timeout = queue_retry_timeout
         # Fails with QueueFailedError if the output gives up on its queue (see the module
         # docstring); never fires otherwise.
@@ -671,6 +676,7 @@ class Output(service.Service):
         batch.retry_call = None
         host = self.balancer.pick()
         self.stats.sent += len(batch.events)
+        batch.sent_at = self.reactor.seconds()
         try:
             d = self.transmitter.transmit(host, batch.payload)
         except Exception:
@@ -681,6 +687,7 @@ class Output(service.Service):
     def _delivered(self, _, batch: _Batch, host: Host) -> None:
         batch.attempt = None
         self.balancer.succeeded(host)
+        self.round_trips.observe(self.reactor.seconds() - batch.sent_at)
         self._forget(batch, None, self._ticket(batch))
 
     def _forget(self, batch: _Batch, outcome: DeadLettered | None, ticket) -> None:
@@ -771,8 +778,8 @@ class Output(service.Service):
 
     def _failed(self, failure: Failure, batch: _Batch, host: Host) -> None:
         batch.attempt = None
-        self.balancer.failed(host)
         error = failure.value
+        self.balancer.failed(host, error)
         if isinstance(error, TerminalError):
             if error.host is None:
                 error.host = host

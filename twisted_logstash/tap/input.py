@@ -24,6 +24,9 @@ from twisted_logstash.codecs.events import (
     resolve_enrich,
 )
 from twisted_logstash.errors import ConfigurationError, Message
+from twisted_logstash.metrics.input import InputCollector, InputHealth
+from twisted_logstash.metrics.program import metrics_address, with_metrics
+from twisted_logstash.metrics.workers import WorkersHealth, WorkerStats
 from twisted_logstash.pipeline.sinks import sink_from_string
 from twisted_logstash.security.auth import Credentials
 from twisted_logstash.security.endpoints import DEFAULT_BACKLOG
@@ -49,7 +52,13 @@ from twisted_logstash.tap.common import (
 from twisted_logstash.tap.help import INPUT_GROUPS
 from twisted_logstash.transport.inputservice import InputService
 from twisted_logstash.transport.server import DEFAULT_MAX_HELD_BYTES
-from twisted_logstash.transport.workers import CountingSink, WorkerPool, adopted_endpoint, cores
+from twisted_logstash.transport.workers import (
+    REPORT_FD,
+    CountingSink,
+    WorkerPool,
+    adopted_endpoint,
+    cores,
+)
 
 PROGRAM = "logstash-input"
 log = Logger(namespace="twisted_logstash.transport.inputservice")
@@ -146,6 +155,14 @@ class Options(LogstashOptions):
             "processes accepting on the port, each with every limit: a number, or auto"
             " (one per core) [1: this process alone]",
         ],
+        [
+            "metrics-port",
+            None,
+            None,
+            "serve Prometheus metrics on /metrics and health on /health at this port (0: any"
+            " free port, logged) [off]",
+        ],
+        ["metrics-host", None, None, "address of the metrics port [127.0.0.1]"],
     ]
     repeatable = ("ssl_certificate_authorities", "add_field")
     help_groups = INPUT_GROUPS
@@ -448,7 +465,7 @@ class WorkersProgram(InputProgram):
         return stopped.addBoth(status)
 
 
-def worker_argv(options: Options, number: int) -> list[str]:
+def worker_argv(options: Options, number: int, *, report: bool = False) -> list[str]:
     """The command line of worker ``number``: this interpreter, the worker's entry point and
     every flag as the user gave it but ``--workers`` (the worker checks them again, as this
     process did, and gets the same settings)."""
@@ -458,11 +475,12 @@ def worker_argv(options: Options, number: int) -> list[str]:
         "twisted_logstash.tap.inputworker",
         f"--worker={number}",
         f"--parent={os.getpid()}",
+        *([f"--report-fd={REPORT_FD}"] if report else []),
         "--",
     ]
     for long, *_ in Options.optParameters:
         value = options.get(long)
-        if value is not None and long != "workers":
+        if value is not None and long not in ("workers", "metrics-port", "metrics-host"):
             argv.append(f"--{long}={value}")
     for key in Options.repeatable:
         flag = "--" + key.replace("_", "-")
@@ -473,6 +491,7 @@ def worker_argv(options: Options, number: int) -> list[str]:
 def makeService(options: Options):
     with configuration_errors(PROGRAM):
         settings, explicit, warnings = settings_from(options)
+        metrics = metrics_address(options)
         # with --workers too: every flag, TLS file and the sink are checked here, once
         input_service, more = build(settings, explicit)
     if settings["sink"] == "stdout":
@@ -486,19 +505,47 @@ def makeService(options: Options):
     else:
         where = str(listen_address_of(settings, settings["protocol"]))
     if settings["workers"] == 1:
-        return InputProgram(input_service, reactor, where=where)
+        program = InputProgram(input_service, reactor, where=where)
+        if metrics is None:
+            return program
+        factory = input_service.factory
+        return _with_metrics(
+            program,
+            InputCollector(lambda: factory.stats, settings["protocol"]),
+            InputHealth(input_service),
+            metrics,
+            reactor,
+        )
     close = getattr(input_service.factory.sink, "close", None)
     if close is not None:
         close()  # the parent writes nothing: its workers open the sink each
     address = listen_address_of(settings, settings["protocol"])
+    # each worker reports its counts to this process (pool.reports.total(): their sum), for
+    # the metrics and the parent's own lines
+    reports = WorkerStats()
     pool = WorkerPool(
         settings["workers"],
-        lambda number: worker_argv(options, number),
+        lambda number: worker_argv(options, number, report=True),
         address.host,
         address.port,
         reactor,
         backlog=DEFAULT_BACKLOG,
         inherit_stdout=settings["sink"] == "stdout",
         stop_timeout=input_service.drain_timeout + 5.0,
+        reports=reports,
     )
-    return WorkersProgram(pool, reactor, where=where)
+    program = WorkersProgram(pool, reactor, where=where)
+    if metrics is None:
+        return program
+    collector = InputCollector(reports.total, settings["protocol"], lambda: len(pool.workers))
+    return _with_metrics(program, collector, WorkersHealth(pool), metrics, reactor)
+
+
+def _with_metrics(program, collector, health, address, reactor):
+    """``--metrics-port``: the program with its metrics endpoint (``metrics/program.py``)."""
+
+    def stop(code: int) -> None:
+        exit_with(code)
+        stop_when_running(reactor)
+
+    return with_metrics(program, collector, health, address, reactor, stop=stop)

@@ -37,6 +37,7 @@ class Arguments(usage.Options):
     optParameters = [
         ["worker", None, None, "this worker's number"],
         ["parent", None, None, "the parent's process id"],
+        ["report-fd", None, None, "descriptor to report counts on (the parent's --metrics-port)"],
     ]
 
     def parseArgs(self, *flags: str) -> None:
@@ -90,8 +91,16 @@ def main(argv: list[str] | None = None) -> int:
         status[0] = 1
         stop()
 
+    reporter = None
+    if arguments["report-fd"] is not None:
+        from twisted_logstash.metrics.workers import StatsReporter
+
+        reporter = StatsReporter(service.factory.stats, int(arguments["report-fd"]), reactor)
+
     async def drain() -> None:
         await service.stopService()
+        if reporter is not None:
+            reporter.stop()  # the last counts, before the parent sees this worker end
         counted = service.factory.sink
         usage_ = resource.getrusage(resource.RUSAGE_SELF)
         log.info(
@@ -106,6 +115,8 @@ def main(argv: list[str] | None = None) -> int:
     reactor.addReader(ParentWatch(parent_gone))
     service.startService()
     service.listening.addErrback(cannot_listen)
+    if reporter is not None:
+        reporter.start()
     reactor.addSystemEventTrigger("before", "shutdown", lambda: defer.ensureDeferred(drain()))
     reactor.run(installSignalHandlers=False)
     return status[0]

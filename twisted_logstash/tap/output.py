@@ -20,6 +20,8 @@ from twisted.logger import Logger
 from twisted_logstash import config
 from twisted_logstash.codecs.bytebound import DEFAULT_BATCH_MAX_BYTES
 from twisted_logstash.errors import ConfigurationError, Message
+from twisted_logstash.metrics.output import OutputCollector, OutputHealth
+from twisted_logstash.metrics.program import metrics_address, with_metrics
 from twisted_logstash.pipeline.deadletter import DeadLetterFile
 from twisted_logstash.pipeline.output import OutputStopped
 from twisted_logstash.tap.common import (
@@ -105,6 +107,14 @@ class Options(LogstashOptions):
         ["cooloff", None, None, "seconds a failed host is isolated [60]"],
         ["timeout", None, None, "seconds for one attempt before it counts as failed [60]"],
         ["stop-timeout", None, None, "seconds a stop waits for attempts in flight [10]"],
+        [
+            "metrics-port",
+            None,
+            None,
+            "serve Prometheus metrics on /metrics and health on /health at this port (0: any"
+            " free port, logged) [off]",
+        ],
+        ["metrics-host", None, None, "address of the metrics port [127.0.0.1]"],
     ]
     repeatable = ("hosts", "ssl_certificate_authorities")
     help_groups = OUTPUT_GROUPS
@@ -418,7 +428,23 @@ def build(settings: dict, explicit: set[str], reactor=None):
 def makeService(options: Options):
     with configuration_errors(PROGRAM):
         settings, explicit, warnings = settings_from(options)
+        metrics = metrics_address(options)
         program, more = build(settings, explicit)
     for warning in warnings + more:
         log.warn("{warning}", warning=flag_words(warning))
-    return program
+    if metrics is None:
+        return program
+    return _with_metrics(program, metrics)
+
+
+def _with_metrics(program: OutputProgram, address: tuple[str, int]):
+    """``--metrics-port``: the program with its metrics endpoint (``metrics/program.py``)."""
+    from twisted.internet import reactor
+
+    def stop(code: int) -> None:
+        exit_with(code)
+        stop_when_running(reactor)
+
+    output = program.output
+    collector = OutputCollector(output)
+    return with_metrics(program, collector, OutputHealth(output), address, reactor, stop=stop)

@@ -25,6 +25,7 @@ from twisted_logstash.codecs.events import Decorations, Enrichment, prepare, tim
 from twisted_logstash.interfaces import IInput, IInputConnection, IInputExchange, IInputRegistry
 from twisted_logstash.security.failures import describe_peer, describe_tls_peer, peer_address
 from twisted_logstash.transport.eager import send_now, write_now
+from twisted_logstash.transport.inputstats import InputStats, refusal_of
 
 __all__ = [
     "BODY",
@@ -104,6 +105,7 @@ class InputProtocol(protocol.Protocol):
         self._again = False  # _run was asked to go on while running
         self._start: bytes | None = b"" if factory.sniff_tls else None  # until TLS is ruled out
         self._enrich: Callable[[list], None] | None = None  # the connection's, once known
+        self._since = 0.0  # when the sink got the batch it holds
 
     # -- Twisted ----------------------------------------------------------------------------------
 
@@ -117,6 +119,7 @@ class InputProtocol(protocol.Protocol):
         self.set_phase(IDLE)
 
     def dataReceived(self, data: bytes) -> None:
+        self.factory.stats.bytes_in += len(data)
         if self.closing:
             return  # lingering: what the peer still sends is dropped
         if self._start is not None and self._tls_client(data):
@@ -181,6 +184,7 @@ class InputProtocol(protocol.Protocol):
                 self._close(answer.answer)
                 return
             self.transport.write(answer)
+            self.factory.stats.bytes_out += len(answer)
             self.set_phase(WAITING)
             return
         abort = self.exchange.timed_out(phase, self.factory.timeouts[phase])
@@ -277,6 +281,7 @@ class InputProtocol(protocol.Protocol):
             if kind is bytes:
                 transport.write(result)
                 written = True
+                self._answered(result, False)
             elif kind is Close:
                 self._close(result.answer)
                 return None
@@ -291,10 +296,14 @@ class InputProtocol(protocol.Protocol):
     def _deliver(self, events: list[dict[str, Any]]) -> None:
         factory = self.factory
         factory.batch_taken()
+        stats = factory.stats
+        stats.events_received += len(events)
+        stats.batches += 1
         self.holding = events
         self.phase = WAITING
         timeout = factory.timeouts[WAITING]
-        self.deadline = None if timeout is None else factory.reactor.seconds() + timeout
+        self._since = now = factory.reactor.seconds()
+        self.deadline = None if timeout is None else now + timeout
         if factory.enrichment:  # before the decorations, which may refer to it (Logstash's order)
             enrich = self._enrich
             if enrich is None:
@@ -330,13 +339,30 @@ class InputProtocol(protocol.Protocol):
 
     def _delivered(self, _result: object) -> None:
         events, self.holding = self.holding, None
-        self.factory.batch_settled()
+        factory = self.factory
+        factory.batch_settled()
+        stats = factory.stats
+        stats.events_acknowledged += len(events)
+        stats.sink.observe(factory.reactor.seconds() - self._since)
         self._settled(self.exchange.ack(events))
 
     def _undelivered(self, failure: Failure) -> None:
         events, self.holding = self.holding, None
-        self.factory.batch_settled()
-        self._settled(self.exchange.refuse(events, failure))
+        factory = self.factory
+        factory.batch_settled()
+        stats = factory.stats
+        stats.events_refused += len(events)
+        stats.sink.observe(factory.reactor.seconds() - self._since)
+        answer = self.exchange.refuse(events, failure)
+        if type(answer) is bytes:  # a Close is counted as it closes
+            self._answered(answer, False)
+        self._settled(answer)
+
+    def _answered(self, answer: bytes, closing: bool) -> None:
+        """Count an answer that is not an acknowledgement (an error status, a close)."""
+        key = refusal_of(answer, closing)
+        if key is not None:
+            self.factory.stats.refusal(key)
 
     def _settled(self, answer: bytes | Close) -> None:
         """Write the answer to a batch; go on with the next one (or close)."""
@@ -349,6 +375,7 @@ class InputProtocol(protocol.Protocol):
             self.set_phase(IDLE)  # unless the exchange said which phase comes next
         transport = self.transport
         if answer:
+            self.factory.stats.bytes_out += len(answer)
             if self.factory.send_at_once:
                 write_now(transport, answer)  # not after every other event of this reactor turn
             else:
@@ -367,7 +394,9 @@ class InputProtocol(protocol.Protocol):
         the peer still sends meanwhile, so that it reads the answer instead of a reset."""
         self.closing = True
         transport = self.transport
+        self._answered(answer, True)
         if answer:
+            self.factory.stats.bytes_out += len(answer)
             if self.factory.send_at_once:
                 write_now(transport, answer)
             else:
@@ -488,6 +517,8 @@ class InputFactory(protocol.Factory):
             LINGER: linger,
         }
         self.draining = False
+        self.stats = InputStats()
+        """What this input counted (``transport.inputstats``)."""
         self._connections: set[InputProtocol] = set()
         self._pending = 0
         self._drain_waiters: list[defer.Deferred] = []
@@ -510,6 +541,7 @@ class InputFactory(protocol.Factory):
 
     def buildProtocol(self, addr):
         if len(self._connections) >= self.max_connections:
+            self.stats.connections_refused += 1
             log.warn(
                 "refusing a connection from {addr}: {count} connections already open",
                 addr=addr,
@@ -546,6 +578,8 @@ class InputFactory(protocol.Factory):
     def connected(self, connection: InputProtocol) -> None:
         """``connection`` was made: count it, and sweep its deadlines."""
         self._connections.add(connection)
+        self.stats.connections_total += 1
+        self.stats.connections_open = len(self._connections)
         if self._sweeper is None and self._sweep_interval is not None:
             self._sweeper = task.LoopingCall(self._sweep)
             self._sweeper.clock = self.reactor
@@ -554,6 +588,7 @@ class InputFactory(protocol.Factory):
     def disconnected(self, connection: InputProtocol) -> None:
         """``connection`` is gone."""
         self._connections.discard(connection)
+        self.stats.connections_open = len(self._connections)
         if not self._connections and self._sweeper is not None:
             self._sweeper.stop()
             self._sweeper = None

@@ -62,6 +62,8 @@ log = Logger(namespace="twisted_logstash.transport.workers")
 
 #: the descriptor number the listening socket has in every worker
 WORKER_FD = 3
+#: the descriptor a worker reports its counts on, when the pool has ``reports``
+REPORT_FD = 4
 
 
 def cores() -> int:
@@ -151,6 +153,9 @@ class WorkerProcess(protocol.ProcessProtocol):
         self.pid = self.transport.pid
 
     def childDataReceived(self, childFD: int, data: bytes) -> None:
+        if childFD == REPORT_FD and self.pool.reports is not None:
+            self.pool.reports.received(self, data)
+            return
         lines = (self._partial.pop(childFD, b"") + data).split(b"\n")
         if lines[-1]:
             self._partial[childFD] = lines[-1]
@@ -215,6 +220,10 @@ class WorkerPool(service.Service):
     After ``startService``, ``listening`` has fired with the socket (or failed with
     ``CannotListenError``, and no worker started); ``failed`` is True when stopping had to kill
     a worker or one ended with a status other than 0.
+
+    ``reports``, if given, gets what each worker writes on ``REPORT_FD`` (its counts:
+    ``received(worker, data)``) and hears when a worker ended (``ended(worker)``), after its
+    last bytes (``metrics.workers.WorkerStats``).
     """
 
     def __init__(
@@ -232,6 +241,7 @@ class WorkerPool(service.Service):
         env: dict[str, str] | None = None,
         spawn: Callable[..., Any] | None = None,
         backoff: Callable[[], RestartBackoff] = RestartBackoff,
+        reports: Any = None,
     ) -> None:
         if reactor is None:
             from twisted.internet import reactor
@@ -245,6 +255,7 @@ class WorkerPool(service.Service):
         self.stop_timeout = stop_timeout
         self.kill_timeout = kill_timeout
         self.env = env
+        self.reports = reports
         self._spawn = spawn if spawn is not None else reactor.spawnProcess
         self.socket: socket.socket | None = None
         self.listening: defer.Deferred | None = None
@@ -285,6 +296,8 @@ class WorkerPool(service.Service):
             2: "r",
             WORKER_FD: self.socket.fileno(),
         }
+        if self.reports is not None:
+            fds[REPORT_FD] = "r"
         argv = list(self.argv(number))
         env = self.env if self.env is not None else dict(os.environ)
         self._spawn(worker, argv[0], argv, env=env, childFDs=fds)
@@ -294,6 +307,8 @@ class WorkerPool(service.Service):
     def worker_ended(self, worker: WorkerProcess) -> None:
         if self.workers.get(worker.number) is worker:
             del self.workers[worker.number]
+        if self.reports is not None:
+            self.reports.ended(worker)
         if self.stopping:
             if worker.status != 0:
                 self.failed = True
