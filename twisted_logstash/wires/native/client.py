@@ -48,6 +48,7 @@ from twisted_logstash.codecs.bytebound import cut
 from twisted_logstash.errors import ConfigurationError, RetriableError, TerminalError
 from twisted_logstash.interfaces import IExchange, ITransmitter, IWire
 from twisted_logstash.transport.attempt import Attempt, describe_failure, is_tls
+from twisted_logstash.transport.diagnosis import HTTP
 from twisted_logstash.transport.eager import write_now
 from twisted_logstash.transport.hosts import Host
 from twisted_logstash.transport.pool import (
@@ -107,7 +108,10 @@ class _Known:
 @implementer(IExchange)
 class _HttpExchange:
     """One request at a time on one connection, its answer fed to a fresh ResponseParser
-    (built when the first byte of it arrives, unless the answer is one already known)."""
+    (built when the first byte of it arrives, unless the answer is one already known).
+
+    A receiver that answers bytes that are not HTTP, or closes before any, is probably not a
+    native input: the attempt's reason says what to change (`Attempt.diagnosed`)."""
 
     __slots__ = ("_encoder", "_known", "_parser")
 
@@ -136,7 +140,10 @@ class _HttpExchange:
         try:
             response = parser.feed(data)
         except ResponseError as e:
-            attempt.drop(RetriableError(f"bad response: {e}", attempt.host))
+            reason = f"bad response: {e}"
+            if fresh:
+                reason = attempt.diagnosed(reason, answer=data)
+            attempt.drop(RetriableError(reason, attempt.host))
             return
         if response is not None:
             if parser.leftover or not response.keep_alive:
@@ -156,6 +163,9 @@ class _HttpExchange:
             cause = describe_failure(reason)
             if not is_tls(reason.value):
                 cause = f"{e}: {cause}"
+            connection = attempt.connection
+            closed = connection is not None and not connection.heard
+            cause = attempt.diagnosed(cause, closed=closed, error=reason.value)
             attempt.fail(RetriableError(cause, attempt.host))
         else:
             _settle(response, attempt)
@@ -179,6 +189,8 @@ class HttpTransmitter:
     `encode` compresses once per batch; `transmit` may then send the same payload to any host any
     number of times, each call one attempt (retries and host choice belong to the output).
     """
+
+    protocol = HTTP
 
     def __init__(
         self,
