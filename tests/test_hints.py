@@ -16,8 +16,8 @@ import pytest
 import pytest_twisted
 from support_netty import start_netty_receiver
 from support_programs import programs_fixture  # noqa: F401
-from twisted.internet import defer, protocol, reactor
-from twisted.internet.endpoints import TCP4ClientEndpoint, serverFromString
+from twisted.internet import defer, reactor
+from twisted.internet.endpoints import serverFromString
 from twisted.logger import LogLevel, formatEvent, globalLogPublisher
 
 from twisted_logstash.errors import RetriableError
@@ -59,6 +59,7 @@ class Case:
     sender: str  # the transmitter's wire
     client: dict  # its TLS settings ({} plain)
     hints: tuple[str, ...]  # every fragment the reason must hold
+    bare: bool = False  # drawn from a close alone: said from the second close in a row
 
 
 def _server(name: str = "server") -> dict:
@@ -71,14 +72,14 @@ TRUST_OTHER = {"ssl_certificate_authorities": ["other-ca.crt"]}
 
 CASES = {
     # a. a plain sender at a TLS port: a close (our inputs and Netty send no alert)
-    "a-native-plain-to-native-tls": Case(HTTP, TLS, HTTP, {}, (IF_TLS, IF_LUMBERJACK)),
-    "a-framed-plain-to-framed-tls": Case(LUMBERJACK, TLS, LUMBERJACK, {}, (IF_TLS, IF_HTTP)),
+    "a-native-plain-to-native-tls": Case(HTTP, TLS, HTTP, {}, (IF_TLS, IF_LUMBERJACK), True),
+    "a-framed-plain-to-framed-tls": Case(LUMBERJACK, TLS, LUMBERJACK, {}, (IF_TLS, IF_HTTP), True),
     # b. a TLS sender at a plain port: plain bytes in the handshake (native), a close (framed)
     "b-native-tls-to-native-plain": Case(HTTP, {}, HTTP, TRUST, (NOT_TLS,)),
-    "b-framed-tls-to-framed-plain": Case(LUMBERJACK, {}, LUMBERJACK, TRUST, (NOT_TLS,)),
+    "b-framed-tls-to-framed-plain": Case(LUMBERJACK, {}, LUMBERJACK, TRUST, (NOT_TLS,), True),
     # c. native sender at a framed port: a close, plain or after the handshake
-    "c-native-to-framed-plain": Case(LUMBERJACK, {}, HTTP, {}, (IF_LUMBERJACK,)),
-    "c-native-to-framed-tls": Case(LUMBERJACK, TLS, HTTP, TRUST, (NOT_HTTP,)),
+    "c-native-to-framed-plain": Case(LUMBERJACK, {}, HTTP, {}, (IF_LUMBERJACK,), True),
+    "c-native-to-framed-tls": Case(LUMBERJACK, TLS, HTTP, TRUST, (NOT_HTTP,), True),
     # d. framed sender at a native port: HTTP/1.1 400 at once
     "d-framed-to-native-plain": Case(HTTP, {}, LUMBERJACK, {}, (SPEAKS_HTTP,)),
     "d-framed-to-native-tls": Case(HTTP, TLS, LUMBERJACK, TRUST, (SPEAKS_HTTP,)),
@@ -162,11 +163,13 @@ def test_our_inputs(certs, logged, name):
     sender = transmitter(case.sender, _paths(case.client, certs))
     try:
         reasons = []
-        for _ in range(2):
+        for _ in range(3):
             reasons.append((yield failed_reason(sender, host)))
     finally:
         yield sender.close()
         yield service.stopService()
+    if case.bare:  # a receiver that is stopping closes once the same way: no hint yet
+        assert "; the receiver at" not in reasons.pop(0), reasons
     for reason in reasons:
         for hint in case.hints:
             assert f"the receiver at {host} " in reason, reason
@@ -177,3 +180,95 @@ def test_our_inputs(certs, logged, name):
     level, text = lines[0]
     assert level == LogLevel.error
     assert reasons[0].endswith("; " + text)
+
+
+# -- Logstash's Java stack: the Netty/JDK HTTP receiver of tests/peers ---------------------------
+
+
+@pytest.fixture(scope="module")
+def netty_plain():
+    yield from start_netty_receiver()
+
+
+@pytest.fixture(scope="module")
+def netty_tls(certs):
+    yield from start_netty_receiver(certs)
+
+
+def _netty_host(receiver) -> Host:
+    return Host("127.0.0.1", receiver.port)
+
+
+@defer.inlineCallbacks
+def _against(receiver, client: dict, certs, wire: str = HTTP, attempts: int = 1, **options):
+    """The reason of the last of ``attempts`` failed attempts to send to ``receiver``."""
+    sender = transmitter(wire, _paths(client, certs))
+    for name, value in options.items():
+        setattr(sender, name, value)
+    try:
+        for _ in range(attempts):
+            reason = yield failed_reason(sender, _netty_host(receiver))
+    finally:
+        yield sender.close()
+    return reason
+
+
+@pytest_twisted.inlineCallbacks
+def test_netty_a_plain_sender_at_its_tls_port(certs, logged, netty_tls):
+    reason = yield _against(netty_tls, {}, certs, attempts=2)  # a bare close: said the 2nd time
+    assert f"; the receiver at {_netty_host(netty_tls)} closed the connection" in reason
+    assert IF_TLS in reason, reason
+    assert [level for level, _ in hint_lines(logged)] == [LogLevel.error]
+
+
+@pytest_twisted.inlineCallbacks
+def test_netty_b_a_tls_sender_at_its_plain_port(certs, logged, netty_plain):
+    reason = yield _against(netty_plain, TRUST, certs)
+    assert reason == (
+        "TLS handshake failed: the server answered bytes that are not TLS; the receiver at"
+        f" {_netty_host(netty_plain)} {NOT_TLS}"
+    )
+    assert len(hint_lines(logged)) == 1
+
+
+@pytest_twisted.inlineCallbacks
+def test_netty_e_a_ca_we_do_not_trust(certs, logged, netty_tls):
+    reason = yield _against(netty_tls, TRUST_OTHER, certs)
+    assert reason.endswith(f"; the receiver at {_netty_host(netty_tls)} {UNKNOWN_CA}"), reason
+
+
+@pytest_twisted.inlineCallbacks
+def test_netty_d_a_framed_sender_hears_nothing_then_the_hint(certs, logged, netty_plain):
+    """Netty's HTTP decoder waits for a line end that a window never sends: no answer at all.
+    The framed sender says so when its wait for an ACK ends (made 1 s here)."""
+    reason = yield _against(netty_plain, {}, certs, LUMBERJACK, ack_timeout=1.0)
+    assert reason == (
+        f"no ACK within 1.0 s (0 of 1 events acknowledged); the receiver at"
+        f" {_netty_host(netty_plain)} answered nothing, not even a keep-alive: is it a"
+        " logstash/http input? use --protocol http"
+    )
+
+
+# -- the real program -------------------------------------------------------------------------
+
+
+@pytest_twisted.inlineCallbacks
+def test_logstash_output_with_the_wrong_protocol_prints_the_hint(programs):
+    """``twistd -n logstash-output --protocol lumberjack`` into a native input: the hint is
+    printed within seconds (process start included), long before any timeout."""
+    service, host = yield serving(HTTP, {})
+    try:
+        sender = programs.output(
+            "--protocol=lumberjack",
+            f"--hosts={host}",
+            "--source=generator:10",
+        )
+        yield sender.wait_for(
+            rf"the receiver at {host} speaks HTTP: is it a logstash/http input\? use"
+            r" --protocol http",
+            timeout=15.0,
+        )
+        sender.signal()
+        yield sender.ended()
+    finally:
+        yield service.stopService()

@@ -165,6 +165,7 @@ class Attempt:
     # -- IAttempt: what the exchange settles it with ----------------------------------------------
 
     def succeed(self) -> None:
+        self._pool.bare_closes = 0
         self._release()
         self._cancel_timer()
         if not self.result.called:
@@ -205,8 +206,10 @@ class Attempt:
     ) -> str:
         """``reason``, with what is probably wrong added when the connection is a fresh one
         (a reused one already spoke with this receiver) and `diagnose` knows: the hint is
-        logged once per host and cause. ``answer``, ``closed``, ``silent`` and ``error`` are
-        what the exchange saw, as `diagnose` takes them."""
+        logged once per host and cause. A hint drawn from a bare close is given from the
+        second such close in a row to the host (a stopping receiver closes once). ``answer``,
+        ``closed``, ``silent`` and ``error`` are what the exchange saw, as `diagnose` takes
+        them."""
         connection = self.connection
         protocol = getattr(self._wire, "protocol", None)
         if self._reused or connection is None or protocol is None:
@@ -223,7 +226,12 @@ class Attempt:
         )
         if hint is None:
             return reason
-        hinted = getattr(self._pool, "hinted", None)
+        pool = self._pool
+        if hint.bare:
+            closes = pool.bare_closes = getattr(pool, "bare_closes", 0) + 1
+            if closes < 2:
+                return reason  # once may be a receiver stopping: say it the second time
+        hinted = getattr(pool, "hinted", None)
         if hinted is not None and hint.cause not in hinted:
             hinted.add(hint.cause)
             log.error("{hint}", hint=hint.text, host=str(self.host), cause=hint.cause)

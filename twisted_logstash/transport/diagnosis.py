@@ -60,10 +60,13 @@ NAME_MISMATCH = "name-mismatch"
 
 class Hint(NamedTuple):
     """What is probably wrong: ``cause`` (one of the constants above) and ``text``, one
-    sentence naming the receiver and the flags that fix it."""
+    sentence naming the receiver and the flags that fix it. ``bare`` when it is drawn from a
+    close alone: a receiver that is stopping closes new connections the same way, so the
+    attempt says it only when it happens twice in a row."""
 
     cause: str
     text: str
+    bare: bool = False
 
 
 _TLS_ON = "use --ssl-enabled true (and --ssl-certificate-authorities)"
@@ -123,13 +126,16 @@ def diagnose(
                 NOT_TLS,
                 f"{at} closed the connection during the TLS handshake: it probably does not"
                 " speak TLS: use --ssl-enabled false, or check the port",
+                True,
             )
         if tls:
-            return Hint(CLOSED, f"{at} closed the connection without answering: {_OTHER[protocol]}")
+            text = f"{at} closed the connection without answering: {_OTHER[protocol]}"
+            return Hint(CLOSED, text, True)
         return Hint(
             CLOSED,
             f"{at} closed the connection without answering: if it speaks TLS, {_TLS_ON};"
             f" {_IF_OTHER[protocol]}",
+            True,
         )
     if silent and protocol == LUMBERJACK:
         return Hint(

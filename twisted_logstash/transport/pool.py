@@ -197,6 +197,8 @@ class HostPool:
         self._aborted = False
         self.hinted: set[str] = set()
         """The causes of `transport/diagnosis.py` already logged for this host (once each)."""
+        self.bare_closes = 0
+        """Fresh connections in a row closed without a word (since the last success)."""
 
     def take_idle(self) -> PooledConnection | None:
         """The most recently used idle connection, or None."""

@@ -17,7 +17,9 @@ in flight on each, and each transmit is one `transport/attempt.py` attempt (canc
 connection; a reused connection that closes before any byte came back is retried once). This
 module is only the exchange. A failure (refused, connect timeout, connection lost, no ACK
 within `ack_timeout`, the window not acknowledged within `timeout`, a protocol error) fails the
-attempt with a `RetriableError` naming the cause and drops that connection.
+attempt with a `RetriableError` naming the cause and drops that connection. On a connection that
+never answered a frame, the cause ends with what is probably wrong (`transport/diagnosis.py`:
+``HTTP/1.1 400`` from a native port, a close from a TLS port, silence from an HTTP input).
 
 Two timers. `ack_timeout` bounds the wait for each ACK and is restarted by every one, an `A 0`
 keep-alive included, as in the Beats: a receiver still working on a window is not given up on

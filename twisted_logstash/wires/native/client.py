@@ -30,7 +30,9 @@ an unparsable response and the timeout (``timeout`` seconds for the whole attemp
 connecting, sending and receiving) are a `RetriableError` naming the cause
 (`attempt.describe_failure`). A TLS failure reads ``TLS handshake failed: <cause>``, the cause in
 `tls.describe_tls_failure`'s words, as the input logs it. Nothing but a complete 2xx response is
-success.
+success. When the first answer on a new connection is not HTTP, or a close before any, or a TLS
+failure that says what to change, the reason ends with what is probably wrong
+(`transport/diagnosis.py`: a framed port, a TLS port, an unknown CA...).
 """
 
 from __future__ import annotations

@@ -51,6 +51,7 @@ MAX_HEAD = 64 * 1024
 """Default limit of a head (start line and headers), and of a chunked body's trailers."""
 MAX_CHUNK_LINE = 4096
 """Limit of a chunk-size line, extensions included."""
+_STATUS_START = b"HTTP/"
 _TLS_START = b"\x16\x03"  # a TLS handshake record, which the input names itself once it is sure
 
 
@@ -330,3 +331,10 @@ class ResponseReader(MessageReader):
     error = ResponseError
 
     _read_head_block = staticmethod(read_response_head)
+
+    def _check_start(self, buf: bytes, checked: int) -> None:
+        """Refuse at once an answer that does not start as a status line does (``HTTP/``):
+        a framed receiver's ACK, a TLS alert, a banner. Its sender is then told at once what
+        it met, rather than when the receiver closes, if it ever does."""
+        if checked < 5 and buf[:5] != _STATUS_START[: len(buf[:5])]:
+            raise ProtocolError(400, f"not an HTTP response (it starts with {buf[:8]!r})")
