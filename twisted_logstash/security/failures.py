@@ -5,7 +5,9 @@ exception naming patterns; ``describe_tls_failure`` turns either into one line (
 verify failed: certificate has expired", "no protocol version in common"), the words every
 log line and every error of both wires use. ``describe_peer`` names the far end of a
 connection the same way everywhere; ``peer_address`` and ``describe_tls_peer`` say what an input
-records about its sender (``[@metadata]``, see ``codecs/events.py``).
+records about its sender (``[@metadata]``, see ``codecs/events.py``). A refused certificate also
+says what the check knew (`TLSVerificationError`: the CA missing, `missing_ca`; the names the
+certificate holds, `describe_pattern`), for the output's hint (``transport/diagnosis.py``).
 """
 
 from __future__ import annotations

@@ -47,7 +47,7 @@ HTTP = "http"
 LUMBERJACK = "lumberjack"
 """The framed wire, as ``--protocol`` names it."""
 
-# causes: the first word of each hint's identity, one log line per host and cause
+# causes: what a hint is about; the attempt logs one line per host and cause
 SPEAKS_TLS = "speaks-tls"
 NOT_TLS = "not-tls"
 NOT_HTTP = "not-http"
@@ -82,8 +82,8 @@ _HTTP_START = b"HTTP/"
 #: first bytes of a TLS record a server sends a client that did not start TLS: an alert (0x15)
 #: or a handshake (0x16), then the major version 3
 _TLS_RECORDS = (0x15, 0x16)
-#: X509_V_ERR_* codes that mean the chain ends at a CA we do not trust (or none at all), and
-#: those where the certificate named is itself that CA (self-signed)
+#: X509_V_ERR_* codes that mean the chain ends at a CA we do not trust (or at none): unable to
+#: get the issuer (2, 20), self-signed (18, 19), unable to verify the first certificate (21)
 _UNKNOWN_CA_CODES = frozenset({2, 18, 19, 20, 21})
 
 
