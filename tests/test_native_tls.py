@@ -90,7 +90,8 @@ class Case:
     client: dict
     #: DELIVERED, or the cause in describe_tls_failure's words (else the status line)
     cause: str
-    #: the exact reason of the output's error, as it is logged and dead-lettered
+    #: the exact reason of the output's error, as it is logged and dead-lettered ({host}: the
+    #: input's host, named by the hint of transport/diagnosis.py)
     reason: str | None = None
     error: type = RetriableError
     status: int | None = None
@@ -134,7 +135,9 @@ CASES: dict[str, Case] = {
         WRONG_NAME,
         TRUST_CA,
         "server certificate does not match 127.0.0.1",
-        "TLS handshake failed: server certificate does not match 127.0.0.1",
+        "TLS handshake failed: server certificate does not match 127.0.0.1; the receiver at"
+        " {host} presented a certificate for DNS:wrong.example, not for 127.0.0.1: --hosts must"
+        " use that name (or the certificate must hold 127.0.0.1)",
     ),
     "wrong-name-verification-none": Case(WRONG_NAME, {"ssl_verification_mode": "none"}, DELIVERED),
     "expired-verification-full": Case(
@@ -148,7 +151,10 @@ CASES: dict[str, Case] = {
         SERVER_PEM,
         {"ssl_certificate_authorities": ["other-ca.crt"]},
         "certificate verify failed: unable to get local issuer certificate",
-        "TLS handshake failed: certificate verify failed: unable to get local issuer certificate",
+        "TLS handshake failed: certificate verify failed: unable to get local issuer certificate;"
+        " the receiver at {host} presented a certificate from a CA we do not trust"
+        " (CN=twisted-logstash test CA,O=twisted-logstash test): give that CA's certificate to"
+        " --ssl-certificate-authorities (or --ssl-verification-mode none, which checks nothing)",
     ),
     "tls12-client-tls13-server": Case(
         dict(SERVER_PEM, ssl_supported_protocols=["TLSv1.3"]),
@@ -185,14 +191,15 @@ CASES: dict[str, Case] = {
         SERVER_PEM,
         {"ssl_enabled": False},
         "connection closed before any response byte: closed by the server",
+        # a bare close: the hint comes with the second in a row (tests/test_hints.py)
         "connection closed before any response byte: closed by the server",
     ),
     "tls-output-to-plain-input": Case(
         {"ssl_enabled": False},
         TRUST_CA,
         failures.SERVER_NOT_TLS,
-        "TLS handshake failed: the server does not speak TLS on this port "
-        "(ssl_enabled false there?)",
+        "TLS handshake failed: the server answered bytes that are not TLS; the receiver at"
+        " {host} does not speak TLS: use --ssl-enabled false, or check the port",
         input_log=(
             "127.0.0.1:",
             " sent a TLS handshake to this plain HTTP port (is ssl_enabled false on this input",
@@ -251,6 +258,7 @@ def _cause(reason: str) -> str:
     """The cause a transmitter's reason names: after ``TLS handshake failed: `` for a TLS failure
     (in ``describe_tls_failure``'s words, as the input logs it), else the whole reason."""
     prefix = "TLS handshake failed: "
+    reason = reason.partition("; the receiver at ")[0]  # the hint, if any: what to change
     return reason[len(prefix) :] if reason.startswith(prefix) else reason
 
 
@@ -351,7 +359,7 @@ def test_native_tls(certs, logged, name):
         assert outcome is not None, "delivered, but it should have failed"
         assert type(outcome) is case.error, repr(outcome)
         assert _cause(outcome.reason) == case.cause
-        assert outcome.reason == case.reason
+        assert outcome.reason == case.reason.replace("{host}", str(host))
         assert outcome.status == case.status
         assert outcome.host == host
         assert received == []
@@ -539,7 +547,10 @@ def test_tls_output_to_plain_input_fails_at_once(certs, logged):
     finally:
         yield transmitter.close()
         yield service.stopService()
-    assert raised.value.reason == "TLS handshake failed: " + failures.SERVER_NOT_TLS
+    assert raised.value.reason == (
+        f"TLS handshake failed: {failures.SERVER_NOT_TLS}; the receiver at {host} does not"
+        " speak TLS: use --ssl-enabled false, or check the port"
+    )
     assert clock.seconds() == 0
     assert received == []
     warnings = [text for level, text in logged if level == LogLevel.warn]

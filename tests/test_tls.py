@@ -480,7 +480,7 @@ def test_describe_plain_errors():
     assert failures.describe_tls_failure(error) == "the peer does not speak TLS (plain TCP?)"
     # a client knows the peer is the server it was sent to
     assert failures.describe_tls_failure(error, client=True) == (
-        "the server does not speak TLS on this port (ssl_enabled false there?)"
+        "the server answered bytes that are not TLS"
     )
     odd = SSL.Error([("SSL routines", "", "something new")])
     assert failures.describe_tls_failure(odd) == "TLS error: something new"

@@ -56,6 +56,8 @@ class ToyExchange:
 
 @implementer(IWire)
 class ToyWire:
+    protocol = None  # no hints
+
     def exchange(self, host):
         return ToyExchange()
 

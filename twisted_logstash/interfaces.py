@@ -183,6 +183,11 @@ class IExchange(Interface):
 class IWire(Interface):
     """What a transmitter supplies to the pool and the attempt: its exchange and its words."""
 
+    protocol = Attribute(
+        "The wire's name as C{--protocol} says it (C{http}, C{lumberjack}), for the hints of"
+        " C{transport/diagnosis.py}; None: no hints."
+    )
+
     def exchange(host):
         """A new L{IExchange} for a new connection to C{host}."""
 
@@ -217,6 +222,11 @@ class IAttempt(Interface):
 
     def drop(problem):
         """The connection cannot be trusted (a protocol error): abort it and fail."""
+
+    def diagnosed(reason, answer=None, closed=False, silent=False, error=None):
+        """C{reason} with what is probably wrong added (C{transport/diagnosis.py}), for a failure
+        on a fresh connection: C{answer} the first bytes the receiver answered, C{closed} it
+        closed before any, C{silent} it said nothing in time, C{error} the connection's failure."""
 
     def extend(seconds):
         """The peer is working on it: time out C{seconds} from now, but never after

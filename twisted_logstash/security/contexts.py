@@ -36,7 +36,12 @@ from zope.interface import implementer
 
 from twisted_logstash.config import HINT_IDENTITY
 from twisted_logstash.errors import ConfigurationError, named
-from twisted_logstash.security.failures import TLSVerificationError, verify_reason
+from twisted_logstash.security.failures import (
+    TLSVerificationError,
+    describe_pattern,
+    missing_ca,
+    verify_reason,
+)
 from twisted_logstash.security.handshake import note_refusal
 
 if TYPE_CHECKING:
@@ -419,21 +424,31 @@ class ClientTLS:
     def _verify_callback(self, tlsProtocol):
         refused = []
 
-        def refuse(message: str) -> bool:
+        def refuse(message: str, **known) -> bool:
             if not refused:
                 refused.append(message)
-                tlsProtocol.failVerification(Failure(TLSVerificationError(message)))
+                error = TLSVerificationError(message, **known)
+                tlsProtocol.failVerification(Failure(error))
             return False
 
         def callback(conn, cert, errno: int, depth: int, ok: int) -> bool:
             try:
                 if not ok:
-                    return refuse(f"certificate verify failed: {verify_reason(errno)}")
+                    return refuse(
+                        f"certificate verify failed: {verify_reason(errno)}",
+                        code=errno,
+                        issuer=missing_ca(cert, errno),
+                    )
                 if depth == 0:
+                    patterns = extract_patterns(cert)
                     try:
-                        verify_service_identity(extract_patterns(cert), [self._service_id], [])
+                        verify_service_identity(patterns, [self._service_id], [])
                     except VerificationError:
-                        return refuse(f"server certificate does not match {self.hostname}")
+                        return refuse(
+                            f"server certificate does not match {self.hostname}",
+                            hostname=self.hostname,
+                            names=[describe_pattern(pattern) for pattern in patterns],
+                        )
                 return True
             except Exception:
                 # an exception escaping an OpenSSL callback would be lost: log it, refuse

@@ -5,7 +5,9 @@ exception naming patterns; ``describe_tls_failure`` turns either into one line (
 verify failed: certificate has expired", "no protocol version in common"), the words every
 log line and every error of both wires use. ``describe_peer`` names the far end of a
 connection the same way everywhere; ``peer_address`` and ``describe_tls_peer`` say what an input
-records about its sender (``[@metadata]``, see ``codecs/events.py``).
+records about its sender (``[@metadata]``, see ``codecs/events.py``). A refused certificate also
+says what the check knew (`TLSVerificationError`: the CA missing, `missing_ca`; the names the
+certificate holds, `describe_pattern`), for the output's hint (``transport/diagnosis.py``).
 """
 
 from __future__ import annotations
@@ -41,7 +43,29 @@ _VERIFY_ERRORS = {
 
 
 class TLSVerificationError(Exception):
-    """The peer's certificate was refused; the message says why, in one line."""
+    """The peer's certificate was refused; the message says why, in one line.
+
+    What the check knew, for `transport/diagnosis.py` to name the fix: ``code``, OpenSSL's
+    X509_V_ERR_* code when the chain was refused; ``issuer``, the CA it could not find (the
+    issuer of the last certificate it had, or that certificate when it is self-signed), as
+    RFC 4514 text; ``hostname``, the name we connected to, and ``names``, what the
+    certificate holds (``DNS:x``, ``IP:y``), when the name did not match.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        code: int | None = None,
+        issuer: str | None = None,
+        hostname: str | None = None,
+        names: list[str] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.code = code
+        self.issuer = issuer
+        self.hostname = hostname
+        self.names = names
 
 
 def verify_reason(code: int) -> str:
@@ -52,6 +76,35 @@ def verify_reason(code: int) -> str:
         return ffi.string(lib.X509_verify_cert_error_string(code)).decode()
     except Exception:
         return _VERIFY_ERRORS.get(code, f"verification error {code}")
+
+
+#: X509_V_ERR_* codes at which the certificate OpenSSL hands the callback is itself the CA it
+#: does not trust (self-signed), rather than one issued by it
+_SELF_SIGNED = frozenset({18, 19})
+
+
+def missing_ca(cert, code: int) -> str | None:
+    """The CA a chain refused with ``code`` ends at, as RFC 4514 text (``CN=Test CA,O=x``):
+    the certificate itself when it is self-signed, else its issuer; None if unreadable."""
+    try:
+        name = cert.to_cryptography()
+        name = name.subject if code in _SELF_SIGNED else name.issuer
+        return name.rfc4514_string()
+    except Exception:
+        return None
+
+
+def describe_pattern(pattern) -> str:
+    """One name of a certificate, as service-identity extracted it: ``DNS:host``,
+    ``IP:1.2.3.4``, ``URI:...``, ``SRV:...``."""
+    kind = type(pattern).__name__.removesuffix("Pattern")
+    kind = {"IPAddress": "IP", "URI": "URI", "SRV": "SRV", "DNS": "DNS"}.get(kind, kind)
+    value = getattr(pattern, "pattern", None)
+    if value is None:
+        value = getattr(pattern, "name_pattern", pattern)
+    if isinstance(value, bytes):
+        value = value.decode("ascii", "replace")
+    return f"{kind}:{value}"
 
 
 def describe_peer(transport) -> str:
@@ -135,16 +188,17 @@ _REASONS = (
 
 
 #: OpenSSL's reasons when the bytes received are not TLS records at all
-_NOT_TLS = ("wrong version number", "packet length too long", "record layer failure")
-SERVER_NOT_TLS = "the server does not speak TLS on this port (ssl_enabled false there?)"
+NOT_TLS_REASONS = ("wrong version number", "packet length too long", "record layer failure")
+#: a client's cause when the server answered its handshake with something else than TLS (the
+#: attempt adds what to do: `transport/diagnosis.py`)
+SERVER_NOT_TLS = "the server answered bytes that are not TLS"
 
 
 def describe_tls_failure(failure: Failure | BaseException, *, client: bool = False) -> str:
     """One line saying why a TLS connection failed, for logs and error messages.
 
     ``client`` is true when we are the client: a peer that answers with something else than TLS
-    is then a server without TLS on that port (a plain input, most likely: ``ssl_enabled`` off
-    there), which the line says.
+    is then a server without TLS on that port (a plain input, most likely), which the line says.
     """
     error = failure.value if isinstance(failure, Failure) else failure
     if isinstance(error, TLSVerificationError | ConfigurationError):
@@ -152,8 +206,8 @@ def describe_tls_failure(failure: Failure | BaseException, *, client: bool = Fal
     if isinstance(error, VerificationError):
         return f"certificate does not match: {error}"
     if isinstance(error, SSL.Error):
-        reasons = _ssl_reasons(error)
-        if client and any(needle in reason for reason in reasons for needle in _NOT_TLS):
+        reasons = ssl_reasons(error)
+        if client and any(needle in reason for reason in reasons for needle in NOT_TLS_REASONS):
             return SERVER_NOT_TLS
         for reason in reasons:
             for needle, text in _REASONS:
@@ -167,7 +221,7 @@ def describe_tls_failure(failure: Failure | BaseException, *, client: bool = Fal
     return str(error) or type(error).__name__
 
 
-def _ssl_reasons(error: SSL.Error) -> list[str]:
+def ssl_reasons(error: SSL.Error) -> list[str]:
     """The reason strings of an OpenSSL error (a list of (lib, func, reason) tuples)."""
     reasons = []
     for arg in error.args:

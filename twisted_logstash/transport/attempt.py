@@ -19,6 +19,10 @@ Written once, so that a deadline, a cancel and a failure read the same whatever 
   connection that does the same is a plain failure.
 - **Failure text.** `describe_failure` names what went wrong on the network, a TLS failure in
   `describe_tls_failure`'s words (as the input logs it), behind ``TLS handshake failed:``.
+- **What is probably wrong.** When a fresh connection fails on what the receiver answered (or
+  its close, or the TLS check), the exchange asks `diagnosed` for the reason: the
+  `transport/diagnosis.py` hint (the flags to change) is added to it, and logged once per host
+  and cause at error level; the attempt fails as any other (retried, the host isolated).
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ from zope.interface import implementer
 from twisted_logstash.errors import RetriableError
 from twisted_logstash.interfaces import IAttempt, IConnectionPool, IWire
 from twisted_logstash.security.failures import describe_tls_failure
+from twisted_logstash.transport.diagnosis import diagnose
 from twisted_logstash.transport.hosts import Host
 from twisted_logstash.transport.pool import TRANSMITTER_CLOSED
 
@@ -160,6 +165,7 @@ class Attempt:
     # -- IAttempt: what the exchange settles it with ----------------------------------------------
 
     def succeed(self) -> None:
+        self._pool.bare_closes = 0
         self._release()
         self._cancel_timer()
         if not self.result.called:
@@ -189,6 +195,47 @@ class Attempt:
                 self._timer = self._reactor.callLater(delay, self._expire)
             else:
                 timer.reset(delay)
+
+    def diagnosed(
+        self,
+        reason: str,
+        answer: bytes | None = None,
+        closed: bool = False,
+        silent: bool = False,
+        error: BaseException | None = None,
+    ) -> str:
+        """``reason``, with what is probably wrong added when the connection is a fresh one
+        (a reused one already spoke with this receiver) and `diagnose` knows: the hint is
+        logged once per host and cause. A hint drawn from a bare close is given from the
+        second such close in a row to the host (a stopping receiver closes once). ``answer``,
+        ``closed``, ``silent`` and ``error`` are what the exchange saw, as `diagnose` takes
+        them."""
+        connection = self.connection
+        protocol = getattr(self._wire, "protocol", None)
+        if self._reused or connection is None or protocol is None:
+            return reason
+        hint = diagnose(
+            self.host,
+            protocol,
+            connection.tls,
+            answer=answer,
+            closed=closed,
+            handshaken=connection.handshaken,
+            silent=silent,
+            error=error,
+        )
+        if hint is None:
+            return reason
+        pool = self._pool
+        if hint.bare:
+            closes = pool.bare_closes = getattr(pool, "bare_closes", 0) + 1
+            if closes < 2:
+                return reason  # once may be a receiver stopping: say it the second time
+        hinted = getattr(pool, "hinted", None)
+        if hinted is not None and hint.cause not in hinted:
+            hinted.add(hint.cause)
+            log.error("{hint}", hint=hint.text, host=str(self.host), cause=hint.cause)
+        return f"{reason}; {hint.text}"
 
     # -- called by the connection -----------------------------------------------------------------
 

@@ -25,7 +25,12 @@ from collections.abc import Callable
 
 from twisted.internet import defer
 from twisted.internet.defer import Deferred
-from twisted.internet.interfaces import IReactorTime, ISSLTransport, IStreamClientEndpoint
+from twisted.internet.interfaces import (
+    IHandshakeListener,
+    IReactorTime,
+    ISSLTransport,
+    IStreamClientEndpoint,
+)
 from twisted.internet.protocol import Factory, Protocol, connectionDone
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -52,8 +57,14 @@ TRANSMITTER_CLOSED = "transmitter is closed"
 log = Logger()
 
 
+@implementer(IHandshakeListener)
 class PooledConnection(Protocol):
     """One pooled connection: hands what it reads to its exchange, for the attempt it carries."""
+
+    tls = False
+    """Whether it runs over TLS (known once connected)."""
+    handshaken = False
+    """Whether its TLS handshake completed: a close before that is the handshake's failure."""
 
     def __init__(self, pool: HostPool, exchange: IExchange) -> None:
         self.pool = pool
@@ -67,6 +78,7 @@ class PooledConnection(Protocol):
         closes before any)."""
 
     def connectionMade(self) -> None:
+        self.tls = ISSLTransport.providedBy(self.transport)
         no_delay = getattr(self.transport, "setTcpNoDelay", None)
         if no_delay is not None:
             try:
@@ -74,6 +86,9 @@ class PooledConnection(Protocol):
             except OSError:
                 pass
         self.pool.made(self)
+
+    def handshakeCompleted(self) -> None:
+        self.handshaken = True
 
     def carry(self, attempt) -> None:
         """Begin ``attempt`` on this connection: the exchange writes its bytes."""
@@ -182,6 +197,10 @@ class HostPool:
         self._closers: list[Deferred] = []
         self._grace = None
         self._aborted = False
+        self.hinted: set[str] = set()
+        """The causes of `transport/diagnosis.py` already logged for this host (once each)."""
+        self.bare_closes = 0
+        """Fresh connections in a row closed without a word (since the last success)."""
 
     def take_idle(self) -> PooledConnection | None:
         """The most recently used idle connection, or None."""

@@ -403,6 +403,10 @@ class InputProtocol(protocol.Protocol):
                 transport.write(answer)
         if self.factory.timeouts[LINGER] is None:
             self.deadline = None
+            # Twisted's TLS layer sends close_notify (and closes) only once no producer is
+            # registered: without this, a TLS connection we close stayed open until its peer
+            # or a deadline ended it (a wrong-protocol sender waited for its timeout).
+            transport.unregisterProducer()
             transport.loseConnection()
             return
         self.set_phase(LINGER)

@@ -17,7 +17,9 @@ in flight on each, and each transmit is one `transport/attempt.py` attempt (canc
 connection; a reused connection that closes before any byte came back is retried once). This
 module is only the exchange. A failure (refused, connect timeout, connection lost, no ACK
 within `ack_timeout`, the window not acknowledged within `timeout`, a protocol error) fails the
-attempt with a `RetriableError` naming the cause and drops that connection.
+attempt with a `RetriableError` naming the cause and drops that connection. On a connection that
+never answered a frame, the cause ends with what is probably wrong (`transport/diagnosis.py`:
+``HTTP/1.1 400`` from a native port, a close from a TLS port, silence from an HTTP input).
 
 Two timers. `ack_timeout` bounds the wait for each ACK and is restarted by every one, an `A 0`
 keep-alive included, as in the Beats: a receiver still working on a window is not given up on
@@ -45,6 +47,7 @@ from twisted_logstash.codecs.bytebound import cut
 from twisted_logstash.errors import RetriableError
 from twisted_logstash.interfaces import IExchange, ITransmitter, IWire
 from twisted_logstash.transport.attempt import Attempt, describe_failure
+from twisted_logstash.transport.diagnosis import LUMBERJACK
 from twisted_logstash.transport.eager import write_now
 from twisted_logstash.transport.hosts import Host
 from twisted_logstash.transport.pool import (
@@ -160,7 +163,7 @@ class LumberjackPayload:
 class _WindowExchange:
     """Windows on one connection, one at a time: write it, read ACKs until the last seq."""
 
-    __slots__ = ("_decoder", "_transmitter", "base", "count")
+    __slots__ = ("_decoder", "_transmitter", "answered", "base", "count")
 
     def __init__(self, transmitter: LumberjackTransmitter):
         self._transmitter = transmitter
@@ -169,6 +172,8 @@ class _WindowExchange:
         """How many events of the payload were acknowledged before this window."""
         self.count = 0
         """How many events this window holds."""
+        self.answered = False
+        """Whether a frame came back on this connection (then it speaks Lumberjack)."""
 
     def begin(self, transport: ITransport, attempt: Attempt) -> None:
         payload = attempt.payload
@@ -183,6 +188,7 @@ class _WindowExchange:
             for frame in self._frames(data):
                 if not isinstance(frame, AckFrame):
                     raise LumberjackProtocolError(f"unexpected {type(frame).__name__}")
+                self.answered = True
                 seq = frame.seq
                 if done:
                     _check_idle_ack(seq)
@@ -196,9 +202,11 @@ class _WindowExchange:
                     else:
                         attempt.extend(self._transmitter.ack_timeout)
         except LumberjackProtocolError as exc:
-            problem = RetriableError(f"protocol error: {exc}", attempt.host)
+            reason = f"protocol error: {exc}"
             if not done:
-                attempt.drop(problem)
+                if not self.answered:
+                    reason = attempt.diagnosed(reason, answer=data)
+                attempt.drop(RetriableError(reason, attempt.host))
                 return
             connection = attempt.connection
             connection.reusable = False
@@ -215,13 +223,15 @@ class _WindowExchange:
 
     def lost(self, reason: Failure, attempt: Attempt) -> None:
         got = attempt.payload.acked - self.base
-        attempt.fail(
-            RetriableError(
-                f"connection lost after {got} of {self.count} events were acknowledged: "
-                f"{describe_failure(reason)}",
-                attempt.host,
-            )
+        cause = (
+            f"connection lost after {got} of {self.count} events were acknowledged: "
+            f"{describe_failure(reason)}"
         )
+        if not self.answered:
+            connection = attempt.connection
+            closed = connection is not None and not connection.heard
+            cause = attempt.diagnosed(cause, closed=closed, error=reason.value)
+        attempt.fail(RetriableError(cause, attempt.host))
 
     def _frames(self, data: bytes):
         """The frames of ``data``: one whole ``2A`` ACK read alone (what a receiver sends)
@@ -255,6 +265,8 @@ class LumberjackTransmitter:
     the caller). `ack_timeout` bounds the wait for the next ACK (keep-alives included),
     `timeout` the whole attempt (keep-alives or not).
     """
+
+    protocol = LUMBERJACK
 
     def __init__(
         self,
@@ -327,5 +339,10 @@ class LumberjackTransmitter:
             return "cannot connect: timed out"
         got = f"{attempt.payload.acked - exchange.base} of {exchange.count} events acknowledged"
         if attempt.overdue:
-            return f"window not fully acknowledged within {self.timeout:g} s ({got})"
-        return f"no ACK within {self.ack_timeout} s ({got})"
+            reason = f"window not fully acknowledged within {self.timeout:g} s ({got})"
+        else:
+            reason = f"no ACK within {self.ack_timeout} s ({got})"
+        connection = attempt.connection
+        if not exchange.answered and connection is not None and not connection.heard:
+            reason = attempt.diagnosed(reason, silent=True)
+        return reason

@@ -30,7 +30,9 @@ an unparsable response and the timeout (``timeout`` seconds for the whole attemp
 connecting, sending and receiving) are a `RetriableError` naming the cause
 (`attempt.describe_failure`). A TLS failure reads ``TLS handshake failed: <cause>``, the cause in
 `tls.describe_tls_failure`'s words, as the input logs it. Nothing but a complete 2xx response is
-success.
+success. When the first answer on a new connection is not HTTP, or a close before any, or a TLS
+failure that says what to change, the reason ends with what is probably wrong
+(`transport/diagnosis.py`: a framed port, a TLS port, an unknown CA...).
 """
 
 from __future__ import annotations
@@ -48,6 +50,7 @@ from twisted_logstash.codecs.bytebound import cut
 from twisted_logstash.errors import ConfigurationError, RetriableError, TerminalError
 from twisted_logstash.interfaces import IExchange, ITransmitter, IWire
 from twisted_logstash.transport.attempt import Attempt, describe_failure, is_tls
+from twisted_logstash.transport.diagnosis import HTTP
 from twisted_logstash.transport.eager import write_now
 from twisted_logstash.transport.hosts import Host
 from twisted_logstash.transport.pool import (
@@ -107,7 +110,10 @@ class _Known:
 @implementer(IExchange)
 class _HttpExchange:
     """One request at a time on one connection, its answer fed to a fresh ResponseParser
-    (built when the first byte of it arrives, unless the answer is one already known)."""
+    (built when the first byte of it arrives, unless the answer is one already known).
+
+    A receiver that answers bytes that are not HTTP, or closes before any, is probably not a
+    native input: the attempt's reason says what to change (`Attempt.diagnosed`)."""
 
     __slots__ = ("_encoder", "_known", "_parser")
 
@@ -136,7 +142,10 @@ class _HttpExchange:
         try:
             response = parser.feed(data)
         except ResponseError as e:
-            attempt.drop(RetriableError(f"bad response: {e}", attempt.host))
+            reason = f"bad response: {e}"
+            if fresh:
+                reason = attempt.diagnosed(reason, answer=data)
+            attempt.drop(RetriableError(reason, attempt.host))
             return
         if response is not None:
             if parser.leftover or not response.keep_alive:
@@ -156,6 +165,9 @@ class _HttpExchange:
             cause = describe_failure(reason)
             if not is_tls(reason.value):
                 cause = f"{e}: {cause}"
+            connection = attempt.connection
+            closed = connection is not None and not connection.heard
+            cause = attempt.diagnosed(cause, closed=closed, error=reason.value)
             attempt.fail(RetriableError(cause, attempt.host))
         else:
             _settle(response, attempt)
@@ -179,6 +191,8 @@ class HttpTransmitter:
     `encode` compresses once per batch; `transmit` may then send the same payload to any host any
     number of times, each call one attempt (retries and host choice belong to the output).
     """
+
+    protocol = HTTP
 
     def __init__(
         self,

@@ -28,7 +28,14 @@ from __future__ import annotations
 
 from twisted_logstash.wires.native.http.errors import ProtocolError, RequestError, ResponseError
 from twisted_logstash.wires.native.http.heads import read_request_head, read_response_head
-from twisted_logstash.wires.native.http.lines import HEAD_END, HEX, field, take_line, unended_head
+from twisted_logstash.wires.native.http.lines import (
+    HEAD_END,
+    HEX,
+    TCHAR,
+    field,
+    take_line,
+    unended_head,
+)
 
 __all__ = [
     "END",
@@ -44,6 +51,8 @@ MAX_HEAD = 64 * 1024
 """Default limit of a head (start line and headers), and of a chunked body's trailers."""
 MAX_CHUNK_LINE = 4096
 """Limit of a chunk-size line, extensions included."""
+_STATUS_START = b"HTTP/"
+_TLS_START = b"\x16\x03"  # a TLS handshake record, which the input names itself once it is sure
 
 
 class _Marker:
@@ -94,6 +103,7 @@ class MessageReader:
         self._trailer_bytes = 0
         self._error: ProtocolError | None = None
         self._eof = False
+        self._started = False  # the unended head's first token was seen whole
 
     @property
     def buffered(self) -> int:
@@ -149,6 +159,10 @@ class MessageReader:
         except ProtocolError as error:
             raise self._fail(error) from None
 
+    def _check_start(self, buf: bytes, checked: int) -> None:
+        """A head not ended yet whose first bytes already say it is none (``checked`` of them
+        were looked at before): the request side refuses it at once."""
+
     @staticmethod
     def _read_head_block(block: bytes, max_body: int | None):
         """The head of a message from its bytes up to its blank line (which is left out)."""
@@ -168,8 +182,10 @@ class MessageReader:
         end = buf.find(HEAD_END, start, self.max_head + 4)
         if end < 0:
             unended_head(buf, start, self.max_head, self.what)
+            self._check_start(buf, self._scanned)
             self._scanned = len(buf)
             return NEED_DATA
+        self._started = False
         self._scanned = 0
         self._buffer = buf[end + 4 :]
         head = self._read_head_block(buf[:end], self.max_body)
@@ -290,6 +306,21 @@ class RequestParser(MessageReader):
 
     _read_head_block = staticmethod(read_request_head)
 
+    def _check_start(self, buf: bytes, checked: int) -> None:
+        """Refuse at once a head whose first bytes cannot start a request line (a method token,
+        then SP): a TLS ClientHello (0x16), a Lumberjack window (``2W`` then a NUL), any binary
+        protocol. Without this, such a sender waits for a CRLF CRLF that never comes until the
+        header timeout. Each byte is looked at once, however the head is cut, and only until
+        the method's SP. The first two bytes of a TLS handshake wait for the third: the input
+        answers a TLS client in words of its own (`transport/server.py`, ``tls_handshake``)."""
+        if self._started or (len(buf) < 3 and _TLS_START.startswith(buf)):
+            return  # a TLS handshake's first bytes: the input's own check answers them
+        space = buf.find(b" ", checked)
+        token = buf[checked:] if space < 0 else buf[checked:space]
+        if token.translate(None, TCHAR) or space == 0:
+            raise ProtocolError(400, f"not an HTTP request (it starts with {buf[:8]!r})")
+        self._started = space > 0
+
 
 class ResponseReader(MessageReader):
     """Incremental reader of the HTTP/1.x responses on one connection (client side); failures
@@ -300,3 +331,10 @@ class ResponseReader(MessageReader):
     error = ResponseError
 
     _read_head_block = staticmethod(read_response_head)
+
+    def _check_start(self, buf: bytes, checked: int) -> None:
+        """Refuse at once an answer that does not start as a status line does (``HTTP/``):
+        a framed receiver's ACK, a TLS alert, a banner. Its sender is then told at once what
+        it met, rather than when the receiver closes, if it ever does."""
+        if checked < 5 and buf[:5] != _STATUS_START[: len(buf[:5])]:
+            raise ProtocolError(400, f"not an HTTP response (it starts with {buf[:8]!r})")
