@@ -105,6 +105,12 @@ class PooledConnection(Protocol):
         ask the side that closes to wait for the answer, so the TCP write side is closed right
         after ours: the peer reads ``close_notify`` and end of stream, and closes in turn. The
         read side stays open until it does, so nothing it still sends meets an RST.
+
+        Once its write side is shut, a TCP connection's ``loseConnection`` ends it at once,
+        inside the call, and the TLS layer calls it while it reads the peer's ``close_notify``,
+        then goes on using the OpenSSL connection that ending it released (an AttributeError
+        logged as "Unhandled Error" at the end of every run over TLS). So that call is made to
+        end the connection on the next turn, as ``loseConnection`` otherwise does.
         """
         self.reusable = False
         transport = self.transport
@@ -114,6 +120,8 @@ class PooledConnection(Protocol):
             lose_write = getattr(tcp, "loseWriteConnection", None)
             if lose_write is not None:
                 lose_write()
+                close_now, reactor = tcp.loseConnection, self.pool._reactor
+                tcp.loseConnection = lambda: reactor.callLater(0, close_now)
 
     def abort(self) -> None:
         """Close at once (an RST), whatever is buffered or expected."""
