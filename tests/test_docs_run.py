@@ -53,6 +53,7 @@ from __future__ import annotations
 
 import os
 import re
+import shlex
 import signal
 import socket
 import sys
@@ -64,6 +65,7 @@ import pytest_twisted
 from support_programs import Program, ProgramError
 from twisted.internet import defer, protocol, reactor, task
 from twisted.internet.endpoints import TCP4ClientEndpoint
+from twisted.internet.error import ConnectError
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
@@ -302,6 +304,26 @@ def venv_is_current() -> str | None:
     return None
 
 
+@defer.inlineCallbacks
+def wait_listening(port: int, program: Program, seconds: float):
+    """Fires once 127.0.0.1:``port`` accepts a connection (tried every 0.1 s); fails with
+    ProgramError when ``program`` ends first or after ``seconds``."""
+    deadline = reactor.seconds() + seconds
+    endpoint = TCP4ClientEndpoint(reactor, "127.0.0.1", port, timeout=2)
+    while True:
+        if not program.running:
+            raise ProgramError(f"ended ({program.status}) before port {port} listened")
+        try:
+            connected = yield endpoint.connect(protocol.Factory.forProtocol(protocol.Protocol))
+        except ConnectError:
+            if reactor.seconds() > deadline:
+                raise ProgramError(f"did not listen on {port} within {seconds} s") from None
+            yield task.deferLater(reactor, 0.1)
+            continue
+        connected.transport.loseConnection()
+        return
+
+
 class Run:
     """One doc's blocks, in order, in one view of the project."""
 
@@ -372,32 +394,12 @@ class Run:
     @defer.inlineCallbacks
     def listening(self, block: Block, program: Program):
         """Fires once every port ``block`` names accepts a connection on 127.0.0.1."""
-        ports = [
-            free
-            for documented, free in self.ports.items()
-            if re.search(rf"(?<![\d.]){documented}(?!\d)", block.text)
-        ]
-        deadline = reactor.seconds() + BACKGROUND_READY
-        for port in ports:
-            while True:
-                if not program.running:
-                    raise self.failed(
-                        block, f"ended ({program.status}) before port {port} listened", program
-                    )
-                endpoint = TCP4ClientEndpoint(reactor, "127.0.0.1", port, timeout=2)
+        for documented, free in self.ports.items():
+            if re.search(rf"(?<![\d.]){documented}(?!\d)", block.text):
                 try:
-                    connected = yield endpoint.connect(
-                        protocol.Factory.forProtocol(protocol.Protocol)
-                    )
-                except Exception:
-                    if reactor.seconds() > deadline:
-                        raise self.failed(
-                            block, f"did not listen on {port} within {BACKGROUND_READY} s", program
-                        ) from None
-                    yield task.deferLater(reactor, 0.1)
-                    continue
-                connected.transport.loseConnection()
-                break
+                    yield wait_listening(free, program, BACKGROUND_READY)
+                except ProgramError as e:
+                    raise self.failed(block, str(e), program) from None
 
     @defer.inlineCallbacks
     def stop(self, block: Block, program: Program):
@@ -473,3 +475,66 @@ def test_doc_runs_as_written(doc, tmp_path):
         stale = venv_is_current()
         assert stale is None, f"{doc.relative_to(ROOT)} runs make, but {stale}"
     yield Run(doc, tmp_path).run(blocks)
+
+
+# -- the demo's commands ------------------------------------------------------------------------
+
+
+def printed_commands(stdout: str) -> dict[str, list[str]]:
+    """The commands the demo printed, by program, as a shell would read them pasted."""
+    commands: dict[str, list[str]] = {}
+    current: list[str] | None = None
+    for line in stdout.splitlines():
+        if line.startswith("demo:"):
+            current = None
+            for name, header in (
+                ("input", "demo: input  on "),
+                ("output", "demo: output sending "),
+            ):
+                if line.startswith(header):
+                    current = commands[name] = []
+        elif current is not None:
+            current.append(line)
+    # a shell drops a backslash-newline (shlex would keep the newline)
+    return {
+        name: shlex.split("\n".join(lines).replace("\\\n", "")) for name, lines in commands.items()
+    }
+
+
+@pytest_twisted.inlineCallbacks
+def test_the_demo_prints_commands_that_can_be_pasted(tmp_path):
+    """`make demo` prints the commands it ran; pasted as printed (the input in one terminal,
+    the output in another, any directory), they send the events again."""
+    python = str(Path(sys.executable))
+    demo = Program("demo", [python, "-m", "twisted_logstash.demo"], tmp_path, dict(os.environ))
+    reactor.spawnProcess(demo, python, demo.argv, env=demo.env, path=str(tmp_path))
+    status = yield demo.ended(60.0)
+    assert status == 0, demo.failure(f"exited with {status}")
+    commands = printed_commands(demo.stdout.decode())
+    assert set(commands) == {"input", "output"}, demo.output
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    env = {k: v for k, v in os.environ.items() if k != "LOGSTASH_PASSWORD"}
+    server = Program("pasted input", commands["input"], elsewhere, env)
+    reactor.spawnProcess(
+        server, commands["input"][0], commands["input"], env=env, path=str(elsewhere)
+    )
+    try:
+        port = int(re.search(r"--port=(\d+)", " ".join(commands["input"])).group(1))
+        try:
+            yield wait_listening(port, server, 30.0)
+        except ProgramError as e:
+            raise server.failure(str(e)) from None
+        client = Program("pasted output", commands["output"], elsewhere, env)
+        argv = commands["output"]
+        reactor.spawnProcess(client, argv[0], argv, env=env, path=str(elsewhere))
+        status = yield client.ended(60.0)
+        assert status == 0, client.failure(f"exited with {status}")
+        received = tmp_path / "demo-run" / "received.ndjson"
+        assert len(received.read_text().splitlines()) == 8  # the demo's 4, then the same 4
+    finally:
+        server.signal(signal.SIGTERM)
+        try:
+            yield server.ended(20.0)
+        except ProgramError:
+            server.signal(signal.SIGKILL)
