@@ -34,7 +34,8 @@ The conventions, for whoever writes a doc (also in docs/architecture.md, "Docs a
 
 - **Ports**: the documented ports are replaced, in every runnable block of a file, by free
   ports of 127.0.0.1, the same free port for the same number within the file: ``PORTS`` below
-  (9800 the native wire, 5044 the framed wire, 5000 a ``tcp:`` source, 9600 metrics). So a
+  (9800 the native wire, 5044 the framed wire, 5000 a ``tcp:`` source, 9600 to 9602
+  metrics). So a
   runnable block names every port it listens on or connects to (``--port 9800``, never the
   default alone) and listens on 127.0.0.1 only (``--host 127.0.0.1``, ``host => "127.0.0.1"``).
   Add a number to ``PORTS`` when a doc uses another one.
@@ -71,7 +72,7 @@ ROOT = Path(__file__).resolve().parents[1]
 DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 
 #: documented port numbers that runnable blocks name; each becomes a free port of 127.0.0.1
-PORTS = (9800, 5044, 5000, 9600)
+PORTS = (9800, 5044, 5000, 9600, 9601, 9602)
 SHELL = frozenset({"sh", "bash", "shell", "console"})
 PYTHON = frozenset({"python", "python3", "py"})
 TIMEOUT = 30.0
