@@ -27,7 +27,7 @@ The conventions, for whoever writes a doc (also in docs/architecture.md, "Docs a
     program that ends by itself before that fails the test.
   - ``<!-- docs-test: timeout SECONDS -->``: a block's deadline (default 30 s).
   - ``<!-- docs-test: expect "TEXT" -->``: what the block prints (stdout or stderr) contains
-    TEXT.
+    TEXT (a background block: by the time it was stopped).
 
   Whatever the markers, a block passes only if it exits 0 and prints no traceback (nor does a
   background program until it is stopped): a user would take either for a failure.
@@ -359,7 +359,8 @@ class Run:
             argv = ["setsid", "bash", "-e", "-o", "pipefail", str(script)]
         script.write_text(text)
         program = Program(block.where, argv, self.view, self.env)
-        reactor.spawnProcess(program, argv[0], argv, env=self.env, path=str(self.view))
+        process = reactor.spawnProcess(program, argv[0], argv, env=self.env, path=str(self.view))
+        program.group = process.pid  # setsid: the group's id is its leader's pid
         self.started.append(program)
         return program
 
@@ -375,20 +376,23 @@ class Run:
                 parts.append(f"=== background from {other.where} ===\n{running.output}")
         return AssertionError("\n".join(parts))
 
-    def printed(self, block: Block, program: Program) -> str:
-        """What ``program`` printed; a traceback in it fails the test (a user would take it
-        for a failure, whatever the exit status)."""
+    def check_printed(self, block: Block, program: Program) -> None:
+        """What ``program`` printed holds what the block expects, and no traceback (a user
+        would take one for a failure, whatever the exit status)."""
         printed = (bytes(program.stdout) + bytes(program.stderr)).decode(errors="replace")
         for sign in TRACEBACKS:
             if sign in printed:
                 raise self.failed(block, f"printed {sign!r}", program)
-        return printed
+        for text in block.expected:
+            if text not in printed:
+                raise self.failed(block, f"did not print {text!r}", program)
 
     @staticmethod
-    def signal_group(program: Program, number: int) -> None:
-        if program.running:
+    def signal_group(program: Program, number: int, ended_too: bool = False) -> None:
+        """Signal the block's process group (bash or python and what it started)."""
+        if program.running or ended_too:
             try:
-                os.killpg(program.transport.pid, number)
+                os.killpg(program.group, number)
             except (ProcessLookupError, PermissionError):
                 pass
 
@@ -418,7 +422,7 @@ class Run:
         except ProgramError:
             self.signal_group(program, signal.SIGKILL)
             raise self.failed(block, f"did not stop within {BACKGROUND_STOP} s of Ctrl+C", program)
-        self.printed(block, program)
+        self.check_printed(block, program)
 
     @defer.inlineCallbacks
     def stop_backgrounds(self, before: float):
@@ -453,15 +457,14 @@ class Run:
                     raise self.failed(block, f"did not end within {block.timeout} s", program)
                 if status != 0:
                     raise self.failed(block, f"exited with status {status}", program)
-                printed = self.printed(block, program)
-                for text in block.expected:
-                    if text not in printed:
-                        raise self.failed(block, f"did not print {text!r}", program)
+                self.check_printed(block, program)
             yield self.stop_backgrounds(before=float("inf"))
         finally:
             for program in self.started:
-                if program.running:
-                    self.signal_group(program, signal.SIGKILL)
+                running = program.running
+                # the whole group: what a block left behind (a `&`) too
+                self.signal_group(program, signal.SIGKILL, ended_too=True)
+                if running:
                     try:
                         yield program.ended(10.0)
                     except ProgramError:
