@@ -33,8 +33,9 @@ The conventions, for whoever writes a doc (also in docs/architecture.md, "Docs a
   background program until it is stopped): a user would take either for a failure.
 
 - **Ports**: the documented ports are replaced, in every runnable block of a file, by free
-  ports of 127.0.0.1, the same free port for the same number within the file: ``PORTS`` below
-  (9800 the native wire, 5044 the framed wire, 5000 a ``tcp:`` source, 9600 to 9602
+  ports of 127.0.0.1 (below the kernel's ephemeral range, which other tests' ``--port 0`` and
+  connections draw from), the same free port for the same number within the file: ``PORTS``
+  below (9800 the native wire, 5044 the framed wire, 5000 a ``tcp:`` source, 9600 to 9602
   metrics). So a
   runnable block names every port it listens on or connects to (``--port 9800``, never the
   default alone) and listens on 127.0.0.1 only (``--host 127.0.0.1``, ``host => "127.0.0.1"``).
@@ -53,6 +54,7 @@ what it and the background programs printed.
 from __future__ import annotations
 
 import os
+import random
 import re
 import shlex
 import signal
@@ -267,16 +269,28 @@ def test_the_quick_starts_are_run():
 
 
 def free_ports(count: int) -> list[int]:
-    sockets = []
+    """``count`` ports of 127.0.0.1 nothing is bound to, below the kernel's ephemeral range.
+
+    The documented ports are replaced before the programs bind them, so a port chosen here
+    stays free only if nothing else takes it meanwhile: the kernel hands out ports of its
+    ephemeral range to every outgoing connection and every ``--port 0`` of the other tests
+    running on the machine, never one below it."""
     try:
-        for _ in range(count):
-            sock = socket.socket()
-            sock.bind(("127.0.0.1", 0))
-            sockets.append(sock)
-        return [sock.getsockname()[1] for sock in sockets]
-    finally:
-        for sock in sockets:
-            sock.close()
+        low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        low = 32768
+    candidates = random.sample(range(20000, max(low, 20000 + 4 * count)), 4 * count + 40)
+    ports: list[int] = []
+    for port in candidates:
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        ports.append(port)
+        if len(ports) == count:
+            return ports
+    raise AssertionError(f"no {count} free ports of 127.0.0.1 among {candidates}")
 
 
 def make_view(view: Path) -> Path:
