@@ -36,10 +36,9 @@ The conventions, for whoever writes a doc (also in docs/architecture.md, "Docs a
   ports of 127.0.0.1 (below the kernel's ephemeral range, which other tests' ``--port 0`` and
   connections draw from), the same free port for the same number within the file: ``PORTS``
   below (9800 the native wire, 5044 the framed wire, 5000 a ``tcp:`` source, 9600 to 9602
-  metrics). So a
-  runnable block names every port it listens on or connects to (``--port 9800``, never the
-  default alone) and listens on 127.0.0.1 only (``--host 127.0.0.1``, ``host => "127.0.0.1"``).
-  Add a number to ``PORTS`` when a doc uses another one.
+  metrics). So a runnable block names every port it listens on or connects to (``--port
+  9800``, never the default alone) and listens on 127.0.0.1 only (``--host 127.0.0.1``,
+  ``host => "127.0.0.1"``). Add a number to ``PORTS`` when a doc uses another one.
 - **Two twistd programs in one directory** need ``--pidfile=`` (twistd writes ``twistd.pid``
   and refuses to start a second one next to it).
 
