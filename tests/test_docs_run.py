@@ -109,6 +109,11 @@ LOOKS_LIKE_A_COMMAND = re.compile(
 )
 
 
+def shown(doc: Path) -> str:
+    """``doc`` as a failure names it: relative to the project."""
+    return str(doc.relative_to(ROOT)) if doc.is_relative_to(ROOT) else str(doc)
+
+
 @dataclass
 class Block:
     doc: Path
@@ -120,7 +125,7 @@ class Block:
 
     @property
     def where(self) -> str:
-        return f"{self.doc.relative_to(ROOT)}:{self.line}"
+        return f"{shown(self.doc)}:{self.line}"
 
     @property
     def runnable(self) -> bool:
@@ -163,7 +168,7 @@ class Parsed:
 def parse(doc: Path) -> Parsed:
     """The fenced blocks of ``doc`` with their markers, and what breaks the conventions."""
     lines = doc.read_text().splitlines()
-    name = doc.relative_to(ROOT)
+    name = shown(doc)
     blocks: list[Block] = []
     problems: list[str] = []
     headings: list[tuple[int, int]] = []  # (line, level)
@@ -187,7 +192,9 @@ def parse(doc: Path) -> Parsed:
             block = Block(doc, number, lang, "\n".join(body) + "\n", pending)
             blocks.append(block)
             for directive in pending:
-                if not DIRECTIVE.fullmatch(directive):
+                if directive.startswith("skip") and not DIRECTIVE.fullmatch(directive):
+                    problems.append(f"{name}:{pending_line}: `skip` needs a reason: skip (REASON)")
+                elif not DIRECTIVE.fullmatch(directive):
                     problems.append(
                         f"{name}:{pending_line}: unknown docs-test directive {directive!r} "
                         '(skip (REASON), background, timeout SECONDS, expect "TEXT")'
@@ -233,8 +240,6 @@ def parse(doc: Path) -> Parsed:
             previous_blank = False
         i += 1
     for block in blocks:
-        if "skip" in " ".join(block.directives) and block.skip is None:
-            problems.append(f"{block.where}: `skip` needs a reason: skip (REASON)")
         above = [lvl for at, lvl in headings if at < block.line]
         level = above[-1] if above else 0
         block.section_end = next(
@@ -262,6 +267,38 @@ def test_the_quick_starts_are_run():
     }.items():
         found = {b.lang for b in PARSED[ROOT / name].blocks if b.runnable}
         assert langs <= found, f"{name}: runnable blocks found: {sorted(found)}"
+
+
+def test_the_extractor_reads_the_conventions(tmp_path):
+    doc = tmp_path / "doc.md"
+    doc.write_text(
+        "# Doc\n\n## One\n\n<!-- docs-test: background -->\n\n```sh\ntwistd -n x\n```\n\n"
+        "### Sub\n\n<!-- docs-test: skip (needs a Beat); timeout 5 -->\n```bash\nfilebeat\n```\n"
+        '\n<!-- docs-test: expect "hi" -->\n```python\nprint("hi")\n```\n\n'
+        "```\ntwistd -n untagged\n```\n\n```text\ntwistd output\n```\n\n"
+        "    make indented\n\n<!-- docs-test: skip -->\n\nprose\n\n"
+        "<!-- docs-test: sometimes; skip -->\n```console\n$ twistd\n```\n\n## Two\n"
+    )
+    parsed = parse(doc)
+    background, skipped, program, untagged, text, console = parsed.blocks
+    assert (background.line, background.background, background.runnable) == (7, True, True)
+    assert background.section_end == 42  # "## Two": the end of "## One", "### Sub" included
+    assert (skipped.skip, skipped.timeout, skipped.runnable) == ("needs a Beat", 5.0, False)
+    assert (program.lang, program.expected, program.text) == ("python", ["hi"], 'print("hi")\n')
+    assert not untagged.runnable and not text.runnable and console.runnable
+    where = shown(doc)
+    assert parsed.problems == [
+        f"{where}:23: an untagged block that looks like a command: tag it ```sh (the docs test "
+        "runs it) or ```text (output, a synopsis: not run)",
+        f"{where}:31: an indented code block that looks like a command: write it as a fenced "
+        "```sh block (the docs test runs it) or ```text",
+        f"{where}:33: a docs-test marker must come right before a fenced block",
+        f"{where}:37: unknown docs-test directive 'sometimes' (skip (REASON), background, "
+        'timeout SECONDS, expect "TEXT")',
+        f"{where}:37: `skip` needs a reason: skip (REASON)",
+        f"{where}:39: a prompt in a runnable block: write the command alone, and its output in "
+        "a ```text block after it",
+    ]
 
 
 # -- running ------------------------------------------------------------------------------------
