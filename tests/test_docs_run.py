@@ -22,9 +22,13 @@ The conventions, for whoever writes a doc (also in docs/architecture.md, "Docs a
     sends to; a shell or a Python block). The test starts it, waits until every port the
     block names (below) accepts a connection on 127.0.0.1 (at most 30 s; it fails with the
     program's output if the program ends first), runs the next blocks and, at the end of the
-    block's section (the next heading of the same or a higher level, or the end of the file),
+    block's section (the next heading of the same or a higher level, or the end of the file; a
+    block under the title: the first ``##``),
     stops it with SIGINT, as Ctrl+C in its terminal would (SIGKILL after 20 s). A background
     program that ends by itself before that fails the test.
+  - ``<!-- docs-test: ready "REGEX" -->``: a background program is also waited for until
+    what it printed matches REGEX (``worker 2 .* input listening``: the port alone is bound
+    before the workers start).
   - ``<!-- docs-test: timeout SECONDS -->``: a block's deadline (default 30 s).
   - ``<!-- docs-test: expect "TEXT" -->``: what the block prints (stdout or stderr) contains
     TEXT (a background block: by the time it was stopped).
@@ -152,11 +156,17 @@ class Block:
         return TIMEOUT
 
     @property
+    def ready(self) -> list[str]:
+        return [m.group(1) for d in self.directives if (m := re.fullmatch(r'ready\s+"(.*)"', d))]
+
+    @property
     def expected(self) -> list[str]:
         return [m.group(1) for d in self.directives if (m := re.fullmatch(r'expect\s+"(.*)"', d))]
 
 
-DIRECTIVE = re.compile(r'skip\s*\(.+\)|background|timeout\s+\d+(?:\.\d+)?|expect\s+".*"')
+DIRECTIVE = re.compile(
+    r'skip\s*\(.+\)|background|timeout\s+\d+(?:\.\d+)?|expect\s+".*"|ready\s+".*"'
+)
 
 
 @dataclass
@@ -197,7 +207,7 @@ def parse(doc: Path) -> Parsed:
                 elif not DIRECTIVE.fullmatch(directive):
                     problems.append(
                         f"{name}:{pending_line}: unknown docs-test directive {directive!r} "
-                        '(skip (REASON), background, timeout SECONDS, expect "TEXT")'
+                        '(skip (REASON), background, ready "REGEX", timeout SECONDS, expect "TEXT")'
                     )
             first = next((b for b in body if b.strip() and not b.lstrip().startswith("#")), "")
             if not lang and LOOKS_LIKE_A_COMMAND.match(first):
@@ -241,7 +251,7 @@ def parse(doc: Path) -> Parsed:
         i += 1
     for block in blocks:
         above = [lvl for at, lvl in headings if at < block.line]
-        level = above[-1] if above else 0
+        level = max(above[-1] if above else 0, 2)  # the title's section: its introduction
         block.section_end = next(
             (at for at, lvl in headings if at > block.line and lvl <= level), float("inf")
         )
@@ -294,7 +304,7 @@ def test_the_extractor_reads_the_conventions(tmp_path):
         "```sh block (the docs test runs it) or ```text",
         f"{where}:33: a docs-test marker must come right before a fenced block",
         f"{where}:37: unknown docs-test directive 'sometimes' (skip (REASON), background, "
-        'timeout SECONDS, expect "TEXT")',
+        'ready "REGEX", timeout SECONDS, expect "TEXT")',
         f"{where}:37: `skip` needs a reason: skip (REASON)",
         f"{where}:39: a prompt in a runnable block: write the command alone, and its output in "
         "a ```text block after it",
@@ -455,6 +465,15 @@ class Run:
                     yield wait_listening(free, program, BACKGROUND_READY)
                 except ProgramError as e:
                     raise self.failed(block, str(e), program) from None
+        for pattern in block.ready:
+            try:
+                yield program.wait_for(pattern, BACKGROUND_READY)
+            except ProgramError:
+                raise self.failed(
+                    block,
+                    f"printed nothing matching {pattern!r} within {BACKGROUND_READY} s",
+                    program,
+                ) from None
 
     @defer.inlineCallbacks
     def stop(self, block: Block, program: Program):
@@ -475,9 +494,11 @@ class Run:
         self.check_printed(block, program)
 
     @defer.inlineCallbacks
-    def stop_backgrounds(self, before: float):
+    def stop_backgrounds(self, before: float | None = None):
+        """Stop the background programs whose section ended before line ``before`` (all of
+        them without it)."""
         for block, program in list(self.background):
-            if block.section_end < before:
+            if before is None or block.section_end < before:
                 self.background.remove((block, program))
                 yield self.stop(block, program)
 
@@ -508,7 +529,7 @@ class Run:
                 if status != 0:
                     raise self.failed(block, f"exited with status {status}", program)
                 self.check_printed(block, program)
-            yield self.stop_backgrounds(before=float("inf"))
+            yield self.stop_backgrounds()
         finally:
             for program in self.started:
                 running = program.running
