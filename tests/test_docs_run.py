@@ -29,6 +29,8 @@ The conventions, for whoever writes a doc (also in docs/architecture.md, "Docs a
   - ``<!-- docs-test: ready "REGEX" -->``: a background program is also waited for until
     what it printed matches REGEX (``worker 2 .* input listening``: the port alone is bound
     before the workers start).
+  - ``<!-- docs-test: needs COMMAND -->``: the block is left out where COMMAND (``openssl``,
+    ``curl``) is not installed, as a user without it would leave it out.
   - ``<!-- docs-test: timeout SECONDS -->``: a block's deadline (default 30 s).
   - ``<!-- docs-test: expect "TEXT" -->``: what the block prints (stdout or stderr) contains
     TEXT (a background block: by the time it was stopped).
@@ -60,6 +62,7 @@ import os
 import random
 import re
 import shlex
+import shutil
 import signal
 import socket
 import sys
@@ -156,6 +159,10 @@ class Block:
         return TIMEOUT
 
     @property
+    def needs(self) -> list[str]:
+        return [m.group(1) for d in self.directives if (m := re.fullmatch(r"needs\s+(\S+)", d))]
+
+    @property
     def ready(self) -> list[str]:
         return [m.group(1) for d in self.directives if (m := re.fullmatch(r'ready\s+"(.*)"', d))]
 
@@ -165,7 +172,7 @@ class Block:
 
 
 DIRECTIVE = re.compile(
-    r'skip\s*\(.+\)|background|timeout\s+\d+(?:\.\d+)?|expect\s+".*"|ready\s+".*"'
+    r'skip\s*\(.+\)|background|timeout\s+\d+(?:\.\d+)?|expect\s+".*"|ready\s+".*"|needs\s+\S+'
 )
 
 
@@ -207,7 +214,8 @@ def parse(doc: Path) -> Parsed:
                 elif not DIRECTIVE.fullmatch(directive):
                     problems.append(
                         f"{name}:{pending_line}: unknown docs-test directive {directive!r} "
-                        '(skip (REASON), background, ready "REGEX", timeout SECONDS, expect "TEXT")'
+                        '(skip (REASON), background, ready "REGEX", needs COMMAND, '
+                        'timeout SECONDS, expect "TEXT")'
                     )
             first = next((b for b in body if b.strip() and not b.lstrip().startswith("#")), "")
             if not lang and LOOKS_LIKE_A_COMMAND.match(first):
@@ -284,7 +292,8 @@ def test_the_extractor_reads_the_conventions(tmp_path):
     doc.write_text(
         "# Doc\n\n## One\n\n<!-- docs-test: background -->\n\n```sh\ntwistd -n x\n```\n\n"
         "### Sub\n\n<!-- docs-test: skip (needs a Beat); timeout 5 -->\n```bash\nfilebeat\n```\n"
-        '\n<!-- docs-test: expect "hi" -->\n```python\nprint("hi")\n```\n\n'
+        '\n<!-- docs-test: expect "hi"; needs python3; ready "h." -->\n'
+        '```python\nprint("hi")\n```\n\n'
         "```\ntwistd -n untagged\n```\n\n```text\ntwistd output\n```\n\n"
         "    make indented\n\n<!-- docs-test: skip -->\n\nprose\n\n"
         "<!-- docs-test: sometimes; skip -->\n```console\n$ twistd\n```\n\n## Two\n"
@@ -295,6 +304,7 @@ def test_the_extractor_reads_the_conventions(tmp_path):
     assert background.section_end == 42  # "## Two": the end of "## One", "### Sub" included
     assert (skipped.skip, skipped.timeout, skipped.runnable) == ("needs a Beat", 5.0, False)
     assert (program.lang, program.expected, program.text) == ("python", ["hi"], 'print("hi")\n')
+    assert (program.needs, program.ready) == (["python3"], ["h."])
     assert not untagged.runnable and not text.runnable and console.runnable
     where = shown(doc)
     assert parsed.problems == [
@@ -304,7 +314,7 @@ def test_the_extractor_reads_the_conventions(tmp_path):
         "```sh block (the docs test runs it) or ```text",
         f"{where}:33: a docs-test marker must come right before a fenced block",
         f"{where}:37: unknown docs-test directive 'sometimes' (skip (REASON), background, "
-        'ready "REGEX", timeout SECONDS, expect "TEXT")',
+        'ready "REGEX", needs COMMAND, timeout SECONDS, expect "TEXT")',
         f"{where}:37: `skip` needs a reason: skip (REASON)",
         f"{where}:39: a prompt in a runnable block: write the command alone, and its output in "
         "a ```text block after it",
@@ -507,7 +517,7 @@ class Run:
         try:
             for block in blocks:
                 yield self.stop_backgrounds(before=block.line)
-                if not block.runnable:
+                if not block.runnable or any(shutil.which(tool) is None for tool in block.needs):
                     continue
                 for other, running in self.background:
                     if not running.running:
