@@ -5,13 +5,16 @@ Makes throwaway certificates with the project's ``certs/make_certs.py``, starts
 basic auth), sends a few events through ``twistd -n logstash-output`` from a file, shows what the
 input wrote, stops the input with SIGTERM and exits 0 when every event arrived.
 
-Everything lands in ``demo-run/`` (certificates, logs, the events sent and received).
+Everything lands in ``demo-run/`` (certificates, logs, the events sent and received). The
+commands it prints are the ones it ran, with absolute paths and quoted for a POSIX shell, so that
+a user can paste them (the input in one terminal, the output in another) to run them again.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import shlex
 import signal
 import socket
 import subprocess
@@ -33,6 +36,15 @@ EVENTS = [
 def twistd(*args: str) -> list[str]:
     bindir = Path(sys.executable).parent
     return [str(bindir / "twistd"), "-n", "--pidfile=", *args]
+
+
+def pasteable(argv: list[str]) -> str:
+    """``argv`` as a shell command to paste: quoted, one flag a line after the program's name."""
+    program = (
+        argv.index("logstash-input") if "logstash-input" in argv else argv.index("logstash-output")
+    )
+    lines = [shlex.join(argv[: program + 1]), *(shlex.quote(arg) for arg in argv[program + 1 :])]
+    return " \\\n        ".join(lines)
 
 
 def free_port() -> int:
@@ -96,13 +108,13 @@ def main() -> int:
         f"--source=file:{events_file}",
         f"--dead-letter={RUN / 'dead-letter.ndjson'}",
     )
-    print(f"demo: input  on https://127.0.0.1:{port} (mutual TLS required, basic auth)")
-    print("   ", " ".join(input_args[3:]))
+    print(f"demo: input  on https://127.0.0.1:{port} (mutual TLS required, basic auth):")
+    print("   ", pasteable(input_args))
     server = subprocess.Popen(input_args, cwd=RUN)
     try:
         wait_listening(port, server)
-        print(f"demo: output sending {len(EVENTS)} events from {events_file.name}")
-        print("   ", " ".join(output_args[3:]))
+        print(f"demo: output sending {len(EVENTS)} events from {events_file.name}:")
+        print("   ", pasteable(output_args))
         sent = subprocess.run(output_args, cwd=RUN, timeout=120)
         print(f"demo: output exited with status {sent.returncode}")
     finally:
@@ -121,6 +133,10 @@ def main() -> int:
         print(f"demo: FAILED: {len(lines)} of {len(EVENTS)} events arrived; logs in {RUN}/")
         return 1
     print(f"demo: all {len(EVENTS)} events arrived over mutual TLS with basic auth; logs in {RUN}/")
+    print(
+        "demo: to run it again yourself, paste the input's command into one terminal and the "
+        "output's into another (the output appends to the same received.ndjson)"
+    )
     return 0
 
 
