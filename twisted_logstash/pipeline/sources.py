@@ -462,6 +462,11 @@ class TcpSource(_Source):
         self.listening_port = self.reactor.listenTCP(
             self.port, self.buildFactory(), interface=self.interface
         )
+        address = self.listening_port.getHost()
+        # Twisted's own "starting on" line is a debug line (logs.py): this one says where
+        self.log.info(
+            "reading ndjson lines on tcp {host}:{port}", host=address.host, port=address.port
+        )
 
     def _paused(self) -> None:
         for connection in self._connections:
