@@ -41,6 +41,7 @@ def test_info_level_shows_no_debug_lines_and_no_noise_and_both_programs_end_with
     assert stopped == 0, receiver.output  # SIGTERM with nothing unacknowledged: 0
     for program in (sender, receiver):
         assert_quiet(program)
+    assert "%|" not in sender.output  # no terminal: no progress line
     sent = [line for line in lines_of(sender) if "sent: " in line]
     assert len(sent) == 1, sender.output
     assert re.search(
@@ -218,3 +219,26 @@ def test_bad_operation_flags_are_configuration_errors(programs, flag, message):
         status = yield program.ended()
         assert status == 2, program.output
         assert message in program.stderr.decode(), program.output
+
+
+@pytest_twisted.inlineCallbacks
+def test_a_finite_source_on_a_terminal_shows_a_progress_line(programs):
+    from support_programs import Program, twistd
+    from twisted.internet import reactor
+
+    _receiver, port = yield start_input(programs, "--protocol=lumberjack", *PLAIN, "--sink=null")
+    argv = twistd(
+        "logstash-output",
+        "--protocol=lumberjack",
+        f"--hosts=127.0.0.1:{port}",
+        "--source=generator:2000",
+    )
+    sender = Program("logstash-output", argv, programs.cwd, programs.env())
+    # standard output and error on a pseudo-terminal: --progress auto shows the line
+    reactor.spawnProcess(sender, argv[0], argv, env=sender.env, path=str(programs.cwd), usePTY=True)
+    programs.started.append(sender)
+    status = yield sender.ended()
+    assert status == 0, sender.output
+    text = sender.stdout.decode(errors="replace")
+    assert re.search(r"sending: +100%\|[^\r\n]*\| 2000/2000 \[", text), sender.output
+    assert "2000 read, 2000 acknowledged]" in text, sender.output

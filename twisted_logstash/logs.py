@@ -26,6 +26,7 @@ import re
 import sys
 import time
 from collections.abc import Callable, Mapping
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from typing import IO
 
@@ -134,6 +135,21 @@ def _stream_of(stream) -> IO[str]:
     return stream() if callable(stream) and not hasattr(stream, "write") else stream
 
 
+#: what every line is written inside (``guard_writes``)
+_guard: list[Callable[[], AbstractContextManager] | None] = [None]
+
+
+def guard_writes(guard: Callable[[], AbstractContextManager] | None) -> None:
+    """Write every line inside ``guard()`` from now on (None: plainly again): a live progress
+    line on the same terminal is cleared before a line and drawn again after it."""
+    _guard[0] = guard
+
+
+def _guarded() -> AbstractContextManager:
+    guard = _guard[0]
+    return guard() if guard is not None else nullcontext()
+
+
 @implementer(ILogObserver)
 class _TextObserver:
     """twistd's own text lines (``TIME [namespace#level] text``), on a stream found per line."""
@@ -147,7 +163,8 @@ class _TextObserver:
         observer = self._observers.get(id(stream))
         if observer is None:
             observer = self._observers[id(stream)] = textFileLogObserver(stream)
-        observer(event)
+        with _guarded():
+            observer(event)
 
 
 @implementer(ILogObserver)
@@ -159,8 +176,10 @@ class JsonLineObserver:
 
     def __call__(self, event: Mapping) -> None:
         stream = _stream_of(self._stream)
-        stream.write(json_line(event))
-        stream.flush()
+        line = json_line(event)
+        with _guarded():
+            stream.write(line)
+            stream.flush()
 
 
 def json_line(event: Mapping) -> str:

@@ -19,6 +19,7 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 
+from twisted_logstash import logs
 from twisted_logstash.errors import ConfigurationError
 
 log = Logger(namespace="twisted_logstash.progress")
@@ -302,9 +303,14 @@ class ProgressLine:
             file=self.stream,
             desc="sending",
             mininterval=0,
-            dynamic_ncols=True,
+            # the terminal's width as it changes; a terminal that reports none (0 columns, a
+            # bare pseudo-terminal) would get an empty line: a fixed width then
+            dynamic_ncols=_width(self.stream) > 0,
+            ncols=None if _width(self.stream) > 0 else 100,
             leave=True,
         )
+        # log lines on the same terminal: the line is cleared before each and drawn after
+        logs.guard_writes(lambda: tqdm.external_write_mode(file=self.stream))
         self._loop = LoopingCall(self.update)
         self._loop.clock = self.clock
         self._loop.start(PROGRESS_EVERY, now=True)
@@ -326,6 +332,15 @@ class ProgressLine:
             self.update()
             self._bar.close()
             self._bar = None
+            logs.guard_writes(None)
+
+
+def _width(stream: IO[str]) -> int:
+    """Columns of the terminal ``stream`` writes to (0: unknown)."""
+    try:
+        return os.get_terminal_size(stream.fileno()).columns
+    except (AttributeError, OSError, ValueError):
+        return 0
 
 
 def progress_position(counts: OutputCounts) -> int:
