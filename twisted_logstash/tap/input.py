@@ -294,9 +294,9 @@ def build(settings: dict, explicit: set[str], reactor=None, *, worker_fd: int | 
     """The input service for checked settings (no I/O but opening the sink and TLS files).
 
     ``worker_fd``: build one worker of ``--workers N`` instead, which adopts the listening
-    socket the parent made (that descriptor) rather than binding its own and shares its sink
-    with the other workers (``shared``). Every input counts what it acknowledged
-    (``CountingSink``, read by ``progress.input_counts``).
+    socket the parent made (that descriptor) rather than binding its own, shares its sink with
+    the other workers (``shared``) and counts what it acknowledged (``CountingSink``, read by
+    ``progress.input_counts``; the program wraps its sink so too, ``makeService``).
     """
     if reactor is None:
         from twisted.internet import reactor
@@ -314,7 +314,8 @@ def build(settings: dict, explicit: set[str], reactor=None, *, worker_fd: int | 
         raise ConfigurationError("--sink-fsync is for the file sink (--sink file:PATH)")
     if isinstance(sink, str):
         sink = sink_from_string(sink, fsync=fsync, shared=worker_fd is not None)
-    sink = CountingSink(sink)
+    if worker_fd is not None:
+        sink = CountingSink(sink)
     decorations = Decorations(
         type=settings["type"],
         tags=tuple(settings["tags"]),
@@ -536,6 +537,8 @@ def makeService(options: Options):
         where = str(listen_address_of(settings, settings["protocol"]))
     twistd_options = getattr(options, "parent", None)
     if settings["workers"] == 1:
+        # the program's counts (progress.input_counts), as a worker's
+        input_service.factory.sink = CountingSink(input_service.factory.sink)
         return InputProgram(
             input_service,
             reactor,
@@ -545,8 +548,7 @@ def makeService(options: Options):
             log_settings=settings["logs"],
             twistd_options=twistd_options,
         )
-    sink = input_service.factory.sink
-    close = getattr(getattr(sink, "sink", sink), "close", None)  # inside the CountingSink
+    close = getattr(input_service.factory.sink, "close", None)
     if close is not None:
         close()  # the parent writes nothing: its workers open the sink each
     address = listen_address_of(settings, settings["protocol"])
