@@ -165,6 +165,28 @@ def test_refused_credentials_stop_the_output_early_with_one_clear_line(programs,
 
 
 @pytest_twisted.inlineCallbacks
+def test_refused_credentials_with_a_disk_queue_leave_the_events_queued(programs, tmp_path):
+    _receiver, port = yield start_input(programs, *PLAIN, "--sink=null", *AUTH)
+    dead = tmp_path / "dead.ndjson"
+    sender = programs.output(
+        f"--hosts=127.0.0.1:{port}",
+        "--ssl-enabled=false",
+        "--username=logstash",
+        "--password=wrong",
+        "--source=generator:3000",
+        f"--queue=disk:{tmp_path / 'queue'}",
+        f"--dead-letter={dead}",
+    )
+    status = yield sender.ended()
+    assert status == 1, sender.output
+    assert "refused our credentials (401)" in sender.output
+    assert re.search(
+        r"stopped with \d+ events not acknowledged; they stay in the queue", sender.output
+    )
+    assert read_ndjson(dead) == []
+
+
+@pytest_twisted.inlineCallbacks
 def test_on_refused_continue_dead_letters_and_exits_3(programs, tmp_path):
     _receiver, port = yield start_input(programs, *PLAIN, "--sink=null", *AUTH)
     dead = tmp_path / "dead.ndjson"

@@ -89,7 +89,8 @@ class QueueFailedError(RuntimeError):
 class CredentialsRefused(QueueFailedError):
     """A receiver refused our credentials (401 or 403): the output stopped taking batches
     (``on_refused="stop"``). Nothing was dead-lettered or dropped for it: the refused batch and
-    everything after it are still in the queue or in the source."""
+    everything after it are still in the queue or in the source. A QueueFailedError, so that
+    whatever handles the output giving up (``failed``) handles this too."""
 
     def __init__(self, host: Host, status: int, reason: str):
         super().__init__(f"{host} refused our credentials ({status}): {reason}")
