@@ -264,3 +264,15 @@ def test_a_finite_source_on_a_terminal_shows_a_progress_line(programs):
     text = sender.stdout.decode(errors="replace")
     assert re.search(r"sending: +100%\|[^\r\n]*\| 2000/2000 \[", text), sender.output
     assert "2000 read, 2000 acknowledged]" in text, sender.output
+
+
+@pytest_twisted.inlineCallbacks
+def test_sigint_with_nothing_unacknowledged_exits_0_on_both_programs(programs):
+    receiver, port = yield start_input(programs, *PLAIN, "--sink=null")
+    sender = programs.output(f"--hosts=127.0.0.1:{port}", "--ssl-enabled=false", "--source=tcp:0")
+    yield sender.wait_for(r"reading ndjson lines on tcp")
+    for program in (sender, receiver):
+        program.signal(signal.SIGINT)
+        status = yield program.ended()
+        assert status == 0, program.output
+        assert "Server Shut Down." in program.output
