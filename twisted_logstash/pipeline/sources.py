@@ -416,6 +416,8 @@ class _TcpLines(_LinesProtocol):
 
 
 class _TcpFactory(protocol.Factory):
+    noisy = False  # no "Starting factory" line: the source logs where it reads
+
     def __init__(self, source: TcpSource):
         self.source = source
 
