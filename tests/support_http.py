@@ -13,6 +13,7 @@ from twisted.internet import defer, protocol, reactor
 from twisted.internet.endpoints import TCP4ClientEndpoint, TCP4ServerEndpoint
 
 from twisted_logstash.wires.native.http import Response, ResponseParser
+from twisted_logstash.wires.native.http.errors import ResponseError
 
 TIMEOUT = 10.0
 """Every wait gives up after this many seconds, so that a broken server fails a test instead of
@@ -74,13 +75,18 @@ class RawClient(protocol.Protocol):
         self._waiters: list[tuple[int, defer.Deferred]] = []
         self._byte_waiters: list[tuple[bytes, defer.Deferred]] = []
         self.lost = False
+        self.not_http = False
 
     def dataReceived(self, data: bytes) -> None:
         self.received += data
         self._unparsed += data
-        while self._unparsed:
+        while self._unparsed and not self.not_http:
             parser = ResponseParser()
-            response = parser.feed(self._unparsed)
+            try:
+                response = parser.feed(self._unparsed)
+            except ResponseError:
+                self.not_http = True  # another wire's answers (a framed ACK): kept raw only
+                break
             if response is None:
                 break
             self.responses.append(response)

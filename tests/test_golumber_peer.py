@@ -62,7 +62,7 @@ def test_go_lumber_client_into_our_input(programs, ljpeer, certs, tmp_path, tls,
     sender = programs.spawn("ljpeer", argv)
     assert (yield sender.ended()) == 0, sender.output
     assert f"acked {COUNT}" in sender.output
-    yield receiver.terminate()  # the file sink holds every acknowledged batch by then
+    assert (yield receiver.terminate()) == 0, receiver.output
     events = [json.loads(line) for line in sink.read_text(encoding="utf-8").splitlines()]
     assert sorted(event["n"] for event in events) == list(range(COUNT))
     for event in events:

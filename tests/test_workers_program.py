@@ -212,7 +212,8 @@ def test_workers_with_mutual_tls_and_basic_auth(programs, tmp_path, certs):  # n
             )
             status = yield ok.ended(TIMEOUT)
             assert status == 0, ok.failure(f"exited with {status}")
-            # a wrong password is refused (401) by the worker that runs: dead-lettered
+            # a wrong password is refused (401) by the worker that runs: dead-lettered with
+            # --on-refused continue (exit status 3)
             wrong = tmp_path / "wrong"
             wrong.write_text("not-it\n")
             refused = programs.output(
@@ -220,9 +221,10 @@ def test_workers_with_mutual_tls_and_basic_auth(programs, tmp_path, certs):  # n
                 f"--password-file={wrong}",
                 f"--source=file:{source}",
                 f"--dead-letter={tmp_path / f'refused-{sender}.ndjson'}",
+                "--on-refused=continue",
             )
             status = yield refused.ended(TIMEOUT)
-            assert status == 0, refused.failure(f"exited with {status}")
+            assert status == 3, refused.failure(f"exited with {status}")
             records = read_ndjson(tmp_path / f"refused-{sender}.ndjson")
             assert {r["dead_letter"]["status"] for r in records} == {401}
             assert len(records) == 300

@@ -179,6 +179,14 @@ class WithMetrics(service.MultiService):
         metrics.setServiceParent(self)
         program.setServiceParent(self)
 
+    def setServiceParent(self, parent):
+        """twistd's application: the program sets its log observer on it, as it does when it
+        runs without metrics (``attach_logs``, ``logs.attach``)."""
+        attach_logs = getattr(self.program, "attach_logs", None)
+        if attach_logs is not None:
+            attach_logs(parent)
+        return super().setServiceParent(parent)
+
     def stopService(self) -> defer.Deferred:
         service.Service.stopService(self)
         stopped = defer.maybeDeferred(self.program.stopService)

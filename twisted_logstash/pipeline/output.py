@@ -27,6 +27,12 @@ backoff; a failed ack leaves its batch in flight and is tried again the same way
 keeps failing for ``queue_retry_timeout`` seconds, or cannot be read at all, the output stops
 taking batches and fails ``failed`` with a QueueFailedError that says why: the program stops
 with an error, everything not acknowledged still in the queue or in its source.
+
+A receiver answering 401 or 403 refuses our credentials, not a batch: every batch would be
+refused the same way. With ``on_refused="stop"`` the output then stops taking batches and fails
+``failed`` with ``CredentialsRefused``; the refused batch is not dead-lettered but stays in the
+queue, unacknowledged, as everything after it. ``"continue"`` (the default of the library)
+dead-letters it as any other refusal.
 """
 
 from __future__ import annotations
@@ -79,6 +85,24 @@ class Dropped(DeadLettered):
 class QueueFailedError(RuntimeError):
     """The queue kept failing to hold, acknowledge or hand out events (a full or broken
     disk): the output gave up rather than skip them. Nothing was dropped."""
+
+
+class CredentialsRefused(QueueFailedError):
+    """A receiver refused our credentials (401 or 403): the output stopped taking batches
+    (``on_refused="stop"``). Nothing was dead-lettered or dropped for it: the refused batch and
+    everything after it are still in the queue or in the source. A QueueFailedError, so that
+    whatever handles the output giving up (``failed``) handles this too."""
+
+    def __init__(self, host: Host, status: int, reason: str):
+        super().__init__(f"{host} refused our credentials ({status}): {reason}")
+        self.host = host
+        self.status = status
+        self.reason = reason
+
+
+#: what a receiver answers credentials it does not take
+CREDENTIAL_STATUSES = frozenset({401, 403})
+ON_REFUSED = ("stop", "continue")
 
 
 class OutputStopped(SinkUnavailable):
@@ -203,6 +227,7 @@ class Output(service.Service):
         stamp: bool = False,
         close_queue: bool = False,
         queue_retry_timeout: float = 300.0,
+        on_refused: str = "continue",
     ):
         if reactor is None:
             from twisted.internet import reactor
@@ -214,6 +239,9 @@ class Output(service.Service):
             raise ConfigurationError(f"batch delay must not be negative, not {batch_delay}")
         if max_in_flight < 1:
             raise ConfigurationError(f"max in flight must be at least 1, not {max_in_flight}")
+        if on_refused not in ON_REFUSED:
+            raise ConfigurationError(f"on_refused takes stop or continue, not {on_refused!r}")
+        self.on_refused = on_refused
         hosts = list(hosts)
         if not hosts:
             raise ConfigurationError("hosts: at least one host is required")
@@ -234,8 +262,8 @@ class Output(service.Service):
         self.round_trips = Timings()
         """Seconds from an attempt's start to its acknowledgement, per acknowledged batch."""
         self.queue_retry_timeout = queue_retry_timeout
-        # Fails with QueueFailedError if the output gives up on its queue (see the module
-        # docstring); never fires otherwise.
+        # Fails with QueueFailedError if the output gives up on its queue, CredentialsRefused if
+        # a receiver refused our credentials (see the module docstring); never fires otherwise.
         self.failed: defer.Deferred = defer.Deferred()
         self._gave_up: QueueFailedError | None = None
         self._feeding = False
@@ -783,7 +811,13 @@ class Output(service.Service):
         if isinstance(error, TerminalError):
             if error.host is None:
                 error.host = host
+            if self.on_refused == "stop" and error.status in CREDENTIAL_STATUSES:
+                self._credentials_refused(batch, error)
+                return
             self._refused(batch, error)
+            return
+        if isinstance(self._gave_up, CredentialsRefused):
+            self._after_settle()  # parked: it stays in the queue, as the refused batch does
             return
         if not isinstance(error, (RetriableError, defer.CancelledError)):
             self.log.failure("unexpected failure sending to {host}", failure, host=str(host))
@@ -807,6 +841,18 @@ class Output(service.Service):
             delay=round(delay, 3),
         )
         batch.retry_call = self.reactor.callLater(delay, self._attempt, batch)
+
+    def _credentials_refused(self, batch: _Batch, error: TerminalError) -> None:
+        """401/403 with ``on_refused="stop"``: the batch stays in the queue, unacknowledged and
+        in flight (parked, as after a stop), and the output takes no more batches."""
+        if self._gave_up is None:
+            refused = CredentialsRefused(error.host, error.status, error.reason)
+            self._gave_up = refused
+            if self._put_retry is not None and self._put_retry.active():
+                self._put_retry.cancel()
+            self._put_retry = None
+            self.failed.errback(refused)
+        self._after_settle()
 
     def _refused(self, batch: _Batch, error: TerminalError) -> None:
         """A terminal refusal: dead-letter the batch (or say loudly that it is dropped)."""
@@ -902,7 +948,7 @@ class Output(service.Service):
         drains, self._drains = self._drains, []
         for d in drains:
             d.errback(error)
-        self.log.info("output stopped: {stats}", stats=self.stats)
+        self.log.debug("output stopped: {stats}", stats=self.stats)
         if left:
             if self.queue.durable:
                 self.log.warn(

@@ -416,6 +416,8 @@ class _TcpLines(_LinesProtocol):
 
 
 class _TcpFactory(protocol.Factory):
+    noisy = False  # no "Starting factory" line: the source logs where it reads
+
     def __init__(self, source: TcpSource):
         self.source = source
 
@@ -461,6 +463,11 @@ class TcpSource(_Source):
     def _begin(self) -> None:
         self.listening_port = self.reactor.listenTCP(
             self.port, self.buildFactory(), interface=self.interface
+        )
+        address = self.listening_port.getHost()
+        # Twisted's own "starting on" line is a debug line (logs.py): this one says where
+        self.log.info(
+            "reading ndjson lines on tcp {host}:{port}", host=address.host, port=address.port
         )
 
     def _paused(self) -> None:

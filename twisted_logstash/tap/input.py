@@ -2,7 +2,9 @@
 (Lumberjack), with Logstash's flags.
 
 Everything is checked in ``makeService``, before twistd starts the reactor, so a configuration
-error is one line on stderr and exit status 2 with nothing bound.
+error is one line on stderr and exit status 2 with nothing bound. The input cannot listen: 1. A
+stop (SIGTERM, SIGINT) drains the input and exits 0. It logs its counts every
+``--stats-interval`` seconds and ends with one line saying what it received.
 """
 
 from __future__ import annotations
@@ -12,10 +14,12 @@ import re
 import sys
 
 from twisted.application import service
+from twisted.internet import defer
 from twisted.internet.endpoints import serverFromString
 from twisted.internet.error import CannotListenError
 from twisted.logger import Logger
 
+from twisted_logstash import logs, progress
 from twisted_logstash.codecs.events import (
     DEFAULT_ECS,
     ECS_MODES,
@@ -54,7 +58,6 @@ from twisted_logstash.transport.inputservice import InputService
 from twisted_logstash.transport.server import DEFAULT_MAX_HELD_BYTES
 from twisted_logstash.transport.workers import (
     REPORT_FD,
-    CountingSink,
     WorkerPool,
     adopted_endpoint,
     cores,
@@ -163,6 +166,8 @@ class Options(LogstashOptions):
             " free port, logged) [off]",
         ],
         ["metrics-host", None, None, "address of the metrics port [127.0.0.1]"],
+        *logs.OPTIONS,
+        progress.STATS_OPTION,
     ]
     repeatable = ("ssl_certificate_authorities", "add_field")
     help_groups = INPUT_GROUPS
@@ -225,6 +230,8 @@ def settings_from(options: Options, environ=os.environ) -> tuple[dict, set[str],
             parse_bool("sink-fsync", options["sink_fsync"]) if options["sink_fsync"] else False
         ),
         "workers": parse_workers(options["workers"]),
+        "stats_interval": progress.stats_interval_of(options["stats_interval"]),
+        "logs": logs.LogSettings.from_flags(options["log_level"], options["log_format"]),
     }
     if settings["workers"] > 1 and settings["endpoint"] is not None:
         raise ConfigurationError.about(
@@ -316,7 +323,8 @@ def build(settings: dict, explicit: set[str], reactor=None, *, worker_fd: int | 
 
     ``worker_fd``: build one worker of ``--workers N`` instead, which adopts the listening
     socket the parent made (that descriptor) rather than binding its own, shares its sink with
-    the other workers (``shared``) and counts what it acknowledged (``CountingSink``).
+    the other workers (``shared``); what it acknowledged is counted by its factory
+    (``factory.stats``, read by ``progress.input_counts`` and the metrics).
     """
     if reactor is None:
         from twisted.internet import reactor
@@ -337,8 +345,6 @@ def build(settings: dict, explicit: set[str], reactor=None, *, worker_fd: int | 
             sink = sink_from_string(sink, fsync=fsync, shared=worker_fd is not None)
         except ConfigurationError as error:
             raise ConfigurationError.about("{sink}: {reason}", reason=str(error)) from None
-    if worker_fd is not None:
-        sink = CountingSink(sink)
     decorations = Decorations(
         type=settings["type"],
         tags=tuple(settings["tags"]),
@@ -396,21 +402,83 @@ def build(settings: dict, explicit: set[str], reactor=None, *, worker_fd: int | 
 class InputProgram(service.MultiService):
     """The input service as a program: when it cannot listen (the port is taken, not
     permitted), it says why in one log line and the process exits 1, instead of running on
-    with nothing bound."""
+    with nothing bound.
 
-    def __init__(self, input_service: InputService, reactor, exit=exit_with, where: str = ""):
+    ``standalone``: the process's top service (``twistd logstash-input``, not an input of a
+    pipeline): it sets the log observer (``log_settings``), logs its counts every
+    ``stats_interval`` seconds, ends with one line saying what it received, and a stop by a
+    signal exits 0 rather than by the signal."""
+
+    def __init__(
+        self,
+        input_service: InputService,
+        reactor,
+        exit=exit_with,
+        where: str = "",
+        *,
+        standalone: bool = False,
+        stats_interval: float = 0,
+        log_settings: logs.LogSettings | None = None,
+        twistd_options=None,
+    ):
         super().__init__()
         self.where = where or repr(input_service.endpoint)
         self.input = input_service
         self._reactor = reactor
         self._exit = exit
+        self.standalone = standalone
+        self.stats_interval = stats_interval
+        self.log_settings = log_settings
+        self.twistd_options = twistd_options
+        self.started_at: float | None = None
+        self.summary: str | None = None
+        self._report: progress.PeriodicReport | None = None
         input_service.setServiceParent(self)
+
+    def setServiceParent(self, parent):
+        """twistd's application: its log observer is set here (``attach_logs``)."""
+        self.attach_logs(parent)
+        return super().setServiceParent(parent)
+
+    def attach_logs(self, application) -> None:
+        """Give twistd's application the observer of ``--log-level``/``--log-format``
+        (``logs.attach``); also called by ``WithMetrics`` when the program runs under it."""
+        if self.standalone and self.log_settings is not None:
+            logs.attach(application, self.log_settings, self.twistd_options)
+
+    def counts(self) -> progress.InputCounts:
+        return progress.input_counts(getattr(self.input, "factory", None))
 
     def startService(self) -> None:
         super().startService()
+        self.started_at = self._reactor.seconds()
         listening = self.input.listening
         if listening is not None:
             listening.addErrback(self._cannot_listen)
+        if self.standalone and getattr(self.input, "factory", None) is not None:
+            self._report = progress.PeriodicReport(
+                self._reactor, self.stats_interval, self.counts, progress.input_interval_line
+            )
+            self._report.start()
+
+    def stopService(self):
+        if self.standalone:
+            keep_exit_status(self._reactor)
+        if self._report is not None:
+            self._report.stop()
+            self._report = None
+        stopped = defer.maybeDeferred(super().stopService)
+        if self.standalone and getattr(self.input, "factory", None) is not None:
+            stopped.addCallback(self._final_line)
+        return stopped
+
+    def _final_line(self, result):
+        elapsed = self._reactor.seconds() - (self.started_at or self._reactor.seconds())
+        counts = self.counts()
+        self.summary = progress.input_summary(counts, elapsed)
+        fields = {k: v for k, v in vars(counts).items() if v is not None}
+        log.info("{summary}", summary=self.summary, elapsed=round(elapsed, 3), **fields)
+        return result
 
     def _cannot_listen(self, failure) -> None:
         error = failure.value
@@ -455,7 +523,7 @@ class WorkersProgram(InputProgram):
 
     def stopService(self):
         keep_exit_status(self._reactor)
-        stopped = super().stopService()
+        stopped = defer.maybeDeferred(super().stopService)
 
         def status(result):
             if self.input.failed:
@@ -504,8 +572,17 @@ def makeService(options: Options):
         where = redact(settings["endpoint"])
     else:
         where = str(listen_address_of(settings, settings["protocol"]))
+    twistd_options = getattr(options, "parent", None)
     if settings["workers"] == 1:
-        program = InputProgram(input_service, reactor, where=where)
+        program = InputProgram(
+            input_service,
+            reactor,
+            where=where,
+            standalone=True,
+            stats_interval=settings["stats_interval"],
+            log_settings=settings["logs"],
+            twistd_options=twistd_options,
+        )
         if metrics is None:
             return program
         factory = input_service.factory
@@ -534,7 +611,15 @@ def makeService(options: Options):
         stop_timeout=input_service.drain_timeout + 5.0,
         reports=reports,
     )
-    program = WorkersProgram(pool, reactor, where=where)
+    # each worker logs its own counts (tap/inputworker.py); the parent relays them
+    program = WorkersProgram(
+        pool,
+        reactor,
+        where=where,
+        standalone=True,
+        log_settings=settings["logs"],
+        twistd_options=twistd_options,
+    )
     if metrics is None:
         return program
     collector = InputCollector(reports.total, settings["protocol"], lambda: len(pool.workers))

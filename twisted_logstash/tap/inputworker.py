@@ -9,7 +9,9 @@ and limit is the same in every worker.
 
 A worker is a single input without twistd: SIGTERM or SIGINT (or the parent's end) drains it
 as ``InputService`` drains a single input (stop accepting, finish the batches in flight, then
-exit 0); it then logs how many events it acknowledged and the CPU time it used.
+exit 0); it then logs how many events it acknowledged and the CPU time it used. It logs its
+counts every ``--stats-interval`` seconds too, and hides lines under ``--log-level`` before they
+reach the parent (which formats what it relays as ``--log-format`` asks).
 """
 
 from __future__ import annotations
@@ -18,10 +20,12 @@ import resource
 import signal
 import sys
 
-from twisted.logger import Logger, globalLogBeginner
+from twisted.logger import FilteringLogObserver, Logger, globalLogBeginner
 from twisted.python import usage
 
+from twisted_logstash import progress
 from twisted_logstash.errors import FLAG, ConfigurationError
+from twisted_logstash.logs import LogSettings, level_filter
 from twisted_logstash.tap.input import Options, build, settings_from
 from twisted_logstash.transport.workers import (
     WORKER_FD,
@@ -68,18 +72,29 @@ def main(argv: list[str] | None = None) -> int:
     # at once: a stop that comes while the worker starts drains it as well
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
+    # lines under --log-level are hidden once the flags are read; until then, every one shows
+    threshold = [LogSettings().level]
     globalLogBeginner.beginLoggingTo(
-        [worker_log_observer(sys.stderr)], redirectStandardIO=False, discardBuffer=True
+        [FilteringLogObserver(worker_log_observer(sys.stderr), [_at_least(threshold)])],
+        redirectStandardIO=False,
+        discardBuffer=True,
     )
     try:
         options = Options()
         options.parseOptions(arguments["flags"])
         settings, explicit, _ = settings_from(options)
+        threshold[0] = settings["logs"].level
         service, _ = build(settings, explicit, reactor, worker_fd=WORKER_FD)
     except (ConfigurationError, usage.UsageError, OSError) as e:
         text = e.render(FLAG) if isinstance(e, ConfigurationError) else str(e)
         log.error("configuration error: {error}", error=text)
         return 2
+    report = progress.PeriodicReport(
+        reactor,
+        settings["stats_interval"],
+        lambda: progress.input_counts(service.factory),
+        progress.input_interval_line,
+    )
 
     def parent_gone() -> None:
         if not stopping[0]:
@@ -98,10 +113,11 @@ def main(argv: list[str] | None = None) -> int:
         reporter = StatsReporter(service.factory.stats, int(arguments["report-fd"]), reactor)
 
     async def drain() -> None:
+        report.stop()
         await service.stopService()
         if reporter is not None:
             reporter.stop()  # the last counts, before the parent sees this worker end
-        counted = service.factory.sink
+        counted = progress.input_counts(service.factory)
         usage_ = resource.getrusage(resource.RUSAGE_SELF)
         log.info(
             "stopped: {events} events acknowledged in {batches} batches, "
@@ -117,9 +133,19 @@ def main(argv: list[str] | None = None) -> int:
     service.listening.addErrback(cannot_listen)
     if reporter is not None:
         reporter.start()
+    report.start()
     reactor.addSystemEventTrigger("before", "shutdown", lambda: defer.ensureDeferred(drain()))
     reactor.run(installSignalHandlers=False)
     return status[0]
+
+
+def _at_least(threshold: list):
+    """A filter predicate hiding lines under ``threshold[0]`` (set once the flags are read)."""
+
+    def predicate(event):
+        return level_filter(threshold[0])(event)
+
+    return predicate
 
 
 if __name__ == "__main__":

@@ -2,28 +2,35 @@
 batched, compressed, balanced over every host, retried, and never dropped silently.
 
 With a finite source (a file, a generator, stdin reaching EOF) the program stops once every event
-was acknowledged or dead-lettered and exits 0; if it is stopped earlier (SIGTERM/SIGINT) with
-events still undelivered, or if refused events could not be written to the dead-letter file, it
-exits 1 (an endless source, tcp or generator:0, stopped with everything delivered is a clean
-stop). A configuration error exits 2 before anything binds.
+was acknowledged or dead-lettered. Its exit status (``EXIT_*``, documented in docs/output.md):
+0 when every event was acknowledged, or a stop (SIGTERM/SIGINT) left nothing unacknowledged (an
+endless source, tcp or generator:0, is stopped that way as a rule); 1 when events were not
+delivered (a stop before the end, a receiver that refused our credentials, refused events that
+could not be dead-lettered, a queue that failed); 2 for a configuration error, before anything
+binds; 3 when everything was handled but some events were dead-lettered.
+
+It ends with one human line (``progress.output_summary``), logs a line every
+``--stats-interval`` seconds, and on a terminal shows a live progress line instead
+(``--progress``).
 """
 
 from __future__ import annotations
 
 import os
+import sys
 
 from twisted.application import service
 from twisted.internet import defer
 from twisted.internet.error import CannotListenError
 from twisted.logger import Logger
 
-from twisted_logstash import config
+from twisted_logstash import config, logs, progress
 from twisted_logstash.codecs.bytebound import DEFAULT_BATCH_MAX_BYTES
 from twisted_logstash.errors import ConfigurationError, Message
 from twisted_logstash.metrics.output import OutputCollector, OutputHealth
 from twisted_logstash.metrics.program import metrics_address, with_metrics
 from twisted_logstash.pipeline.deadletter import DeadLetterFile
-from twisted_logstash.pipeline.output import OutputStopped
+from twisted_logstash.pipeline.output import ON_REFUSED, CredentialsRefused, OutputStopped
 from twisted_logstash.tap.common import (
     Connector,
     LogstashOptions,
@@ -45,6 +52,12 @@ from twisted_logstash.tap.help import OUTPUT_GROUPS
 from twisted_logstash.transport.hosts import parse_hosts
 
 PROGRAM = "logstash-output"
+
+#: exit statuses (docs/output.md, "Exit status")
+EXIT_OK = 0
+EXIT_UNDELIVERED = 1  # events not delivered, or the program failed
+EXIT_CONFIGURATION = 2  # see tap/common.py ``fail``
+EXIT_DEAD_LETTERED = 3  # everything handled, but some events went to the dead-letter file
 log = Logger(namespace="twisted_logstash.pipeline.output")
 
 #: what ``--compression`` takes on the native wire (Content-Encodings and their spellings)
@@ -115,6 +128,16 @@ class Options(LogstashOptions):
             " free port, logged) [off]",
         ],
         ["metrics-host", None, None, "address of the metrics port [127.0.0.1]"],
+        [
+            "on-refused",
+            None,
+            None,
+            "when a receiver refuses our credentials (401/403): stop, the events staying"
+            " undelivered, or continue, dead-lettering them [stop]",
+        ],
+        ["progress", None, None, "live progress on stderr: auto (on a terminal), always, never"],
+        *logs.OPTIONS,
+        progress.STATS_OPTION,
     ]
     repeatable = ("hosts", "ssl_certificate_authorities")
     help_groups = OUTPUT_GROUPS
@@ -177,8 +200,25 @@ def settings_from(options: Options, environ=os.environ) -> tuple[dict, set[str],
         "cooloff": float(parse_int("cooloff", options["cooloff"] or "60", 0)),
         "timeout": float(parse_int("timeout", options["timeout"] or "60", 1)),
         "stop_timeout": float(parse_int("stop-timeout", options["stop_timeout"] or "10", 0)),
+        # None when not given: the program stops (``build``), the library continues
+        "on_refused": (
+            _choice("on-refused", options["on_refused"], ON_REFUSED)
+            if options["on_refused"]
+            else None
+        ),
+        "progress": _choice("progress", options["progress"] or "auto", progress.PROGRESS_CHOICES),
+        "stats_interval": progress.stats_interval_of(options["stats_interval"]),
+        "logs": logs.LogSettings.from_flags(options["log_level"], options["log_format"]),
     }
     return settings, explicit, warnings
+
+
+def _choice(flag: str, value: str, choices: tuple[str, ...]) -> str:
+    chosen = value.strip().lower()
+    if chosen not in choices:
+        listed = ", ".join(choices[:-1]) + " or " + choices[-1]
+        raise ConfigurationError(f"--{flag} takes {listed}, not {value!r}")
+    return chosen
 
 
 def make_transmitter(settings: dict, reactor, connector: Connector | None = None):
@@ -261,24 +301,62 @@ def make_queue(settings: dict, reactor):
 
 
 class OutputProgram(service.MultiService):
-    """The output plus its source: stops the reactor once a finite source was fully delivered,
-    and chooses the exit status."""
+    """The output plus its source: stops the reactor once a finite source was fully delivered
+    (or a receiver refused our credentials), reports how the run goes and how it went, and
+    chooses the exit status (``EXIT_*``)."""
 
     log = Logger(namespace="twisted_logstash.pipeline.output")
 
-    def __init__(self, output, source, reactor, exit=exit_with, stop_timeout: float = 10.0):
+    def __init__(
+        self,
+        output,
+        source,
+        reactor,
+        exit=exit_with,
+        stop_timeout: float = 10.0,
+        *,
+        stats_interval: float = 0,
+        progress_choice: str = "never",
+        log_settings: logs.LogSettings | None = None,
+        twistd_options=None,
+        stream=None,
+    ):
         super().__init__()
         self.stop_timeout = stop_timeout
         self._exit = exit
-        self.exit_code = 0
+        self.exit_code = EXIT_OK
         self.output = output
         self.source = source
         self._reactor = reactor
         self.finished = False
+        self.refused: CredentialsRefused | None = None
+        self.log_settings = log_settings
+        self.twistd_options = twistd_options
+        self.stream = stream if stream is not None else sys.stderr
+        self.stats_interval = stats_interval
+        self.progress_choice = progress_choice
+        self.started_at: float | None = None
+        self.summary: str | None = None
+        self._report = None
         output.setServiceParent(self)
+
+    def setServiceParent(self, parent):
+        """twistd's application: its log observer is set here (``attach_logs``)."""
+        self.attach_logs(parent)
+        return super().setServiceParent(parent)
+
+    def attach_logs(self, application) -> None:
+        """Give twistd's application the observer of ``--log-level``/``--log-format``
+        (``logs.attach``); also called by ``WithMetrics`` when the program runs under it."""
+        if self.log_settings is not None:
+            logs.attach(application, self.log_settings, self.twistd_options)
+
+    def counts(self) -> progress.OutputCounts:
+        return progress.output_counts(self.output, self.source)
 
     def startService(self):
         super().startService()
+        self.started_at = self._reactor.seconds()
         try:
             self.output.attach(self.source)
         except CannotListenError as e:  # a tcp source whose port is taken
@@ -287,7 +365,7 @@ class OutputProgram(service.MultiService):
                 where=listen_address(e),
                 reason=str(e.socketError),
             )
-            self._set_exit(1)
+            self._set_exit(EXIT_UNDELIVERED)
             stop_when_running(self._reactor)
             return
         failed = getattr(self.output, "failed", None)
@@ -296,32 +374,59 @@ class OutputProgram(service.MultiService):
         done = self.source.done  # ISource: fires when a finite source ended
         done.addCallback(lambda _: self.output.drain())
         done.addCallbacks(self._delivered, self._source_failed)
+        self._start_report()
+
+    def _start_report(self) -> None:
+        finite = bool(getattr(self.source, "finite", False))
+        if progress.wants_progress(self.progress_choice, finite, self.stream):
+            self._report = progress.ProgressLine(self._reactor, self.counts, self.stream)
+        else:
+            self._report = progress.PeriodicReport(
+                self._reactor,
+                self.stats_interval,
+                self.counts,
+                progress.output_interval_line,
+                lambda line: self.log.info("{line}", line=line),
+            )
+        self._report.start()
 
     def _delivered(self, _):
         self.finished = True
-        stats = getattr(self.output, "stats", None)
-        self.log.info("source finished and every event was handled: {stats}", stats=stats)
-        if self._reactor.running:
-            self._reactor.stop()
+        self.log.info("source finished and every event was handled")
+        self._stop_reactor()
 
     def _queue_failed(self, failure):
-        """The output gave up on its queue (a disk full for too long, an unreadable queue):
-        stop with an error; nothing was skipped."""
-        self.log.error("stopping: {reason}", reason=str(failure.value))
-        self._set_exit(1)
-        if self._reactor.running:
-            self._reactor.stop()
+        """The output gave up: its queue failed (a disk full for too long, an unreadable
+        queue), or a receiver refused our credentials. Stop with an error; nothing was
+        skipped."""
+        if failure.check(CredentialsRefused):
+            refused = failure.value
+            self.refused = refused
+            self.log.error(
+                "the receiver at {host} refused our credentials ({status}): check --username"
+                " and --password (or --password-file); stopping without dead-lettering",
+                host=str(refused.host),
+                status=refused.status,
+            )
+        else:
+            self.log.error("stopping: {reason}", reason=str(failure.value))
+        self._set_exit(EXIT_UNDELIVERED)
+        self._stop_reactor()
 
     def _source_failed(self, failure):
         if failure.check(OutputStopped):
             return  # stopped before the end: stopService says what was left
         self.log.failure("the source failed", failure)
-        self._set_exit(1)
-        if self._reactor.running:
-            self._reactor.stop()
+        self._set_exit(EXIT_UNDELIVERED)
+        self._stop_reactor()
 
     @defer.inlineCallbacks
     def stopService(self):
+        # a stop by SIGTERM/SIGINT ends with the status chosen here, not by the signal
+        keep_exit_status(self._reactor)
+        if self._report is not None:
+            self._report.stop()
+            self._report = None
         # Attempts in flight may finish (their events then count as delivered), but a receiver
         # that does not answer must not hold the stop for the whole attempt timeout.
         timer = self._reactor.callLater(self.stop_timeout, self._abandon_attempts)
@@ -334,21 +439,41 @@ class OutputProgram(service.MultiService):
         # A disk queue folds its write-ahead log back and releases its directory lock.
         yield self.output.queue.close()
         if left:
-            self.log.error(
-                "stopped with {count} events not acknowledged by any receiver", count=left
-            )
-            self._set_exit(1)
-        elif not self.finished and self._finite():
+            # the output said how many, and whether they stay in a queue or are lost
+            self._set_exit(EXIT_UNDELIVERED)
+        elif not self.finished and self._finite() and self.refused is None:
             self.log.warn("stopped before the source was read to its end")
-            self._set_exit(1)
-        dropped = getattr(getattr(self.output, "stats", None), "dropped", 0)
+            self._set_exit(EXIT_UNDELIVERED)
+        stats = getattr(self.output, "stats", None)
+        dropped = getattr(stats, "dropped", 0)
         if dropped:
             # refused for good and not in the dead-letter file either: handled, but lost
             self.log.error(
                 "{count} events were refused and could not be dead-lettered: they are lost",
                 count=dropped,
             )
-            self._set_exit(1)
+            self._set_exit(EXIT_UNDELIVERED)
+        if getattr(stats, "dead_lettered", 0):
+            self._set_exit(EXIT_DEAD_LETTERED)
+        if stats is not None and self.started_at is not None:
+            self._final_line()
+        if self.exit_code:
+            self._exit(self.exit_code)
+
+    def _final_line(self) -> None:
+        elapsed = self._reactor.seconds() - self.started_at
+        isolations = getattr(getattr(self.output, "balancer", None), "isolations", None)
+        counts = self.counts()
+        self.summary = progress.output_summary(
+            counts, elapsed, isolations() if isolations is not None else ()
+        )
+        # the counts as fields too, for --log-format json
+        fields = {k: v for k, v in vars(counts).items() if v is not None}
+        self.log.info("{summary}", summary=self.summary, elapsed=round(elapsed, 3), **fields)
+
+    def _stop_reactor(self) -> None:
+        if getattr(self._reactor, "running", False):  # a test's Clock does not run
+            self._reactor.stop()
 
     def _abandon_attempts(self) -> None:
         abort = getattr(self.output, "abort_attempts", None)
@@ -367,9 +492,10 @@ class OutputProgram(service.MultiService):
         return self.source.finite
 
     def _set_exit(self, code: int) -> None:
-        self.exit_code = self.exit_code or code
-        self._exit(code)
-        keep_exit_status(self._reactor)
+        """Keep the most serious status: undelivered (1) over dead-lettered (3). The process
+        is given it once the program stopped (``stopService``)."""
+        if code == EXIT_UNDELIVERED or not self.exit_code:
+            self.exit_code = code
 
 
 def _seconds(value: float) -> str:
@@ -407,6 +533,8 @@ def build_output(settings: dict, explicit: set[str], reactor=None, *, close_queu
         stamp=True,  # events from files, stdin, tcp, the generator or send() go out as Logstash's
         close_queue=close_queue,
         queue_retry_timeout=settings.get("queue_retry_timeout", 300.0),
+        # the library's output goes on as before unless asked (it has no program to stop)
+        on_refused=settings.get("on_refused") or "continue",
     )
     return output, warnings
 
@@ -418,11 +546,21 @@ def build(settings: dict, explicit: set[str], reactor=None):
     from twisted_logstash.pipeline.resume import resume
     from twisted_logstash.pipeline.sources import source_from_string
 
+    settings = {**settings, "on_refused": settings.get("on_refused") or "stop"}
     output, warnings = build_output(settings, explicit, reactor)
     source = source_from_string(settings["source"], reactor)
     # a file source on a disk queue reads on from the position stored with the queued events
     resume(source, output.queue)
-    return OutputProgram(output, source, reactor, stop_timeout=settings["stop_timeout"]), warnings
+    program = OutputProgram(
+        output,
+        source,
+        reactor,
+        stop_timeout=settings["stop_timeout"],
+        stats_interval=settings.get("stats_interval", 0),
+        progress_choice=settings.get("progress", "never"),
+        log_settings=settings.get("logs"),
+    )
+    return program, warnings
 
 
 def makeService(options: Options):
@@ -430,6 +568,7 @@ def makeService(options: Options):
         settings, explicit, warnings = settings_from(options)
         metrics = metrics_address(options)
         program, more = build(settings, explicit)
+    program.twistd_options = getattr(options, "parent", None)
     for warning in warnings + more:
         log.warn("{warning}", warning=flag_words(warning))
     if metrics is None:

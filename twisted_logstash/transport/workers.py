@@ -48,7 +48,6 @@ from zope.interface import implementer
 from twisted_logstash.interfaces import IEventSink
 
 __all__ = [
-    "CountingSink",
     "ParentWatch",
     "RestartBackoff",
     "WorkerPool",
@@ -436,25 +435,6 @@ class ParentWatch:
 
 
 @implementer(IEventSink)
-class CountingSink:
-    """A sink that counts what its inner sink acknowledged: a worker logs the count when it
-    stops, which shows how the connections were spread over the workers."""
-
-    def __init__(self, sink) -> None:
-        self.sink = sink
-        self.events = 0
-        self.batches = 0
-
-    def deliver(self, events: list[dict]) -> defer.Deferred:
-        count = len(events)
-        return self.sink.deliver(events).addCallback(self._count, count)
-
-    def _count(self, result, count: int):
-        self.events += count
-        self.batches += 1
-        return result
-
-
 def worker_log_observer(stream) -> Callable[[dict], None]:
     """A log observer writing each line of each event as ``LEVEL text`` on ``stream`` (the
     pipe the parent relays, ``WorkerProcess._relay``), tracebacks included."""

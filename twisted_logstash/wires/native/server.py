@@ -512,8 +512,8 @@ class HttpExchange:
         emit(
             "answered {status} to {method} {target} from {peer}: {text}",
             status=status,
-            method=head.method,
-            target=head.target,
+            method=head.method.decode("latin-1"),
+            target=head.target.decode("latin-1"),
             peer=self._connection.peer(),
             text=text,
         )

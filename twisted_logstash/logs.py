@@ -1,0 +1,254 @@
+"""The programs' log: ``--log-level`` and ``--log-format``, for our lines and Twisted's.
+
+twistd starts its log observer after ``makeService``, from the application's ``ILogObserver``
+component when it has one (``twisted.application.app.AppLogger.start``). The programs' top
+services set that component when they are given their application (``attach``), so the level
+and the format apply from twistd's first line on, with no observer of twistd's to undo. Where
+the lines go is still twistd's choice: standard output under ``-n`` (or ``--logfile=-``), the file
+of ``--logfile``, ``twistd.log`` for a daemon. A user's ``--logger`` or ``--syslog`` is left
+alone: that observer gets every line, as the user asked.
+
+Twisted's lines about its own machinery (a factory's repr "starting on" a port, a factory starting
+or stopping, the reactor class, the main loop ending) say nothing a user of the programs acts on:
+they are debug lines here, whatever Twisted logged them at. (A port closed stays: a stop's
+progress.)
+
+``--log-format json`` writes one JSON object a line (not RFC 7464's record separators, which
+line-reading shippers choke on), with ECS's names for what a shipper indexes: ``@timestamp``,
+``log.level``, ``log.logger`` (the namespace), ``message`` (the line as text), the event's own
+fields under ``fields`` and a failure's traceback as ``error.stack_trace``.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+import time
+from collections.abc import Callable, Mapping
+from contextlib import AbstractContextManager, nullcontext
+from dataclasses import dataclass
+from typing import IO
+
+from twisted.logger import (
+    FilteringLogObserver,
+    ILogObserver,
+    LogLevel,
+    PredicateResult,
+    formatEvent,
+    textFileLogObserver,
+)
+from zope.interface import implementer
+
+from twisted_logstash.errors import ConfigurationError
+
+#: ``--log-level`` values, lowest first
+LEVELS = {
+    "debug": LogLevel.debug,
+    "info": LogLevel.info,
+    "warn": LogLevel.warn,
+    "error": LogLevel.error,
+}
+FORMATS = ("text", "json")
+
+#: the rows of both programs' option lists
+OPTIONS = [
+    ["log-level", None, None, "debug, info, warn or error: lines below it are hidden [info]"],
+    ["log-format", None, None, "text, or json (one object a line, for log shippers) [text]"],
+]
+
+#: Twisted's own lines that are debug here (see the module docstring)
+_CHATTER = re.compile(
+    r"\S+ starting on \d+"
+    r"|(?:Starting|Stopping) factory .*"
+    r"|Main loop terminated\."
+    r"|reactor class: .*",
+    re.DOTALL,
+)
+
+
+@dataclass(frozen=True)
+class LogSettings:
+    """What ``--log-level`` and ``--log-format`` asked for."""
+
+    level: LogLevel = LogLevel.info
+    format: str = "text"
+
+    @classmethod
+    def from_flags(cls, level: str | None, format: str | None) -> LogSettings:
+        """The flags' values, checked (None: the default)."""
+        name = (level or "info").strip().lower()
+        if name == "warning":
+            name = "warn"
+        if name not in LEVELS:
+            raise ConfigurationError(f"--log-level takes debug, info, warn or error, not {level!r}")
+        kind = (format or "text").strip().lower()
+        if kind not in FORMATS:
+            raise ConfigurationError(f"--log-format takes text or json, not {format!r}")
+        return cls(LEVELS[name], kind)
+
+    def observer(self, stream: IO[str] | Callable[[], IO[str]]) -> ILogObserver:
+        """An observer writing lines at ``level`` and above on ``stream`` (or on what the
+        callable returns when a line comes: ``sys.stdout`` as it is then)."""
+        json_lines = self.format == "json"
+        inner = JsonLineObserver(stream) if json_lines else _TextObserver(stream)
+        return FilteringLogObserver(inner, [level_filter(self.level)])
+
+
+def level_of(event: Mapping) -> LogLevel:
+    """The level a line is shown at: its own, or debug for Twisted's chatter."""
+    level = event.get("log_level", LogLevel.info)
+    if level is LogLevel.info and _is_chatter(event):
+        return LogLevel.debug
+    return level
+
+
+def _is_chatter(event: Mapping) -> bool:
+    namespace = event.get("log_namespace", "")
+    if namespace.startswith("twisted_logstash"):
+        return False
+    text = event.get("log_format")
+    if text is None:  # a legacy log.msg: its text is the message itself
+        text = " ".join(str(m) for m in event.get("message", ()))
+    return bool(_CHATTER.fullmatch(text) or _CHATTER.fullmatch(_text(event)))
+
+
+def _text(event: Mapping) -> str:
+    try:
+        return formatEvent(event)
+    except Exception:
+        return ""
+
+
+def level_filter(threshold: LogLevel) -> Callable[[Mapping], PredicateResult]:
+    """A predicate for ``FilteringLogObserver``: lines under ``threshold`` are dropped."""
+
+    def predicate(event: Mapping) -> PredicateResult:
+        if level_of(event) < threshold:
+            return PredicateResult.no
+        return PredicateResult.maybe
+
+    return predicate
+
+
+def _stream_of(stream) -> IO[str]:
+    return stream() if callable(stream) and not hasattr(stream, "write") else stream
+
+
+#: what every line is written inside (``guard_writes``)
+_guard: list[Callable[[], AbstractContextManager] | None] = [None]
+
+
+def guard_writes(guard: Callable[[], AbstractContextManager] | None) -> None:
+    """Write every line inside ``guard()`` from now on (None: plainly again): a live progress
+    line on the same terminal is cleared before a line and drawn again after it."""
+    _guard[0] = guard
+
+
+def _guarded() -> AbstractContextManager:
+    guard = _guard[0]
+    return guard() if guard is not None else nullcontext()
+
+
+@implementer(ILogObserver)
+class _TextObserver:
+    """twistd's own text lines (``TIME [namespace#level] text``), on a stream found per line."""
+
+    def __init__(self, stream) -> None:
+        self._stream = stream
+        self._observers: dict[int, ILogObserver] = {}
+
+    def __call__(self, event: Mapping) -> None:
+        stream = _stream_of(self._stream)
+        observer = self._observers.get(id(stream))
+        if observer is None:
+            observer = self._observers[id(stream)] = textFileLogObserver(stream)
+        with _guarded():
+            observer(event)
+
+
+@implementer(ILogObserver)
+class JsonLineObserver:
+    """One JSON object a line; see the module docstring for the names."""
+
+    def __init__(self, stream) -> None:
+        self._stream = stream
+
+    def __call__(self, event: Mapping) -> None:
+        stream = _stream_of(self._stream)
+        line = json_line(event)
+        with _guarded():
+            stream.write(line)
+            stream.flush()
+
+
+def json_line(event: Mapping) -> str:
+    """``event`` as one line of JSON, newline included."""
+    seconds = event.get("log_time") or time.time()
+    stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds))
+    record = {
+        "@timestamp": f"{stamp}.{int(seconds * 1000) % 1000:03d}Z",
+        "log.level": level_of(event).name,
+        "log.logger": event.get("log_namespace") or event.get("system") or "-",
+        "message": _text(event),
+    }
+    fields = {
+        key: _plain(value)
+        for key, value in event.items()
+        if not key.startswith("log_") and key not in _LEGACY_KEYS
+    }
+    if fields:
+        record["fields"] = fields
+    failure = event.get("log_failure")
+    if failure is not None:
+        record["error.stack_trace"] = failure.getTraceback()
+        record["error.message"] = str(failure.value)
+    return json.dumps(record, ensure_ascii=False, default=str) + "\n"
+
+
+#: keys of legacy ``log.msg`` events, not fields of the line
+_LEGACY_KEYS = frozenset(
+    {"message", "format", "system", "time", "isError", "why", "failure", "printed"}
+)
+
+
+def _plain(value: object) -> object:
+    """A field as JSON can hold it: numbers, strings, booleans and None as they are, bytes
+    decoded, anything else as its text."""
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return str(value)
+
+
+def twistd_leaves_logging_alone(twistd_options: Mapping | None) -> bool:
+    """True when the user chose the observer with twistd's ``--logger`` or ``--syslog``."""
+    if not twistd_options:
+        return False
+    return bool(twistd_options.get("logger") or twistd_options.get("syslog"))
+
+
+def destination(twistd_options: Mapping | None) -> IO[str]:
+    """Where twistd would write its log: ``sys.stdout`` as it is now (after ``makeService``:
+    the input may have pointed it to standard error; before twistd redirects it into the log)
+    under ``-n`` or with ``--logfile=-``; else the ``--logfile`` (``twistd.log`` for a daemon),
+    opened as twistd opens it."""
+    options = twistd_options or {}
+    name = options.get("logfile") or ""
+    if name == "-" or (not name and (options.get("nodaemon") or not options)):
+        return sys.stdout
+    from twisted.python.logfile import LogFile
+
+    return LogFile.fromFullPath(name or "twistd.log")
+
+
+def attach(application, settings: LogSettings, twistd_options: Mapping | None) -> None:
+    """Give ``application`` (the object twistd passes to ``setServiceParent``) the observer
+    for ``settings``, unless the user chose one with ``--logger`` or ``--syslog``."""
+    set_component = getattr(application, "setComponent", None)
+    if set_component is None or twistd_leaves_logging_alone(twistd_options):
+        return
+    set_component(ILogObserver, settings.observer(destination(twistd_options)))
