@@ -81,8 +81,15 @@ class Spawner:
         return {number: worker.pid for number, worker in pool.workers.items()}
 
 
+class RunningClock(Clock):
+    """A Clock standing for a reactor that runs already: ``callWhenRunning`` calls at once."""
+
+    def callWhenRunning(self, f, *args, **kwargs):
+        f(*args, **kwargs)
+
+
 def make_pool(count: int = 2, **kwargs):
-    clock = Clock()
+    clock = RunningClock()
     spawn = Spawner()
     pool = WorkerPool(
         count,

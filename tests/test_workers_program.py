@@ -360,3 +360,22 @@ def test_sigterm_drains_every_worker_finishing_a_request_under_way(programs, tmp
     assert status == 0, program.failure(f"exited with {status} on SIGTERM")
     assert f"worker {busy} (pid {pids[busy]}): stopped: 3 events acknowledged" in program.output
     assert [e["n"] for e in read_ndjson(sink)] == [0, 1, 2]
+
+
+@pytest_twisted.inlineCallbacks
+def test_ctrl_c_while_workers_start_is_a_clean_stop(programs):
+    """A terminal's Ctrl+C reaches the whole process group: workers still importing died with a
+    KeyboardInterrupt traceback each. They leave SIGINT to their parent, which drains them."""
+    from support_programs import twistd
+
+    # its own process group, as a program started from a shell is, so that the test can send
+    # the group what a terminal sends
+    program = programs.spawn(
+        "logstash-input",
+        ["/usr/bin/setsid", *twistd("logstash-input", *PLAIN, *WIRES["native"], "--workers=2")],
+    )
+    yield program.wait_for(r"worker 2 started")
+    os.killpg(program.transport.pid, signal.SIGINT)
+    assert (yield program.ended(TIMEOUT)) == 0, program.output
+    assert "KeyboardInterrupt" not in program.output
+    assert "Traceback" not in program.output

@@ -7,11 +7,13 @@ standard error relayed into the parent's log (``transport/workers.py``). FLAGS a
 own, checked again here exactly as the parent checked them, so every flag, TLS setting, auth
 and limit is the same in every worker.
 
-A worker is a single input without twistd: SIGTERM or SIGINT (or the parent's end) drains it
-as ``InputService`` drains a single input (stop accepting, finish the batches in flight, then
-exit 0); it then logs how many events it acknowledged and the CPU time it used. It logs its
-counts every ``--stats-interval`` seconds too, and hides lines under ``--log-level`` before they
-reach the parent (which formats what it relays as ``--log-format`` asks).
+A worker is a single input without twistd: SIGTERM (or the parent's end) drains it as
+``InputService`` drains a single input (stop accepting, finish the batches in flight, then exit
+0). It ignores SIGINT: a terminal's Ctrl+C reaches the parent too, which drains every worker
+with SIGTERM (the parent starts it with SIGINT and SIGTERM blocked, so that neither cuts it down
+while it imports). It then logs how many events it acknowledged and the CPU time it used. It
+logs its counts every ``--stats-interval`` seconds too, and hides lines under ``--log-level``
+before they reach the parent (which formats what it relays as ``--log-format`` asks).
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from twisted_logstash.errors import FLAG, ConfigurationError
 from twisted_logstash.logs import LogSettings, level_filter
 from twisted_logstash.tap.input import Options, build, settings_from
 from twisted_logstash.transport.workers import (
+    STARTUP_SIGNALS,
     WORKER_FD,
     ParentWatch,
     die_with_parent,
@@ -71,7 +74,9 @@ def main(argv: list[str] | None = None) -> int:
 
     # at once: a stop that comes while the worker starts drains it as well
     signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
+    # Ctrl+C is the parent's to handle (a pending one is discarded by SIG_IGN)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, STARTUP_SIGNALS)
     # lines under --log-level are hidden once the flags are read; until then, every one shows
     threshold = [LogSettings().level]
     globalLogBeginner.beginLoggingTo(

@@ -57,6 +57,9 @@ __all__ = [
     "listening_socket",
 ]
 
+#: signals a worker is born with blocked, until it has its own handlers (``tap/inputworker.py``)
+STARTUP_SIGNALS = {signal.SIGINT, signal.SIGTERM}
+
 log = Logger(namespace="twisted_logstash.transport.workers")
 
 #: the descriptor number the listening socket has in every worker
@@ -281,6 +284,11 @@ class WorkerPool(service.Service):
             count=self.count,
         )
         self.listening = defer.succeed(self.socket)
+        # once the reactor runs, and with it the parent's handlers of SIGINT and SIGTERM: a
+        # Ctrl+C once workers exist is then a drain, never Python's KeyboardInterrupt
+        self.reactor.callWhenRunning(self._start_workers)
+
+    def _start_workers(self) -> None:
         for number in range(1, self.count + 1):
             self.start_worker(number)
 
@@ -299,7 +307,16 @@ class WorkerPool(service.Service):
             fds[REPORT_FD] = "r"
         argv = list(self.argv(number))
         env = self.env if self.env is not None else dict(os.environ)
-        self._spawn(worker, argv[0], argv, env=env, childFDs=fds)
+        # A terminal's Ctrl+C goes to the whole process group, workers included, and a stop
+        # may come while a worker still imports: its handlers exist only once its Python runs.
+        # Born with SIGINT and SIGTERM blocked (the mask is inherited), it cannot be cut down
+        # before then: ``tap/inputworker.py`` ignores SIGINT (this parent drains them all),
+        # handles SIGTERM, then unblocks both.
+        blocked = signal.pthread_sigmask(signal.SIG_BLOCK, STARTUP_SIGNALS)
+        try:
+            self._spawn(worker, argv[0], argv, env=env, childFDs=fds)
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
         self.workers[number] = worker
         log.info("worker {worker} started (pid {pid})", worker=number, pid=worker.pid)
 
