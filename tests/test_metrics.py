@@ -8,6 +8,7 @@ prometheus_client's own parser."""
 
 from __future__ import annotations
 
+import orjson
 import pytest
 import pytest_twisted
 from prometheus_client import CollectorRegistry
@@ -360,6 +361,42 @@ def test_output_health_is_503_when_every_host_is_isolated_and_while_draining():
     assert health.health() == (True, "ok")
     output.stopService()
     assert health.health() == (False, "draining")
+
+
+def test_the_memory_queue_in_bytes_is_estimated_from_the_json_encoded_so_far():
+    """Issue 14: queue bytes for the memory queue too: its events times the mean JSON size of
+    the events the transmitter encoded (it measures them once per batch anyway)."""
+    clock = Clock()
+    host = Host("127.0.0.1", 1)
+    fake = FakeTransmitter(clock)
+    fake.script(host, HANG)
+    output = Output(fake, [host], clock, batch_size=10, batch_delay=0)
+    output.log = Logger(observer=lambda event: None)
+    output.startService()
+    assert (
+        value(samples_of(OutputCollector(output)), "logstash_output_queue_bytes", queue="memory")
+        == 0
+    )
+    output.send([{"n": n} for n in range(30)])
+    fake.json_events, fake.json_bytes = 10, 250  # what a real transmitter counts in encode
+    got = samples_of(OutputCollector(output))
+    held = value(got, "logstash_output_queue_events", queue="memory")
+    assert held == 10  # the first batch hangs, the other two were acknowledged
+    assert value(got, "logstash_output_queue_bytes", queue="memory") == held * 25
+    assert value(got, "logstash_output_encoded_bytes_total") == 250
+    output.stopService()
+
+
+@pytest.mark.parametrize("wire", ["http", "lumberjack"])
+def test_transmitters_count_the_json_they_encode(wire):
+    events = [{"message": "x" * n} for n in range(5)]
+    json = sum(len(orjson.dumps(event)) for event in events)
+    if wire == "http":
+        transmitter = HttpTransmitter(Clock(), lambda host: None)
+    else:
+        transmitter = LumberjackTransmitter(Clock(), lambda host: None)
+    transmitter.encode_within(events, 1 << 20)
+    assert (transmitter.json_events, transmitter.json_bytes) == (5, json)
 
 
 # -- the balancer's record -----------------------------------------------------------------------

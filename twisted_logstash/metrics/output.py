@@ -63,15 +63,22 @@ class OutputCollector(Collector):
         )
         depth.add_metric([kind], queue.pending())
         yield depth
+        size = GaugeMetricFamily(
+            P + "queue_bytes",
+            "Bytes of the events in the queue: the disk queue's stored JSON; for the memory"
+            " queue an estimate, its events times the mean JSON size of the events encoded so far.",
+            labels=["queue"],
+        )
         held_bytes = getattr(queue, "held_bytes", None)
-        if held_bytes is not None:
-            size = GaugeMetricFamily(
-                P + "queue_bytes",
-                "Bytes of the events in the queue (the disk queue's stored JSON).",
-                labels=["queue"],
-            )
-            size.add_metric([kind], held_bytes())
-            yield size
+        size.add_metric([kind], held_bytes() if held_bytes is not None else _estimate(output))
+        yield size
+        transmitter = output.transmitter
+        yield _counter(
+            "encoded_bytes_total",
+            "Bytes of JSON encoded for receivers, before compression (once per batch; retries"
+            " reuse the bytes).",
+            getattr(transmitter, "json_bytes", 0),
+        )
         yield GaugeMetricFamily(
             P + "waiting_events",
             "Events waiting for room in the queue (their source is paused).",
@@ -139,3 +146,14 @@ class OutputHealth:
         if balancer.all_isolated():
             return False, "every host is isolated: " + ", ".join(str(h) for h in balancer.hosts)
         return True, "ok"
+
+
+def _estimate(output) -> int:
+    """The memory queue's bytes, estimated: it holds Python objects, whose size is not measured
+    (that would cost a serialization per event); the transmitter measures the JSON it encodes
+    once per batch anyway."""
+    transmitter = output.transmitter
+    events = getattr(transmitter, "json_events", 0)
+    if not events:
+        return 0
+    return round(output.queue.pending() * getattr(transmitter, "json_bytes", 0) / events)

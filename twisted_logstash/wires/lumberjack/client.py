@@ -286,6 +286,10 @@ class LumberjackTransmitter:
         self.compression_level = compression_level or None
         self.ack_timeout = ack_timeout
         self.timeout = timeout
+        #: JSON encoded so far, before compression: events, and their bytes (the output's
+        #: metrics estimate its memory queue in bytes from their ratio)
+        self.json_events = 0
+        self.json_bytes = 0
         self._pools = ConnectionPools(
             reactor,
             endpoint_factory,
@@ -307,7 +311,10 @@ class LumberjackTransmitter:
         costs no more than `encode`."""
         documents = jsonpolicy.dumps_each(events)
         frames = json_frames(documents)
-        if len(frames) - _J_HEADER * len(documents) <= max_bytes:
+        size = len(frames) - _J_HEADER * len(documents)
+        self.json_events += len(documents)
+        self.json_bytes += size
+        if size <= max_bytes:
             return [(len(documents), LumberjackPayload(documents, frames))]
         parts = []
         start = 0

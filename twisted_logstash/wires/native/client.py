@@ -216,6 +216,10 @@ class HttpTransmitter:
         self._encoder = RequestEncoder(self.encoding, username, password)
         self._known = _Known()
         self._timeout = timeout
+        #: JSON encoded so far, before compression: events, and their bytes without line ends
+        #: (the output's metrics estimate its memory queue in bytes from their ratio)
+        self.json_events = 0
+        self.json_bytes = 0
         self._pools = ConnectionPools(
             reactor,
             endpoint_factory,
@@ -232,7 +236,10 @@ class HttpTransmitter:
         """As `encode`, cut into bodies of at most `max_bytes` of JSON each (`cut`); the
         ndjson is written once and, when over, split at its line ends (JSON text holds none)."""
         body = ndjson.encode(events)
-        if len(body) - len(events) <= max_bytes:
+        size = len(body) - len(events)
+        self.json_events += len(events)
+        self.json_bytes += size
+        if size <= max_bytes:
             return [(len(events), self._compress(body))]
         lines = body.split(b"\n")
         lines.pop()  # after the last line's \n
