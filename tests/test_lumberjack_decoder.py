@@ -286,3 +286,10 @@ def test_a_tls_client_hello_on_a_plain_port_is_named():
 def test_other_unknown_version_bytes_keep_their_message():
     with pytest.raises(LumberjackProtocolError, match="unknown protocol version byte 0x16"):
         FrameDecoder().feed(b"\x16\x01\x00\x00")
+
+
+@pytest.mark.parametrize("start", [b"POST / HTTP/1.1\r\n", b"GET / HTTP/1.1\r\n", b"PUT /"])
+def test_an_http_request_on_the_port_is_named_as_such(start):
+    """A sender of the native wire at a Lumberjack port: said in words, not as a version byte."""
+    with pytest.raises(LumberjackProtocolError, match="an HTTP request on a Lumberjack port"):
+        FrameDecoder().feed(start)

@@ -691,8 +691,8 @@ def test_tls_handshake_on_the_plain_port_is_answered_400_at_once(pieces):
     assert response.header("connection") == "close"
     assert h.transport.disconnecting
     assert _warnings(events) == [
-        "127.0.0.1:40000 sent a TLS handshake to this plain HTTP port (is ssl_enabled false on "
-        "this input but not on the output?); answered 400 and closing"
+        "127.0.0.1:40000 sent a TLS handshake to this plain HTTP port (is TLS off on this input "
+        "but not on the sender?); answered 400 and closing"
     ]
     h.send(b"\x16\x03\x01more handshake bytes")  # dropped while lingering
     assert h.take() == b""

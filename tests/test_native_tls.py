@@ -202,7 +202,7 @@ CASES: dict[str, Case] = {
         " {host} does not speak TLS: use --ssl-enabled false, or check the port",
         input_log=(
             "127.0.0.1:",
-            " sent a TLS handshake to this plain HTTP port (is ssl_enabled false on this input",
+            " sent a TLS handshake to this plain HTTP port (is TLS off on this input",
         ),
     ),
     "basic-auth-right-password": Case(

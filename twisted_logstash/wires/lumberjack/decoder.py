@@ -81,8 +81,15 @@ _DEFLATE = engine()  # ISA-L, zlib when it is missing: compression.py chooses fo
 #: a TLS record header starts with content type 22 (handshake) and major version 3
 _TLS_HANDSHAKE = 0x16
 TLS_ON_PLAIN_PORT = (
-    "TLS handshake received on a plain Lumberjack port (is ssl_enabled false on this input "
-    "while the sender uses TLS?)"
+    "TLS handshake received on a plain Lumberjack port (is TLS off on this input while the "
+    "sender uses it?)"
+)
+
+#: the first bytes of the HTTP requests a sender of the native wire makes
+_HTTP_STARTS = frozenset({b"POST", b"PUT ", b"GET ", b"HEAD"})
+HTTP_ON_LUMBERJACK_PORT = (
+    "an HTTP request on a Lumberjack port (the sender speaks the native wire: a logstash output"
+    " meant for a logstash input?)"
 )
 
 
@@ -397,6 +404,8 @@ class FrameDecoder:
         if version not in (VERSION_1, VERSION_2):
             if version == _TLS_HANDSHAKE and code == 0x03 and nested_in is None:
                 raise LumberjackProtocolError(TLS_ON_PLAIN_PORT)
+            if nested_in is None and bytes(buf[pos : pos + 4]) in _HTTP_STARTS:
+                raise LumberjackProtocolError(HTTP_ON_LUMBERJACK_PORT)
             raise LumberjackProtocolError(f"unknown protocol version byte {version:#04x}")
         if nested_in is not None:
             data_code = CODE_JSON_DATA if nested_in == VERSION_2 else CODE_DATA

@@ -120,7 +120,8 @@ connection stays usable."""
 _MULTIPLE = "multiple"
 
 TLS_ON_PLAIN_PORT = (
-    "TLS handshake received on a plain HTTP port (is ssl_enabled false on this input?)"
+    "TLS handshake received on a plain HTTP port (is TLS off on this input while the sender"
+    " uses it?)"
 )
 """The ``400`` answer to a TLS client, so that it fails at once rather than at the header
 timeout. The client reads no HTTP (it expects TLS): its handshake fails on these bytes."""
@@ -301,8 +302,8 @@ class HttpExchange:
 
     def tls_hello(self) -> Close:
         log.warn(
-            "{peer} sent a TLS handshake to this plain HTTP port (is ssl_enabled false on this"
-            " input but not on the output?); answered 400 and closing",
+            "{peer} sent a TLS handshake to this plain HTTP port (is TLS off on this input but"
+            " not on the sender?); answered 400 and closing",
             peer=self._connection.peer(),
         )
         return Close(error_response(400, TLS_ON_PLAIN_PORT, True))
