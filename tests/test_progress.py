@@ -17,6 +17,7 @@ from twisted_logstash.progress import (
     OutputCounts,
     PeriodicReport,
     ProgressLine,
+    duration,
     input_counts,
     input_interval_line,
     input_summary,
@@ -295,3 +296,9 @@ def test_refused_credentials_with_continue_dead_letter_as_before(tmp_path):
 def test_on_refused_takes_stop_or_continue():
     with pytest.raises(ConfigurationError, match="on_refused"):
         Output(FakeTransmitter(), [HOST], Clock(), on_refused="retry")
+
+
+def test_a_short_run_is_not_said_to_take_no_time():
+    assert duration(0.045) == "0.045 s"
+    assert duration(0.4) == "0.4 s"
+    assert duration(0) == "0.0 s"

@@ -133,7 +133,9 @@ def rate(count: int, seconds: float) -> str:
 
 
 def duration(seconds: float) -> str:
-    """``0.4 s``, ``12 s``, ``3 min 20 s``, ``2 h 5 min``."""
+    """``0.045 s``, ``0.4 s``, ``12 s``, ``3 min 20 s``, ``2 h 5 min``."""
+    if 0 < seconds < 0.1:
+        return f"{seconds:.3f} s"  # a short run's time is not "0.0 s"
     if seconds < 10:
         return f"{seconds:.1f} s"
     whole = round(seconds)
