@@ -124,6 +124,11 @@ def input_counts(factory) -> InputCounts:
 # -- lines ----------------------------------------------------------------------------------------
 
 
+def plural(count: int, one: str, many: str) -> str:
+    """``one`` for a count of 1, ``many`` otherwise (the number is the caller's)."""
+    return one if count == 1 else many
+
+
 def rate(count: int, seconds: float) -> str:
     """``count`` per second, as a person reads it (``0`` when no time passed)."""
     if seconds <= 0 or count <= 0:
@@ -158,7 +163,7 @@ def output_summary(
         f"{counts.acknowledged} events acknowledged in {duration(elapsed)}"
         f" ({rate(counts.acknowledged, elapsed)} events/s)",
         f"{counts.dead_lettered} dead-lettered",
-        f"{counts.retries} {'retry' if counts.retries == 1 else 'retries'}",
+        f"{counts.retries} {plural(counts.retries, 'retry', 'retries')}",
     ]
     if counts.dropped:
         parts.append(f"{counts.dropped} refused and lost")
@@ -167,7 +172,7 @@ def output_summary(
     line = "sent: " + ", ".join(parts)
     if isolations:
         hosts = ", ".join(
-            f"{host} ({times} {'time' if times == 1 else 'times'}, last: {reason})"
+            f"{host} ({times} {plural(times, 'time', 'times')}, last: {reason})"
             for host, times, reason in isolations
         )
         line += f"; hosts isolated: {hosts}"
@@ -180,10 +185,10 @@ def input_summary(counts: InputCounts, elapsed: float) -> str:
     connections = counts.connections_total
     line = (
         f"received: {counts.events} events acknowledged ({counts.batches}"
-        f" {'batch' if counts.batches == 1 else 'batches'}"
+        f" {plural(counts.batches, 'batch', 'batches')}"
     )
     if connections is not None:
-        line += f", {connections} {'connection' if connections == 1 else 'connections'}"
+        line += f", {connections} {plural(connections, 'connection', 'connections')}"
     return line + f") in {duration(elapsed)} ({rate(counts.events, elapsed)} events/s)"
 
 
@@ -195,7 +200,7 @@ def output_interval_line(before: OutputCounts, now: OutputCounts, seconds: float
         f" (+{acked} in {duration(seconds)}, {rate(acked, seconds)} events/s),"
         f" {now.read} read, {now.undelivered} waiting or in flight,"
         f" {now.dead_lettered} dead-lettered, {now.retries}"
-        f" {'retry' if now.retries == 1 else 'retries'}"
+        f" {plural(now.retries, 'retry', 'retries')}"
     )
     if now.bytes_total:
         line += f", {percent(now.bytes_read or 0, now.bytes_total)} of the file read"
@@ -209,11 +214,11 @@ def input_interval_line(before: InputCounts, now: InputCounts, seconds: float) -
     events = now.events - before.events
     line = (
         f"receiving: {now.events} events acknowledged in {now.batches}"
-        f" {'batch' if now.batches == 1 else 'batches'}"
+        f" {plural(now.batches, 'batch', 'batches')}"
         f" (+{events} in {duration(seconds)}, {rate(events, seconds)} events/s)"
     )
     if now.connections is not None:
-        line += f", {now.connections} {'connection' if now.connections == 1 else 'connections'}"
+        line += f", {now.connections} {plural(now.connections, 'connection', 'connections')}"
         line += " open"
     return line
 
@@ -362,5 +367,5 @@ def progress_text(counts: OutputCounts) -> str:
     if counts.dead_lettered:
         text += f", {counts.dead_lettered} dead-lettered"
     if counts.retries:
-        text += f", {counts.retries} {'retry' if counts.retries == 1 else 'retries'}"
+        text += f", {counts.retries} {plural(counts.retries, 'retry', 'retries')}"
     return text

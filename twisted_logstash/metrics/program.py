@@ -19,7 +19,19 @@ from twisted_logstash.metrics.server import (
     WithMetrics,
 )
 
-__all__ = ["metrics_address", "with_metrics"]
+__all__ = ["OPTIONS", "metrics_address", "with_metrics"]
+
+#: the two flags, the same on both programs
+OPTIONS = [
+    [
+        "metrics-port",
+        None,
+        None,
+        "serve Prometheus metrics on /metrics and health on /health at this port (0: any"
+        " free port, logged) [off]",
+    ],
+    ["metrics-host", None, None, "address of the metrics port [127.0.0.1]"],
+]
 
 log = Logger()
 

@@ -29,6 +29,7 @@ from twisted_logstash.codecs.events import (
 )
 from twisted_logstash.errors import ConfigurationError, Message
 from twisted_logstash.metrics.input import InputCollector, InputHealth
+from twisted_logstash.metrics.program import OPTIONS as METRICS_OPTIONS
 from twisted_logstash.metrics.program import metrics_address, with_metrics
 from twisted_logstash.metrics.workers import WorkersHealth, WorkerStats
 from twisted_logstash.pipeline.sinks import sink_from_string
@@ -158,14 +159,7 @@ class Options(LogstashOptions):
             "processes accepting on the port, each with every limit: a number, or auto"
             " (one per core) [1: this process alone]",
         ],
-        [
-            "metrics-port",
-            None,
-            None,
-            "serve Prometheus metrics on /metrics and health on /health at this port (0: any"
-            " free port, logged) [off]",
-        ],
-        ["metrics-host", None, None, "address of the metrics port [127.0.0.1]"],
+        *METRICS_OPTIONS,
         *logs.OPTIONS,
         progress.STATS_OPTION,
     ]

@@ -28,6 +28,7 @@ from twisted_logstash import config, logs, progress
 from twisted_logstash.codecs.bytebound import DEFAULT_BATCH_MAX_BYTES
 from twisted_logstash.errors import ConfigurationError, Message
 from twisted_logstash.metrics.output import OutputCollector, OutputHealth
+from twisted_logstash.metrics.program import OPTIONS as METRICS_OPTIONS
 from twisted_logstash.metrics.program import metrics_address, with_metrics
 from twisted_logstash.pipeline.deadletter import DeadLetterFile
 from twisted_logstash.pipeline.output import ON_REFUSED, CredentialsRefused, OutputStopped
@@ -120,14 +121,7 @@ class Options(LogstashOptions):
         ["cooloff", None, None, "seconds a failed host is isolated [60]"],
         ["timeout", None, None, "seconds for one attempt before it counts as failed [60]"],
         ["stop-timeout", None, None, "seconds a stop waits for attempts in flight [10]"],
-        [
-            "metrics-port",
-            None,
-            None,
-            "serve Prometheus metrics on /metrics and health on /health at this port (0: any"
-            " free port, logged) [off]",
-        ],
-        ["metrics-host", None, None, "address of the metrics port [127.0.0.1]"],
+        *METRICS_OPTIONS,
         [
             "on-refused",
             None,
