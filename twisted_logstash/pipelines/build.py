@@ -132,6 +132,9 @@ class SourceInput(service.Service):
         self.window = window
         self.finite = source.finite
         self.finished: defer.Deferred = defer.Deferred()
+        #: events and batches every output had (the input's counts in the program's lines)
+        self.events_had = 0
+        self.batches_had = 0
         self._outstanding = 0
         self._backoff = Backoff()
 
@@ -152,9 +155,13 @@ class SourceInput(service.Service):
         self._hand(events)
 
     def _hand(self, events: list[dict]) -> None:
-        self.sink.deliver(events).addCallbacks(self._had, self._failed, errbackArgs=(events,))
+        self.sink.deliver(events).addCallbacks(
+            self._had, self._failed, callbackArgs=(len(events),), errbackArgs=(events,)
+        )
 
-    def _had(self, _) -> None:
+    def _had(self, _, count: int) -> None:
+        self.events_had += count
+        self.batches_had += 1
         self._backoff.reset()
         self._outstanding -= 1
         if self._outstanding < self.window and self.running:
@@ -207,9 +214,14 @@ class Pipeline(service.Service):
         *,
         stop_timeout: float = 10.0,
         exit=None,
+        input_ids: list[str] | None = None,
+        output_ids: list[str] | None = None,
     ):
         self.inputs = inputs
         self.outputs = outputs
+        #: what the metrics and health call each plugin (``plugin_id``), in the same order
+        self.input_ids = input_ids or [f"input-{n}" for n in range(1, len(inputs) + 1)]
+        self.output_ids = output_ids or [f"output-{n}" for n in range(1, len(outputs) + 1)]
         self.fanout = fanout
         self.reactor = reactor
         self.stop_timeout = stop_timeout
@@ -311,7 +323,24 @@ def build(config: Config, reactor=None, environ: Mapping[str, str] | None = None
         exit_with(code)
         keep_exit_status(reactor)
 
-    return Pipeline(built_inputs, built_outputs, fanout, reactor, exit=exit)
+    return Pipeline(
+        built_inputs,
+        built_outputs,
+        fanout,
+        reactor,
+        exit=exit,
+        input_ids=[plugin_id(c) for c in inputs],
+        output_ids=[plugin_id(c) for c in outputs],
+    )
+
+
+def plugin_id(checked: Checked) -> str:
+    """A plugin's name in metrics and health: its ``id`` when the pipeline gives one, else
+    where it is written (``logstash@3:3``), which tells two plugins of a kind apart."""
+    given = checked.values.get("id")
+    if given:
+        return str(given)
+    return f"{checked.plugin.name}@{checked.plugin.line}:{checked.plugin.column}"
 
 
 def _built(builder: Callable, checked: Checked, *args):
@@ -383,6 +412,7 @@ def _network_input(protocol: str) -> Callable:
         where = str(listen_address_of(settings, protocol))
         program = InputProgram(service_, reactor, where=where)
         program.finite = False
+        program.protocol = protocol  # the wire, for its metrics
         return program
 
     return build_input
