@@ -122,9 +122,8 @@ def _logstash_spelling(options: Options, ours: str, theirs: str, values: dict) -
         raise ConfigurationError(f"give one of --{ours} and --{theirs}")
     value = values.get(given.strip().lower())
     if value is None:
-        listed = ", ".join(values)
-        listed = listed[: listed.rindex(", ")] + " or " + listed[listed.rindex(", ") + 2 :]
-        raise ConfigurationError(f"--{theirs} takes {listed}, not {given!r}")
+        *most, last = values
+        raise ConfigurationError(f"--{theirs} takes {', '.join(most)} or {last}, not {given!r}")
     return value
 
 
