@@ -223,3 +223,33 @@ def test_help_puts_the_operation_flags_in_their_group():
     } <= set(groups["Operation"])
     assert set(flags_of(Options())) == {f for flags in groups.values() for f in flags}
     assert "Operation:" in Options().getUsage()
+
+
+def test_every_network_plugin_of_a_built_pipeline_has_its_metrics_under_its_plugin_label():
+    from twisted_logstash.pipelines.build import build
+    from twisted_logstash.pipelines.syntax import parse
+    from twisted_logstash.tap.pipeline import _with_metrics
+
+    text = """input {
+  beats { host => "127.0.0.1" port => 0 }
+  logstash { host => "127.0.0.1" port => 0 ssl_enabled => false id => "native" }
+  generator { count => 1 }
+}
+output {
+  logstash { hosts => "127.0.0.1:1" ssl_enabled => false }
+  stdout { }
+}"""
+    clock = Clock()
+    program = PipelineProgram(build(parse(text, "t.conf"), clock), clock)
+    served = _with_metrics(program, ("127.0.0.1", 0), clock)
+    registry = served.metrics.registry
+    text = generate_latest(registry).decode()
+    assert 'logstash_input_windows_total{plugin="beats@2:3"} 0.0' in text
+    assert 'logstash_input_requests_total{plugin="native"} 0.0' in text
+    assert 'logstash_output_events_queued_total{plugin="logstash@7:3"} 0.0' in text
+    assert "generator" not in text and "stdout" not in text
+    assert [plugin for plugin, _ in served.metrics.health.checks] == [
+        "beats@2:3",
+        "native",
+        "logstash@7:3",
+    ]
