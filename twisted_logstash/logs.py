@@ -252,3 +252,23 @@ def attach(application, settings: LogSettings, twistd_options: Mapping | None) -
     if set_component is None or twistd_leaves_logging_alone(twistd_options):
         return
     set_component(ILogObserver, settings.observer(destination(twistd_options)))
+
+
+class ProgramLogs:
+    """What each program's top service does with its log flags: when twistd makes it a child
+    of its application (``setServiceParent``), it gives the application the observer of
+    ``--log-level``/``--log-format`` (``attach``). ``WithMetrics`` calls ``attach_logs`` for
+    the program it wraps. A service that is not the program itself (``standalone`` false,
+    ``log_settings`` None) leaves logging alone."""
+
+    log_settings: LogSettings | None = None
+    twistd_options: Mapping | None = None
+    standalone = True
+
+    def setServiceParent(self, parent):
+        self.attach_logs(parent)
+        return super().setServiceParent(parent)
+
+    def attach_logs(self, application) -> None:
+        if self.standalone and self.log_settings is not None:
+            attach(application, self.log_settings, self.twistd_options)

@@ -393,7 +393,7 @@ def build(settings: dict, explicit: set[str], reactor=None, *, worker_fd: int | 
     return InputService(endpoint, factory), warnings
 
 
-class InputProgram(service.MultiService):
+class InputProgram(logs.ProgramLogs, service.MultiService):
     """The input service as a program: when it cannot listen (the port is taken, not
     permitted), it says why in one log line and the process exits 1, instead of running on
     with nothing bound.
@@ -428,17 +428,6 @@ class InputProgram(service.MultiService):
         self.summary: str | None = None
         self._report: progress.PeriodicReport | None = None
         input_service.setServiceParent(self)
-
-    def setServiceParent(self, parent):
-        """twistd's application: its log observer is set here (``attach_logs``)."""
-        self.attach_logs(parent)
-        return super().setServiceParent(parent)
-
-    def attach_logs(self, application) -> None:
-        """Give twistd's application the observer of ``--log-level``/``--log-format``
-        (``logs.attach``); also called by ``WithMetrics`` when the program runs under it."""
-        if self.standalone and self.log_settings is not None:
-            logs.attach(application, self.log_settings, self.twistd_options)
 
     def counts(self) -> progress.InputCounts:
         return progress.input_counts(getattr(self.input, "factory", None))

@@ -294,7 +294,7 @@ def make_queue(settings: dict, reactor):
     raise ConfigurationError(f"--queue takes memory or disk:DIR, not {spec!r}")
 
 
-class OutputProgram(service.MultiService):
+class OutputProgram(logs.ProgramLogs, service.MultiService):
     """The output plus its source: stops the reactor once a finite source was fully delivered
     (or a receiver refused our credentials), reports how the run goes and how it went, and
     chooses the exit status (``EXIT_*``)."""
@@ -333,17 +333,6 @@ class OutputProgram(service.MultiService):
         self.summary: str | None = None
         self._report = None
         output.setServiceParent(self)
-
-    def setServiceParent(self, parent):
-        """twistd's application: its log observer is set here (``attach_logs``)."""
-        self.attach_logs(parent)
-        return super().setServiceParent(parent)
-
-    def attach_logs(self, application) -> None:
-        """Give twistd's application the observer of ``--log-level``/``--log-format``
-        (``logs.attach``); also called by ``WithMetrics`` when the program runs under it."""
-        if self.log_settings is not None:
-            logs.attach(application, self.log_settings, self.twistd_options)
 
     def counts(self) -> progress.OutputCounts:
         return progress.output_counts(self.output, self.source)

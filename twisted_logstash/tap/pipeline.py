@@ -149,7 +149,7 @@ def _is_output(output) -> bool:
     return hasattr(output, "stats") and hasattr(output, "balancer")
 
 
-class PipelineProgram(service.MultiService):
+class PipelineProgram(logs.ProgramLogs, service.MultiService):
     """The pipeline as a program: sets the log observer, logs its counts every
     ``stats_interval`` seconds, ends with one line, and chooses the exit status (``EXIT_*``).
 
@@ -182,17 +182,6 @@ class PipelineProgram(service.MultiService):
         self.summary: str | None = None
         self._report: progress.PeriodicReport | None = None
         pipeline.setServiceParent(self)
-
-    def setServiceParent(self, parent):
-        """twistd's application: its log observer is set here (``attach_logs``)."""
-        self.attach_logs(parent)
-        return super().setServiceParent(parent)
-
-    def attach_logs(self, application) -> None:
-        """Give twistd's application the observer of the log flags (``logs.attach``); also
-        called by ``WithMetrics`` when the program runs under it."""
-        if self.log_settings is not None:
-            logs.attach(application, self.log_settings, self.twistd_options)
 
     def outputs(self) -> list:
         return [output for output in self.pipeline.outputs if _is_output(output)]
