@@ -530,3 +530,16 @@ def test_timings_buckets():
     assert timings.counts == [2, 1, 1]
     assert timings.count == 4
     assert timings.total == pytest.approx(2.65)
+
+
+def test_a_report_without_its_line_end_is_held_up_to_a_bound_in_bytes():
+    """What a worker writes without ending the line is kept for its next write, but never more
+    than MAX_REPORT_BYTES: a broken worker cannot grow the parent."""
+    from twisted_logstash.metrics.workers import MAX_REPORT_BYTES
+
+    stats = WorkerStats()
+    for _ in range(4):
+        stats.received("w", b"x" * MAX_REPORT_BYTES)
+    assert len(stats._partial.get("w", b"")) <= MAX_REPORT_BYTES
+    stats.received("w", b'\n{"events_acknowledged": 5}\n')
+    assert stats.total().events_acknowledged == 5

@@ -79,6 +79,11 @@ class StatsReporter:
             self._loop.stop()
 
 
+#: bytes of a report line the parent holds while waiting for its end; a report is a few hundred
+#: bytes, so a longer line is garbage (dropped) and the parent's memory stays bounded
+MAX_REPORT_BYTES = 65536
+
+
 class WorkerStats:
     """The parent's side: the last report of each live worker, plus what ended workers
     counted. ``WorkerPool`` calls ``received`` with what a worker wrote on ``REPORT_FD`` and
@@ -91,7 +96,7 @@ class WorkerStats:
 
     def received(self, worker: object, data: bytes) -> None:
         lines = (self._partial.pop(worker, b"") + data).split(b"\n")
-        if lines[-1]:
+        if lines[-1] and len(lines[-1]) <= MAX_REPORT_BYTES:
             self._partial[worker] = lines[-1]
         for line in reversed(lines[:-1]):  # the last whole line is the newest report
             try:
