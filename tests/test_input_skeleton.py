@@ -22,6 +22,7 @@ from zope.interface import implementer
 from zope.interface.verify import verifyObject
 
 from twisted_logstash.interfaces import IInput, IInputConnection, IInputExchange, IInputRegistry
+from twisted_logstash.transport import server as server_module
 from twisted_logstash.transport.server import (
     BODY,
     HEAD,
@@ -192,6 +193,55 @@ def test_a_batch_settled_after_the_peer_left_writes_nothing_and_is_counted(wire)
     assert i.factory.pending == 1 and i.factory.connections == 0
     i.sink.release()
     assert i.factory.pending == 0
+    assert take(transport) == b""
+
+
+# -- the native input's acknowledgements leave at the end of the reactor turn ---------------------
+
+
+@pytest.fixture
+def on_sockets(monkeypatch):
+    """Connections taken for sockets, where acknowledgements are gathered for the turn's end (any
+    other transport, such as these StringTransports, otherwise gets them at once)."""
+    monkeypatch.setattr(server_module, "at_socket", lambda transport: True)
+
+
+def test_acknowledgements_of_one_turn_leave_together_at_its_end(on_sockets):
+    i = Input(NATIVE, auto=True)
+    (p1, t1), (p2, t2) = i.connect(40000), i.connect(40001)
+    p1.dataReceived(_request(1) + _request(2))  # pipelined: two answers, in order
+    p2.dataReceived(_request(3))
+    assert t1.value() == t2.value() == b"", "sent once the turn has read every connection"
+    turn_end = [call for call in i.clock.getDelayedCalls() if call.getTime() == i.clock.seconds()]
+    assert len(turn_end) == 1, "one timer for the whole turn"
+    i.clock.advance(0)
+    assert NATIVE.acked(take(t1)) == 2 and NATIVE.acked(take(t2)) == 1
+    assert not turn_end[0].active()
+
+
+def test_an_answer_written_at_once_goes_after_a_gathered_one(on_sockets):
+    i = Input(NATIVE, auto=True)
+    proto, transport = i.connect()
+    proto.dataReceived(_request(1) + b"GET / HTTP/1.1\r\nHost: h\r\n\r\n")
+    answers = take(transport)
+    assert answers.startswith(b"HTTP/1.1 200 OK\r\n"), answers
+    assert answers.index(b"HTTP/1.1 405 ") > 0
+
+
+def test_a_gathered_answer_goes_before_a_drain_closes_the_connection(on_sockets):
+    i = Input(NATIVE, auto=True)
+    proto, transport = i.connect()
+    proto.dataReceived(_request(1))
+    i.factory.drain()
+    assert transport.disconnecting and NATIVE.acked(take(transport)) == 1
+
+
+def test_no_timer_outlives_a_connection_lost_with_a_gathered_answer(on_sockets):
+    i = Input(NATIVE, auto=True)
+    proto, transport = i.connect()
+    proto.dataReceived(_request(1))
+    proto.connectionLost(None)
+    assert i.clock.getDelayedCalls() == [], "neither the turn's end nor the deadlines' sweep"
     assert take(transport) == b""
 
 

@@ -38,7 +38,7 @@ try:  # where Twisted gathers small TLS writes until the next turn (private; abs
 except ImportError:  # pragma: no cover - an older or newer Twisted
     _AggregateSmallWrites = None
 
-__all__ = ["send_now", "shut_write_now", "write_now"]
+__all__ = ["at_socket", "send_now", "shut_write_now", "write_now"]
 
 _tls_write = TLSMemoryBIOProtocol.write  # the TLS layer's own write, not the gathering one
 _pass_write = ProtocolWrapper.write
@@ -77,6 +77,12 @@ def _route(transport: ITransport) -> tuple[TLSMemoryBIOProtocol | None, tcp.Conn
     ):
         return None
     return layer, transport
+
+
+def at_socket(transport: ITransport) -> bool:
+    """Whether :func:`write_now` hands writes to ``transport`` to a socket (TCP, with or without
+    TLS, open for writing) rather than to the transport's own ``write``."""
+    return _route(transport) is not None
 
 
 def _flush_gathered(layer: TLSMemoryBIOProtocol) -> None:

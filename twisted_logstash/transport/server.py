@@ -24,7 +24,7 @@ from zope.interface import implementer
 from twisted_logstash.codecs.events import Decorations, Enrichment, prepare, timestamp_now
 from twisted_logstash.interfaces import IInput, IInputConnection, IInputExchange, IInputRegistry
 from twisted_logstash.security.failures import describe_peer, describe_tls_peer, peer_address
-from twisted_logstash.transport.eager import send_now, write_now
+from twisted_logstash.transport.eager import at_socket, send_now, write_now
 from twisted_logstash.transport.inputstats import InputStats, refusal_of
 
 __all__ = [
@@ -106,6 +106,7 @@ class InputProtocol(protocol.Protocol):
         self._start: bytes | None = b"" if factory.sniff_tls else None  # until TLS is ruled out
         self._enrich: Callable[[list], None] | None = None  # the connection's, once known
         self._since = 0.0  # when the sink got the batch it holds
+        self._unsent: list[bytes] | None = None  # answers sent at the end of this reactor turn
 
     # -- Twisted ----------------------------------------------------------------------------------
 
@@ -134,6 +135,8 @@ class InputProtocol(protocol.Protocol):
         self.lost = True
         self.closing = True
         self.deadline = None
+        self._unsent = None
+        self.factory._forget_answers(self)
         self.exchange.lost()
         self.account()
         self.factory.disconnected(self)
@@ -170,14 +173,17 @@ class InputProtocol(protocol.Protocol):
         if idle and self.holding is None:
             self.closing = True
             self.deadline = None
+            self.send_answers()
             self.transport.loseConnection()
 
     def abort(self) -> None:
+        self._unsent = None
         self.transport.abortConnection()
 
     def expire(self) -> None:
         phase = self.phase
         self.deadline = None
+        self.send_answers()
         if phase is WAITING:
             answer = self.exchange.keepalive()
             if type(answer) is Close:  # waited long enough: answered now, the batch stays held
@@ -279,6 +285,8 @@ class InputProtocol(protocol.Protocol):
         for result in results:
             kind = type(result)
             if kind is bytes:
+                if self._unsent is not None:
+                    self.send_answers()  # an answer kept for the turn's end goes first
                 transport.write(result)
                 written = True
                 self._answered(result, False)
@@ -376,16 +384,43 @@ class InputProtocol(protocol.Protocol):
         transport = self.transport
         if answer:
             self.factory.stats.bytes_out += len(answer)
-            if self.factory.send_at_once:
-                write_now(transport, answer)  # not after every other event of this reactor turn
-            else:
+            if not self.factory.send_at_once:
                 transport.write(answer)
+            elif at_socket(transport):
+                self._answer_soon(answer)
+            else:
+                write_now(transport, answer)
         if self._pauses:
             self._unpause(_SINK)
         if self.closing:
             self.account()  # answered before (the sink was too slow): nothing more is read
         elif not self._sync:
             self._run(b"")
+
+    def _answer_soon(self, answer: bytes) -> None:
+        """Send ``answer`` once the reactor is done with what this turn read (every connection
+        it found ready), as Twisted's own ``write`` (and its TLS layer's gathering of small
+        writes) would, but without watching the socket for writing: a sender with several
+        connections in one process (a Beat, our own output, the bench's load generator) is
+        woken once for the answers of a turn instead of once per answer, which on loopback
+        costs the input more than the ``send`` itself (docs/benchmarks.md). Any other write or
+        close of the connection sends it first (``send_answers``). Only for a socket: another
+        transport (a test's, a wrapper's) gets the answer at once."""
+        unsent = self._unsent
+        if unsent is None:
+            self._unsent = [answer]
+            self.factory.answer_soon(self)
+        else:
+            unsent.append(answer)
+
+    def send_answers(self) -> None:
+        """Hand the answers kept for the end of the turn to the kernel now."""
+        unsent = self._unsent
+        if unsent is None:
+            return
+        self._unsent = None
+        if not self.lost:
+            write_now(self.transport, unsent[0] if len(unsent) == 1 else b"".join(unsent))
 
     # -- closing ----------------------------------------------------------------------------------
 
@@ -394,6 +429,7 @@ class InputProtocol(protocol.Protocol):
         the peer still sends meanwhile, so that it reads the answer instead of a reset."""
         self.closing = True
         transport = self.transport
+        self.send_answers()
         self._answered(answer, True)
         if answer:
             self.factory.stats.bytes_out += len(answer)
@@ -512,6 +548,8 @@ class InputFactory(protocol.Factory):
         self._making_room = False
         self.busy_answer = busy_answer
         self.send_at_once = send_at_once
+        self._unsent: list[InputProtocol] = []  # connections with answers for the turn's end
+        self._answers_call = None  # the callLater that sends them
         self.sniff_tls = sniff_tls
         self.timeouts = {
             IDLE: idle_timeout,
@@ -529,6 +567,30 @@ class InputFactory(protocol.Factory):
         self._sweeper: task.LoopingCall | None = None
         timeouts = [t for t in self.timeouts.values() if t]
         self._sweep_interval = min(1.0, min(timeouts) / 4) if timeouts else None
+
+    def answer_soon(self, connection: InputProtocol) -> None:
+        """Send ``connection``'s kept answers at the end of this reactor turn (a ``callLater(0)``,
+        which Twisted runs before it waits for the network again), with those of every other
+        connection answered in the same turn."""
+        unsent = self._unsent
+        unsent.append(connection)
+        if len(unsent) == 1:
+            self._answers_call = self.reactor.callLater(0, self._send_answers)
+
+    def _send_answers(self) -> None:
+        unsent, self._unsent = self._unsent, []
+        self._answers_call = None
+        for connection in unsent:
+            connection.send_answers()
+
+    def _forget_answers(self, connection: InputProtocol) -> None:
+        """``connection`` is gone: no timer waits for it alone."""
+        unsent = self._unsent
+        if connection in unsent:
+            unsent.remove(connection)
+            if not unsent and self._answers_call is not None:
+                self._answers_call.cancel()
+                self._answers_call = None
 
     def now(self) -> str:
         """The time of receipt for an event that carries none (``@timestamp``)."""
