@@ -284,3 +284,10 @@ def test_a_handler_of_sigusr1_already_there_is_left_alone(tmp_path, sigusr1):
     logfile = ReopenableLogFile.fromFullPath(str(tmp_path / "program.log"))
     assert not logs.reopen_on_sigusr1(logfile)
     assert signal.getsignal(signal.SIGUSR1) is mine
+
+
+def test_the_file_given_last_is_the_one_sigusr1_reopens(tmp_path, sigusr1):
+    first = ReopenableLogFile.fromFullPath(str(tmp_path / "first.log"))
+    last = ReopenableLogFile.fromFullPath(str(tmp_path / "last.log"))
+    assert logs.reopen_on_sigusr1(first) and logs.reopen_on_sigusr1(last)
+    assert signal.getsignal(signal.SIGUSR1).reopens is last

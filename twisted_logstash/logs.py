@@ -319,9 +319,13 @@ def reopen(logfile: ReopenableLogFile) -> None:
 
 def reopen_on_sigusr1(logfile: ReopenableLogFile, reactor=None) -> bool:
     """Have SIGUSR1 reopen (or rotate) ``logfile``, unless SIGUSR1 has a handler already (as
-    twistd leaves one it finds). True when the handler was installed."""
+    twistd leaves one it finds) other than ours for an earlier file (the observer given last
+    is the one twistd uses). True when the handler was installed."""
     sigusr1 = getattr(signal, "SIGUSR1", None)
-    if sigusr1 is None or signal.getsignal(sigusr1) not in (None, signal.SIG_DFL):
+    if sigusr1 is None:
+        return False
+    current = signal.getsignal(sigusr1)
+    if current not in (None, signal.SIG_DFL) and getattr(current, "reopens", None) is None:
         return False
 
     def on_signal(number, frame) -> None:
@@ -330,6 +334,7 @@ def reopen_on_sigusr1(logfile: ReopenableLogFile, reactor=None) -> bool:
             from twisted.internet import reactor
         reactor.callFromThread(reopen, logfile)
 
+    on_signal.reopens = logfile
     signal.signal(sigusr1, on_signal)
     return True
 
