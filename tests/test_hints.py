@@ -268,7 +268,21 @@ def test_logstash_output_with_the_wrong_protocol_prints_the_hint(programs):
             r" --protocol http",
             timeout=15.0,
         )
+        yield sender.wait_for(r"retrying in 0\.2 s", timeout=15.0)  # the second retry
         sender.signal()
         yield sender.ended()
     finally:
         yield service.stopService()
+    # the hint once, however many retries (the final line says it once more, as its last
+    # reason); each retry line says what happened in short
+    text = sender.stdout.decode()
+    lines = text.splitlines()
+    hint = f"the receiver at {host} speaks HTTP"
+    assert len([line for line in lines if hint in line and "sent: " not in line]) == 1, text
+    retries = [line for line in lines if "retrying in" in line]
+    assert len(retries) >= 2, text
+    for line in retries:
+        assert line.endswith(
+            f"sending 10 events to {host} failed (protocol error: unknown protocol version"
+            f" byte 0x48); retrying in {line.rsplit(' ', 2)[1]} s"
+        ), line

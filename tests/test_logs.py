@@ -3,14 +3,20 @@ observer a program gives twistd's application."""
 
 import io
 import json
+import os
+import signal
+import stat
+import threading
+from unittest.mock import patch
 
 import pytest
 from twisted.application import service
 from twisted.logger import ILogObserver, Logger, LogLevel, LogPublisher
 from twisted.python.failure import Failure
 
+from twisted_logstash import logs
 from twisted_logstash.errors import ConfigurationError
-from twisted_logstash.logs import LogSettings, attach, json_line, level_of
+from twisted_logstash.logs import LogSettings, ReopenableLogFile, attach, json_line, level_of
 
 
 def emitted(settings: LogSettings, emit) -> str:
@@ -122,7 +128,7 @@ def test_bad_values_name_the_flag(level, format, message):
     assert str(caught.value) == message
 
 
-def test_attach_gives_the_application_an_observer_unless_twistd_was_told_one(tmp_path):
+def test_attach_gives_the_application_an_observer_unless_twistd_was_told_one(tmp_path, sigusr1):
     settings = LogSettings()
     application = service.Application("test")
     attach(application, settings, {"nodaemon": True, "logfile": None})
@@ -141,3 +147,147 @@ def test_attach_gives_the_application_an_observer_unless_twistd_was_told_one(tmp
     log.info("hidden")
     log.warn("shown")
     assert "shown" in path.read_text() and "hidden" not in path.read_text()
+
+
+# -- --logfile and SIGUSR1 (docs/operations.md, "Log files and rotation") -------------------
+
+
+@pytest.fixture
+def sigusr1():
+    """SIGUSR1's handler as it was before the test, put back after it."""
+    before = signal.getsignal(signal.SIGUSR1)
+    signal.signal(signal.SIGUSR1, signal.SIG_DFL)
+    yield
+    signal.signal(signal.SIGUSR1, before)
+
+
+def test_a_moved_file_is_reopened_at_its_path_with_nothing_lost(tmp_path):
+    path = tmp_path / "program.log"
+    logfile = ReopenableLogFile.fromFullPath(str(path))
+    logfile.write("one\n")
+    os.rename(path, tmp_path / "program.log.1")
+    assert logfile.moved()
+    logfile.write("two\n")  # a line between the move and the signal: still in the moved file
+    assert logfile.reopen_or_rotate() == "reopened"
+    logfile.write("three\n")
+    assert (tmp_path / "program.log.1").read_text() == "one\ntwo\n"
+    assert path.read_text() == "three\n"
+    assert not logfile.moved()
+
+
+def test_a_file_made_by_the_tool_is_written_on_and_keeps_its_mode(tmp_path):
+    path = tmp_path / "program.log"
+    path.write_text("")
+    os.chmod(path, 0o644)
+    logfile = ReopenableLogFile.fromFullPath(str(path))
+    logfile.write("one\n")
+    os.rename(path, tmp_path / "program.log.1")
+    path.write_text("")  # logrotate's ``create 0600``
+    os.chmod(path, 0o600)
+    assert logfile.moved()
+    assert logfile.reopen_or_rotate() == "reopened"
+    logfile.write("two\n")
+    assert path.read_text() == "two\n"
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+
+
+def test_a_file_nobody_moved_is_rotated_as_twistd_does(tmp_path):
+    path = tmp_path / "program.log"
+    logfile = ReopenableLogFile.fromFullPath(str(path))
+    logfile.write("one\n")
+    assert not logfile.moved()
+    assert logfile.reopen_or_rotate() == "rotated"
+    logfile.write("two\n")
+    assert (tmp_path / "program.log.1").read_text() == "one\n"
+    assert path.read_text() == "two\n"
+
+
+def test_a_path_that_cannot_be_opened_leaves_the_log_in_the_moved_file(tmp_path):
+    directory = tmp_path / "logs"
+    directory.mkdir()
+    logfile = ReopenableLogFile.fromFullPath(str(directory / "program.log"))
+    os.rename(directory, tmp_path / "moved")
+    with pytest.raises(OSError):
+        logfile.reopen_or_rotate()
+    logfile.write("still here\n")
+    assert (tmp_path / "moved" / "program.log").read_text() == "still here\n"
+
+
+def test_lines_written_by_another_thread_during_the_reopen_are_all_kept_in_order(tmp_path):
+    path = tmp_path / "program.log"
+    logfile = ReopenableLogFile.fromFullPath(str(path))
+    written = threading.Event()
+    lines = 20000
+
+    def write():
+        for n in range(lines):
+            logfile.write(f"{n}\n")
+            if n == lines // 10:
+                written.set()
+
+    writer = threading.Thread(target=write)
+    writer.start()
+    written.wait(30)
+    os.rename(path, tmp_path / "program.log.1")
+    logfile.reopen_or_rotate()
+    writer.join(30)
+    both = (tmp_path / "program.log.1").read_text() + path.read_text()
+    assert both.split() == [str(n) for n in range(lines)]
+
+
+class CallsFromThread:
+    """The part of a reactor a signal handler uses: what it was asked to call, to run later."""
+
+    def __init__(self):
+        self.calls = []
+
+    def callFromThread(self, f, *args):
+        self.calls.append((f, args))
+
+    def run(self):
+        calls, self.calls = self.calls, []
+        for f, args in calls:
+            f(*args)
+
+
+def test_sigusr1_reopens_the_file_in_the_reactor_thread_saying_so_in_both_files(tmp_path, sigusr1):
+    path = tmp_path / "program.log"
+    logfile = ReopenableLogFile.fromFullPath(str(path))
+    publisher = LogPublisher(LogSettings().observer(logfile))
+    reactor = CallsFromThread()
+    assert logs.reopen_on_sigusr1(logfile, reactor)
+    with patch.object(logs, "log", Logger(namespace="twisted_logstash.logs", observer=publisher)):
+        Logger(observer=publisher).info("before")
+        os.rename(path, tmp_path / "program.log.1")
+        signal.raise_signal(signal.SIGUSR1)
+        assert not path.exists()  # nothing done in the handler itself
+        reactor.run()
+        Logger(observer=publisher).info("after")
+    moved = (tmp_path / "program.log.1").read_text().splitlines()
+    fresh = path.read_text().splitlines()
+    assert "before" in moved[-2] and f"SIGUSR1: the log goes on in a new {path}" in moved[-1]
+    assert f"SIGUSR1: log file {path} reopened" in fresh[0] and "after" in fresh[1]
+
+
+def test_attach_has_sigusr1_reopen_a_file_but_not_standard_output(tmp_path, sigusr1):
+    attach(service.Application("test"), LogSettings(), {"nodaemon": True, "logfile": "-"})
+    assert signal.getsignal(signal.SIGUSR1) == signal.SIG_DFL
+    attach(service.Application("test"), LogSettings(), {"logfile": str(tmp_path / "a.log")})
+    assert callable(signal.getsignal(signal.SIGUSR1))
+
+
+def test_a_handler_of_sigusr1_already_there_is_left_alone(tmp_path, sigusr1):
+    def mine(number, frame):
+        pass
+
+    signal.signal(signal.SIGUSR1, mine)
+    logfile = ReopenableLogFile.fromFullPath(str(tmp_path / "program.log"))
+    assert not logs.reopen_on_sigusr1(logfile)
+    assert signal.getsignal(signal.SIGUSR1) is mine
+
+
+def test_the_file_given_last_is_the_one_sigusr1_reopens(tmp_path, sigusr1):
+    first = ReopenableLogFile.fromFullPath(str(tmp_path / "first.log"))
+    last = ReopenableLogFile.fromFullPath(str(tmp_path / "last.log"))
+    assert logs.reopen_on_sigusr1(first) and logs.reopen_on_sigusr1(last)
+    assert signal.getsignal(signal.SIGUSR1).reopens is last

@@ -167,13 +167,27 @@ class SinkUnavailable(Exception):
 
 
 class DeliveryError(Exception):
-    """One attempt to deliver a batch to one host failed."""
+    """One attempt to deliver a batch to one host failed.
+
+    ``reason`` is the whole of it: what went wrong and, when the attempt could tell, what is
+    probably wrong, with the flags to change (a hint of ``transport/diagnosis.py``, logged once
+    per host and cause). ``short_reason`` is what went wrong alone (the reason without that
+    hint): what a line logged at every retry says."""
 
     def __init__(self, reason: str, host=None, status: int | None = None):
         super().__init__(reason)
         self.reason = reason
+        self.short_reason = reason
         self.host = host
         self.status = status
+
+
+def short_reason(error: BaseException) -> str:
+    """Why an attempt failed, in a line said at every retry: a `DeliveryError`'s
+    ``short_reason``, else the error's text."""
+    if isinstance(error, DeliveryError):
+        return error.short_reason
+    return str(error)
 
 
 class RetriableError(DeliveryError):

@@ -13,6 +13,15 @@ or stopping, the reactor class, the main loop ending) say nothing a user of the 
 they are debug lines here, whatever Twisted logged them at. (A port closed stays: a stop's
 progress.)
 
+Under ``--logfile FILE`` (and for a daemon's ``twistd.log``) SIGUSR1 works as a log rotation
+tool expects (docs/operations.md, "Log files and rotation"). twistd itself would install its
+SIGUSR1 handler only with its own observer, which the programs replace, so without ours SIGUSR1
+killed them. ``ReopenableLogFile`` tells the two cases apart: when FILE was moved away (or
+replaced by a new file, logrotate's ``create``), it reopens FILE, creating it if need be; when
+FILE is still the file being written, it rotates it itself as twistd does (FILE becomes FILE.1).
+The lines before the signal end in the old file, with one line saying where the log goes on;
+the ones after start the new one: the swap happens between two lines, under the file's lock.
+
 ``--log-format json`` writes one JSON object a line (not RFC 7464's record separators, which
 line-reading shippers choke on), with ECS's names for what a shipper indexes: ``@timestamp``,
 ``log.level``, ``log.logger`` (the namespace), ``message`` (the line as text), the event's own
@@ -21,8 +30,11 @@ fields under ``fields`` and a failure's traceback as ``error.stack_trace``.
 
 from __future__ import annotations
 
+import errno
 import json
+import os
 import re
+import signal
 import sys
 import time
 from collections.abc import Callable, Mapping
@@ -33,14 +45,19 @@ from typing import IO
 from twisted.logger import (
     FilteringLogObserver,
     ILogObserver,
+    Logger,
     LogLevel,
     PredicateResult,
     formatEvent,
     textFileLogObserver,
 )
+from twisted.python import threadable
+from twisted.python.logfile import LogFile
 from zope.interface import implementer
 
 from twisted_logstash.errors import ConfigurationError
+
+log = Logger(namespace="twisted_logstash.logs")
 
 #: ``--log-level`` values, lowest first
 LEVELS = {
@@ -235,23 +252,104 @@ def destination(twistd_options: Mapping | None) -> IO[str]:
     """Where twistd would write its log: ``sys.stdout`` as it is now (after ``makeService``:
     the input may have pointed it to standard error; before twistd redirects it into the log)
     under ``-n`` or with ``--logfile=-``; else the ``--logfile`` (``twistd.log`` for a daemon),
-    opened as twistd opens it."""
+    opened as twistd opens it (a ``ReopenableLogFile``)."""
     options = twistd_options or {}
     name = options.get("logfile") or ""
     if name == "-" or (not name and (options.get("nodaemon") or not options)):
         return sys.stdout
-    from twisted.python.logfile import LogFile
+    return ReopenableLogFile.fromFullPath(name or "twistd.log")
 
-    return LogFile.fromFullPath(name or "twistd.log")
+
+class ReopenableLogFile(LogFile):
+    """twistd's log file (the same 1 MB rotation, the same SIGUSR1 rotation while nobody
+    moved it), which a rotation tool may also move away: ``reopen_or_rotate`` then opens a
+    fresh file at the same path (see the module docstring)."""
+
+    synchronized = ["reopen_or_rotate"]
+
+    def moved(self) -> bool:
+        """Whether the path no longer names the file being written (moved, or replaced)."""
+        try:
+            here = os.stat(self.path)
+        except FileNotFoundError:
+            return True
+        return not os.path.samestat(here, os.fstat(self._file.fileno()))
+
+    def reopen_or_rotate(self) -> str:
+        """Reopen the path if the file was moved, else rotate it as twistd does. Returns
+        ``"reopened"`` or ``"rotated"``; raises ``OSError`` when neither can be done (the lines
+        go on to the file written so far)."""
+        if not self.moved():
+            if not os.access(self.directory, os.W_OK):  # twistd's rotate() would do nothing
+                raise PermissionError(errno.EACCES, "cannot write in its directory", self.path)
+            self.rotate()
+            return "rotated"
+        previous, mode = self._file, self.defaultMode
+        if os.path.exists(self.path):
+            self.defaultMode = None  # a file the tool made (``create MODE``): its mode stays
+        try:
+            self._openFile()  # on failure, self._file is still the previous file
+        finally:
+            self.defaultMode = mode
+        previous.close()
+        return "reopened"
+
+
+threadable.synchronize(ReopenableLogFile)
+
+
+def reopen(logfile: ReopenableLogFile) -> None:
+    """What SIGUSR1 does (in the reactor thread): the last line of the old file says where
+    the log goes on, the first of the new one what happened."""
+    log.info("SIGUSR1: the log goes on in a new {path}", path=logfile.path)
+    try:
+        done = logfile.reopen_or_rotate()
+    except OSError as e:
+        log.error(
+            "SIGUSR1: cannot open {path} ({error}); the log stays in the file it was in",
+            path=logfile.path,
+            error=e.strerror or str(e),
+        )
+        return
+    if done == "reopened":
+        log.info("SIGUSR1: log file {path} reopened", path=logfile.path)
+    else:
+        log.info("SIGUSR1: log file rotated: the lines before are in {path}.1", path=logfile.path)
+
+
+def reopen_on_sigusr1(logfile: ReopenableLogFile, reactor=None) -> bool:
+    """Have SIGUSR1 reopen (or rotate) ``logfile``, unless SIGUSR1 has a handler already (as
+    twistd leaves one it finds) other than ours for an earlier file (the observer given last
+    is the one twistd uses). True when the handler was installed."""
+    sigusr1 = getattr(signal, "SIGUSR1", None)
+    if sigusr1 is None:
+        return False
+    current = signal.getsignal(sigusr1)
+    if current not in (None, signal.SIG_DFL) and getattr(current, "reopens", None) is None:
+        return False
+
+    def on_signal(number, frame) -> None:
+        nonlocal reactor
+        if reactor is None:
+            from twisted.internet import reactor
+        reactor.callFromThread(reopen, logfile)
+
+    on_signal.reopens = logfile
+    signal.signal(sigusr1, on_signal)
+    return True
 
 
 def attach(application, settings: LogSettings, twistd_options: Mapping | None) -> None:
     """Give ``application`` (the object twistd passes to ``setServiceParent``) the observer
-    for ``settings``, unless the user chose one with ``--logger`` or ``--syslog``."""
+    for ``settings``, unless the user chose one with ``--logger`` or ``--syslog``; when it
+    writes to a file, SIGUSR1 reopens that file (``reopen_on_sigusr1``)."""
     set_component = getattr(application, "setComponent", None)
     if set_component is None or twistd_leaves_logging_alone(twistd_options):
         return
-    set_component(ILogObserver, settings.observer(destination(twistd_options)))
+    stream = destination(twistd_options)
+    set_component(ILogObserver, settings.observer(stream))
+    if isinstance(stream, ReopenableLogFile):
+        reopen_on_sigusr1(stream)
 
 
 class ProgramLogs:

@@ -141,17 +141,18 @@ class Balancer:
             state.failed_at = now
             state.failed_seq = next(self._seq)
             return
-        reason = _words(error, key)
         # a new isolation, unless the host is isolated already (a retry failing again)
         if not state.isolated or (self.cooloff > 0 and not self._recently_failed(host, now)):
             state.isolated = True
             state.times_isolated += 1
-            state.last_reason = reason
+            # the final line's words: the whole reason, hint included; the line now: without
+            # the hint, which the attempt logged once for the host just before
+            state.last_reason = _words(error, key)
             log.info(
                 "host {host} isolated for {cooloff} s: {reason}",
                 host=str(host),
                 cooloff=f"{self.cooloff:g}",
-                reason=reason,
+                reason=_words(error, key, short=True),
             )
         state.failed_at = now
         state.failed_seq = next(self._seq)
@@ -198,11 +199,13 @@ class Balancer:
         return (state.in_flight, state.started_seq)
 
 
-def _words(error: BaseException | None, key: str) -> str:
+def _words(error: BaseException | None, key: str, short: bool = False) -> str:
+    """Why the attempt failed, in words (``short``: a `DeliveryError`'s reason without the
+    hint it may end with)."""
     if error is None:
         return "the attempt failed"
     if isinstance(error, DeliveryError):
-        return error.reason
+        return error.short_reason if short else error.reason
     if isinstance(error, defer.CancelledError):
         return "the attempt was cancelled"
     return str(error) or key

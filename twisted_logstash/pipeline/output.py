@@ -56,6 +56,7 @@ from twisted_logstash.errors import (
     RetriableError,
     SinkUnavailable,
     TerminalError,
+    short_reason,
 )
 from twisted_logstash.interfaces import (
     ICursorQueue,
@@ -821,13 +822,16 @@ class Output(service.Service):
             return
         if not isinstance(error, (RetriableError, defer.CancelledError)):
             self.log.failure("unexpected failure sending to {host}", failure, host=str(host))
+        # the reason without a hint of transport/diagnosis.py: the attempt logged that once
+        # per host and cause, and these lines come once per batch and retry
+        reason = short_reason(error)
         if self._stopped:
             self.log.warn(
                 "sending {count} events to {host} failed while stopping ({reason}); "
                 "they stay in the queue",
                 count=len(batch.events),
                 host=str(host),
-                reason=str(error),
+                reason=reason,
             )
             self._after_settle()
             return
@@ -837,7 +841,7 @@ class Output(service.Service):
             "sending {count} events to {host} failed ({reason}); retrying in {delay} s",
             count=len(batch.events),
             host=str(host),
-            reason=str(error),
+            reason=reason,
             delay=round(delay, 3),
         )
         batch.retry_call = self.reactor.callLater(delay, self._attempt, batch)

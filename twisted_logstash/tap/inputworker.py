@@ -14,6 +14,10 @@ with SIGTERM (the parent starts it with SIGINT and SIGTERM blocked, so that neit
 while it imports). It then logs how many events it acknowledged and the CPU time it used. It
 logs its counts every ``--stats-interval`` seconds too, and hides lines under ``--log-level``
 before they reach the parent (which formats what it relays as ``--log-format`` asks).
+
+It ignores SIGUSR1 as well (blocked from its start too): its lines go through the parent, which
+reopens its ``--logfile`` on SIGUSR1 (``logs.py``), and a SIGUSR1 sent to every process of the
+program (``systemctl kill``, ``kill -USR1 -PGID``) must leave the worker running.
 """
 
 from __future__ import annotations
@@ -76,6 +80,8 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, on_signal)
     # Ctrl+C is the parent's to handle (a pending one is discarded by SIG_IGN)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # so is SIGUSR1: the parent reopens the log file the worker's lines are relayed into
+    signal.signal(signal.SIGUSR1, signal.SIG_IGN)
     signal.pthread_sigmask(signal.SIG_UNBLOCK, STARTUP_SIGNALS)
     # lines under --log-level are hidden once the flags are read; until then, every one shows
     threshold = [LogSettings().level]

@@ -22,7 +22,9 @@ Written once, so that a deadline, a cancel and a failure read the same whatever 
 - **What is probably wrong.** When a fresh connection fails on what the receiver answered (or
   its close, or the TLS check), the exchange asks `diagnosed` for the reason: the
   `transport/diagnosis.py` hint (the flags to change) is added to it, and logged once per host
-  and cause at error level; the attempt fails as any other (retried, the host isolated).
+  and cause at error level; the attempt fails as any other (retried, the host isolated). The
+  failure's ``short_reason`` is the reason without the hint: the output's line at each retry
+  says that, so the hint's sentence is not repeated at every backoff step.
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from twisted_logstash.errors import RetriableError
+from twisted_logstash.errors import DeliveryError, RetriableError
 from twisted_logstash.interfaces import IAttempt, IConnectionPool, IWire
 from twisted_logstash.security.failures import describe_tls_failure
 from twisted_logstash.transport.diagnosis import diagnose
@@ -79,6 +81,7 @@ class Attempt:
 
     __slots__ = (
         "_final",
+        "_hinted",
         "_pending",
         "_pool",
         "_reactor",
@@ -114,6 +117,7 @@ class Attempt:
         self.deadline = reactor.seconds() + timeout
         self.overdue = False
         self._final = True  # the timer is armed at the deadline itself
+        self._hinted: tuple[str, str] | None = None  # (reason with its hint, reason alone)
         self._pending: Deferred | None = None
         self._reused = False
         self._retried = False
@@ -209,7 +213,7 @@ class Attempt:
         logged once per host and cause. A hint drawn from a bare close is given from the
         second such close in a row to the host (a stopping receiver closes once). ``answer``,
         ``closed``, ``silent`` and ``error`` are what the exchange saw, as `diagnose` takes
-        them."""
+        them. The failure made of it gets the reason alone as its ``short_reason``."""
         connection = self.connection
         protocol = getattr(self._wire, "protocol", None)
         if self._reused or connection is None or protocol is None:
@@ -235,7 +239,9 @@ class Attempt:
         if hinted is not None and hint.cause not in hinted:
             hinted.add(hint.cause)
             log.error("{hint}", hint=hint.text, host=str(self.host), cause=hint.cause)
-        return f"{reason}; {hint.text}"
+        hinted = f"{reason}; {hint.text}"
+        self._hinted = (hinted, reason)
+        return hinted
 
     # -- called by the connection -----------------------------------------------------------------
 
@@ -295,6 +301,10 @@ class Attempt:
 
     def _fail(self, problem: Exception) -> None:
         self._cancel_timer()
+        hinted = self._hinted
+        # the failure made of the reason `diagnosed` gave (hint added): the reason alone too
+        if isinstance(problem, DeliveryError) and hinted and problem.reason == hinted[0]:
+            problem.short_reason = hinted[1]
         if not self.result.called:
             self.result.errback(problem)
 

@@ -57,8 +57,10 @@ __all__ = [
     "listening_socket",
 ]
 
-#: signals a worker is born with blocked, until it has its own handlers (``tap/inputworker.py``)
-STARTUP_SIGNALS = {signal.SIGINT, signal.SIGTERM}
+#: signals a worker is born with blocked, until it has its own handlers (``tap/inputworker.py``);
+#: SIGUSR1 (which reopens the parent's log file, ``logs.py``) as well: one sent to every process
+#: of the program must not kill a worker, whose lines go through the parent anyway
+STARTUP_SIGNALS = {signal.SIGINT, signal.SIGTERM, signal.SIGUSR1}
 
 log = Logger(namespace="twisted_logstash.transport.workers")
 
@@ -309,9 +311,9 @@ class WorkerPool(service.Service):
         env = self.env if self.env is not None else dict(os.environ)
         # A terminal's Ctrl+C goes to the whole process group, workers included, and a stop
         # may come while a worker still imports: its handlers exist only once its Python runs.
-        # Born with SIGINT and SIGTERM blocked (the mask is inherited), it cannot be cut down
-        # before then: ``tap/inputworker.py`` ignores SIGINT (this parent drains them all),
-        # handles SIGTERM, then unblocks both.
+        # Born with SIGINT, SIGTERM and SIGUSR1 blocked (the mask is inherited), it cannot be
+        # cut down before then: ``tap/inputworker.py`` ignores SIGINT (this parent drains them
+        # all) and SIGUSR1 (this parent reopens the log), handles SIGTERM, then unblocks them.
         blocked = signal.pthread_sigmask(signal.SIG_BLOCK, STARTUP_SIGNALS)
         try:
             self._spawn(worker, argv[0], argv, env=env, childFDs=fds)
