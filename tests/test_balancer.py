@@ -2,7 +2,9 @@
 
 import pytest
 from twisted.internet.task import Clock
+from twisted.logger import capturedLogs, formatEvent
 
+from twisted_logstash.errors import TerminalError
 from twisted_logstash.pipeline.balancer import Balancer
 from twisted_logstash.transport.hosts import Host
 
@@ -146,3 +148,28 @@ def test_one_host_is_picked_healthy_or_not_and_counted():
         balancer.succeeded(A)
     with pytest.raises(KeyError):
         balancer.succeeded(Host("elsewhere", 1))
+
+
+def test_a_batch_refused_for_good_leaves_its_host_in_the_rotation():
+    """A receiver that answered 400/413 refused that batch, not the work: as Logstash's own load
+    balancer (which marks a host only when the request itself failed), the host is neither
+    isolated nor put behind the others, and the refusal is still counted by reason."""
+    balancer, clock = make(hosts=(A, B))
+    assert balancer.pick() == A
+    with capturedLogs() as events:
+        balancer.refused(A, TerminalError("the receiver answered 413", status=413))
+    assert not balancer.is_cooling_off(A) and not balancer.all_isolated()
+    assert balancer.in_flight(A) == 0
+    assert balancer.record(A).failures == {"status_4xx": 1}
+    assert balancer.isolations() == []
+    assert [e for e in events if "isolated" in formatEvent(e)] == []
+    clock.advance(1)
+    assert balancer.pick() == B  # least recently started, as after a success
+    assert balancer.pick() == A
+
+
+def test_the_only_host_refusing_a_batch_is_not_reported_down():
+    balancer, _ = make(hosts=(A,))
+    balancer.pick()
+    balancer.refused(A, TerminalError("the receiver answered 400", status=400))
+    assert not balancer.all_isolated() and balancer.isolations() == []

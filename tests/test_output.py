@@ -302,7 +302,7 @@ def test_a_refused_batch_goes_to_the_dead_letter_file_and_send_fails(clock, tmp_
     assert records[0]["dead_letter"]["status"] == 400
     assert output.queue.pending() == 0
     assert output.stats.dead_lettered == 2
-    assert output.balancer.is_cooling_off(A)
+    assert not output.balancer.is_cooling_off(A), "the host answered: it is not isolated"
     # The output goes on with the next batch.
     later = Outcome(output.send(events(2, 4)))
     assert later.value is None

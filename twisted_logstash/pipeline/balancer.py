@@ -131,6 +131,16 @@ class Balancer:
             state.isolated = False
             log.info("host {host} is back", host=str(host))
 
+    def refused(self, host: Host, error: BaseException | None = None) -> None:
+        """The receiver at `host` answered and refused the batch for good (400, 401, 413...):
+        the attempt is over and counted among the host's failures by reason, but the host is
+        neither isolated nor put behind the others. It did the work of answering; the batch or
+        the credentials are at fault, and another host would answer the same. (Logstash's
+        own balancer marks a host only when the request itself failed.)"""
+        state = self._finish(host)
+        key = reason_key(error)
+        state.failures[key] = state.failures.get(key, 0) + 1
+
     def failed(self, host: Host, error: BaseException | None = None) -> None:
         """An attempt on `host` failed (``error`` says why): isolate it for the cool-off."""
         state = self._finish(host)

@@ -808,8 +808,8 @@ class Output(service.Service):
     def _failed(self, failure: Failure, batch: _Batch, host: Host) -> None:
         batch.attempt = None
         error = failure.value
-        self.balancer.failed(host, error)
         if isinstance(error, TerminalError):
+            self.balancer.refused(host, error)  # the host answered: it stays in the rotation
             if error.host is None:
                 error.host = host
             if self.on_refused == "stop" and error.status in CREDENTIAL_STATUSES:
@@ -817,6 +817,7 @@ class Output(service.Service):
                 return
             self._refused(batch, error)
             return
+        self.balancer.failed(host, error)
         if isinstance(self._gave_up, CredentialsRefused):
             self._after_settle()  # parked: it stays in the queue, as the refused batch does
             return
