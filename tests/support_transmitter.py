@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections import deque
 
 from twisted.internet import defer
+from twisted.internet.testing import StringTransport
 from zope.interface import implementer
 
 from twisted_logstash.codecs import ndjson
@@ -131,3 +132,17 @@ class FakeTransmitter:
     def close(self):
         self.closed = True
         return defer.succeed(None)
+
+
+class StringEndpoint:
+    """A real transmitter's connections on StringTransports, made at once (``connections``
+    lists them, first made first)."""
+
+    def __init__(self):
+        self.connections = []
+
+    def connect(self, factory):
+        connection = factory.buildProtocol(None)
+        connection.makeConnection(StringTransport())
+        self.connections.append(connection)
+        return defer.succeed(connection)

@@ -7,10 +7,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 from OpenSSL import SSL
+from support_transmitter import StringEndpoint
 from twisted.internet import defer
 from twisted.internet.error import ConnectionDone
 from twisted.internet.task import Clock
-from twisted.internet.testing import StringTransport
 from twisted.logger import LogLevel, capturedLogs, formatEvent
 from twisted.python.failure import Failure
 
@@ -322,19 +322,6 @@ def test_a_request_head_cut_anywhere_is_not_refused_early(head, cuts):
 # -- the attempt: the hint in the reason, logged once per host and cause ------------------------
 
 
-class _Endpoint:
-    """Connections on StringTransports, made at once."""
-
-    def __init__(self):
-        self.connections = []
-
-    def connect(self, factory):
-        connection = factory.buildProtocol(None)
-        connection.makeConnection(StringTransport())
-        self.connections.append(connection)
-        return defer.succeed(connection)
-
-
 def _reason(d: defer.Deferred) -> str:
     failures = []
     d.addErrback(failures.append)
@@ -347,7 +334,7 @@ def _errors(events) -> list[str]:
 
 
 def test_a_hint_is_in_every_reason_and_logged_once_per_host_and_cause():
-    endpoint = _Endpoint()
+    endpoint = StringEndpoint()
     transmitter = HttpTransmitter(Clock(), lambda host: endpoint)
     payload = transmitter.encode([{"a": 1}])
     other = Host("10.0.0.2", 9800)
@@ -371,7 +358,7 @@ def test_a_hint_is_in_every_reason_and_logged_once_per_host_and_cause():
 
 
 def test_a_bare_close_is_said_the_second_time_in_a_row():
-    endpoint = _Endpoint()
+    endpoint = StringEndpoint()
     transmitter = HttpTransmitter(Clock(), lambda host: endpoint)
     payload = transmitter.encode([{"a": 1}])
 
@@ -395,7 +382,7 @@ def test_a_bare_close_is_said_the_second_time_in_a_row():
 
 
 def test_a_reused_connection_gets_no_hint():
-    endpoint = _Endpoint()
+    endpoint = StringEndpoint()
     transmitter = HttpTransmitter(Clock(), lambda host: endpoint)
     payload = transmitter.encode([{"a": 1}])
     attempt = transmitter.transmit(HOST, payload)

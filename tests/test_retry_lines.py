@@ -5,10 +5,9 @@ real native transmitter, on a Clock and StringTransports."""
 
 from __future__ import annotations
 
-from twisted.internet import defer
+from support_transmitter import StringEndpoint
 from twisted.internet.error import ConnectionDone
 from twisted.internet.task import Clock
-from twisted.internet.testing import StringTransport
 from twisted.logger import LogLevel, capturedLogs, formatEvent
 from twisted.python.failure import Failure
 
@@ -21,19 +20,6 @@ AT = "the receiver at 10.0.0.1:9800"
 ACK = b"2A\x00\x00\x00\x01"  # a lumberjack receiver's answer to an HTTP request
 
 
-class Endpoint:
-    """Connections on StringTransports, made at once."""
-
-    def __init__(self):
-        self.connections = []
-
-    def connect(self, factory):
-        connection = factory.buildProtocol(None)
-        connection.makeConnection(StringTransport())
-        self.connections.append(connection)
-        return defer.succeed(connection)
-
-
 def lines(events, level: LogLevel) -> list[str]:
     return [formatEvent(e) for e in events if e.get("log_level") == level]
 
@@ -42,7 +28,7 @@ def failing_twice(answer):
     """An output sending one batch to HOST, whose first two attempts each get ``answer(conn)``
     on a fresh connection; fires with the log events and the output."""
     clock = Clock()
-    endpoint = Endpoint()
+    endpoint = StringEndpoint()
     transmitter = HttpTransmitter(clock, lambda host: endpoint)
     output = Output(transmitter, [HOST], clock, batch_delay=0)
     with capturedLogs() as events:
