@@ -136,7 +136,7 @@ class InputProtocol(protocol.Protocol):
         self.closing = True
         self.deadline = None
         self._unsent = None
-        self.factory._forget_answers(self)
+        self.factory.forget_answers(self)
         self.exchange.lost()
         self.account()
         self.factory.disconnected(self)
@@ -583,7 +583,7 @@ class InputFactory(protocol.Factory):
         for connection in unsent:
             connection.send_answers()
 
-    def _forget_answers(self, connection: InputProtocol) -> None:
+    def forget_answers(self, connection: InputProtocol) -> None:
         """``connection`` is gone: no timer waits for it alone."""
         unsent = self._unsent
         if connection in unsent:
