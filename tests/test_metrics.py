@@ -249,8 +249,8 @@ def test_refusals_are_counted_by_status_on_both_sides():
     host = str(receiver.host)
     assert value(sent, "logstash_output_host_failures_total", host=host, reason="status_4xx") == 1
     assert value(sent, "logstash_output_events_dropped_total") == 10
-    # a refusal is the batch's (or the credentials'), not the host's: no isolation
-    assert value(sent, "logstash_output_host_isolations_total", host=host) == 0
+    # refused credentials are the host's: isolated, so that other hosts take the batches
+    assert value(sent, "logstash_output_host_isolations_total", host=host) == 1
 
 
 def test_too_many_requests_are_the_429_refusals():

@@ -308,6 +308,29 @@ def test_a_refused_batch_goes_to_the_dead_letter_file_and_send_fails(clock, tmp_
     assert later.value is None
 
 
+def test_refused_credentials_cool_their_host_off_and_the_other_takes_the_batches(clock, tmp_path):
+    """401/403 are the host's configuration, not the batch's: under --on-refused continue that
+    host is isolated, so that the next batches go to the host that takes them; a 400 (the
+    batch's fault) leaves its host in turn (previous test)."""
+    fake = FakeTransmitter(clock)
+    fake.script(A, HANG)
+    output = make(
+        clock,
+        fake,
+        hosts=(A, B),
+        batch_size=2,
+        on_refused="continue",
+        dead_letter=DeadLetterFile(str(tmp_path / "dead.ndjson"), clock),
+    )
+    first = Outcome(output.send(events(0, 2)))
+    fake.on(A)[0].refuse("HTTP 401 Unauthorized", 401)
+    assert first.failed_with(DeadLettered)
+    assert output.balancer.is_cooling_off(A)
+    later = Outcome(output.send(events(2, 4)))
+    assert later.value is None
+    assert [a.host for a in fake.attempts] == [A, B]
+
+
 def test_without_a_dead_letter_file_a_refused_batch_is_logged_and_send_fails(clock):
     fake = FakeTransmitter(clock)
     fake.script(A, TERMINAL)

@@ -132,11 +132,12 @@ class Balancer:
             log.info("host {host} is back", host=str(host))
 
     def refused(self, host: Host, error: BaseException | None = None) -> None:
-        """The receiver at `host` answered and refused the batch for good (400, 401, 413...):
-        the attempt is over and counted among the host's failures by reason, but the host is
-        neither isolated nor put behind the others. It did the work of answering; the batch or
-        the credentials are at fault, and another host would answer the same. (Logstash's
-        own balancer marks a host only when the request itself failed.)"""
+        """The receiver at `host` answered and refused the batch for good (400, 413...): the
+        attempt is over and counted among the host's failures by reason, but the host is
+        neither isolated nor put behind the others. It did the work of answering; the batch is
+        at fault, and another host would answer the same. (Logstash's own balancer marks a
+        host only when the request itself failed.) Refused credentials are the host's own
+        (``failed``)."""
         state = self._finish(host)
         key = reason_key(error)
         state.failures[key] = state.failures.get(key, 0) + 1

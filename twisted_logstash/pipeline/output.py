@@ -809,7 +809,10 @@ class Output(service.Service):
         batch.attempt = None
         error = failure.value
         if isinstance(error, TerminalError):
-            self.balancer.refused(host, error)  # the host answered: it stays in the rotation
+            if error.status in CREDENTIAL_STATUSES:
+                self.balancer.failed(host, error)  # this host's credentials: the others may take
+            else:
+                self.balancer.refused(host, error)  # the batch's fault: the host stays in turn
             if error.host is None:
                 error.host = host
             if self.on_refused == "stop" and error.status in CREDENTIAL_STATUSES:
