@@ -6,6 +6,7 @@ import json
 import os
 import signal
 import stat
+import sys
 import threading
 from unittest.mock import patch
 
@@ -291,3 +292,175 @@ def test_the_file_given_last_is_the_one_sigusr1_reopens(tmp_path, sigusr1):
     last = ReopenableLogFile.fromFullPath(str(tmp_path / "last.log"))
     assert logs.reopen_on_sigusr1(first) and logs.reopen_on_sigusr1(last)
     assert signal.getsignal(signal.SIGUSR1).reopens is last
+
+
+# -- --log-rotate-length and --log-max-rotated (docs/operations.md) ---------------------------
+
+
+def test_the_rotation_defaults_are_twistds():
+    settings = LogSettings.from_flags(None, None)
+    assert settings.rotate_length == 1_000_000
+    assert settings.max_rotated is None
+    assert settings == LogSettings()
+
+
+@pytest.mark.parametrize(
+    ("length", "bytes_"),
+    [("2000", 2000), ("10mb", 10 << 20), ("64KB", 64 << 10), (" 1gb ", 1 << 30), ("0", 0)],
+)
+def test_the_rotate_length_reads_sizes_as_the_other_byte_flags(length, bytes_):
+    assert LogSettings.from_flags(None, None, rotate_length=length).rotate_length == bytes_
+
+
+def test_max_rotated_is_a_count():
+    assert LogSettings.from_flags(None, None, max_rotated="5").max_rotated == 5
+    assert LogSettings.from_flags(None, None, max_rotated=" 1 ").max_rotated == 1
+
+
+@pytest.mark.parametrize(
+    ("length", "rotated", "message"),
+    [
+        (
+            "-1",
+            None,
+            "--log-rotate-length takes a size such as 10mb or 1048576, or 0 (never rotate by"
+            " size), not '-1'",
+        ),
+        (
+            "big",
+            None,
+            "--log-rotate-length takes a size such as 10mb or 1048576, or 0 (never rotate by"
+            " size), not 'big'",
+        ),
+        (
+            "",
+            None,
+            "--log-rotate-length takes a size such as 10mb or 1048576, or 0 (never rotate by"
+            " size), not ''",
+        ),
+        (None, "0", "--log-max-rotated takes a number of files, at least 1, not '0'"),
+        (None, "-3", "--log-max-rotated takes a number of files, at least 1, not '-3'"),
+        (None, "all", "--log-max-rotated takes a number of files, at least 1, not 'all'"),
+        (None, "2.5", "--log-max-rotated takes a number of files, at least 1, not '2.5'"),
+    ],
+)
+def test_bad_rotation_values_name_the_flag(length, rotated, message):
+    with pytest.raises(ConfigurationError) as caught:
+        LogSettings.from_flags(None, None, rotate_length=length, max_rotated=rotated)
+    assert str(caught.value) == message
+
+
+def test_the_log_file_is_built_with_the_rotation_settings(tmp_path):
+    settings = LogSettings.from_flags(None, None, rotate_length="2000", max_rotated="3")
+    logfile = logs.destination({"logfile": str(tmp_path / "program.log")}, settings)
+    assert isinstance(logfile, ReopenableLogFile)
+    assert (logfile.rotateLength, logfile.maxRotatedFiles) == (2000, 3)
+    default = logs.destination({"logfile": str(tmp_path / "other.log")})
+    assert (default.rotateLength, default.maxRotatedFiles) == (1_000_000, None)
+
+
+def test_attach_writes_through_a_file_with_the_rotation_settings(tmp_path, sigusr1):
+    path = tmp_path / "program.log"
+    application = service.Application("test")
+    settings = LogSettings.from_flags(None, None, rotate_length="200", max_rotated="1")
+    attach(application, settings, {"logfile": str(path)})
+    log = Logger(namespace="n", observer=application.getComponent(ILogObserver))
+    for n in range(20):
+        log.info("line {n} of a log that outgrows 200 bytes", n=n)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["program.log", "program.log.1"]
+    assert "line 19 " in path.read_text()
+
+
+def rotated_names(tmp_path) -> list[str]:
+    return sorted(p.name for p in tmp_path.iterdir())
+
+
+def test_rotation_by_size_keeps_at_most_max_rotated_files(tmp_path):
+    path = tmp_path / "program.log"
+    settings = LogSettings.from_flags(None, None, rotate_length="100", max_rotated="2")
+    logfile = logs.destination({"logfile": str(path)}, settings)
+    for n in range(100):  # 100 lines of 10 bytes: about ten rotations
+        logfile.write(f"line {n:04d}\n")
+    logfile.close()
+    assert rotated_names(tmp_path) == ["program.log", "program.log.1", "program.log.2"]
+    # the newest lines are kept, in order, the oldest removed
+    kept = "".join((tmp_path / name).read_text() for name in ("program.log.2", "program.log.1"))
+    kept += path.read_text()
+    numbers = [int(line.split()[1]) for line in kept.splitlines()]
+    assert numbers == list(range(numbers[0], 100)) and numbers[0] > 0
+
+
+def test_length_0_never_rotates_by_size(tmp_path):
+    path = tmp_path / "program.log"
+    logfile = logs.destination(
+        {"logfile": str(path)}, LogSettings.from_flags(None, None, rotate_length="0")
+    )
+    line = "x" * 99 + "\n"
+    for _ in range(12_000):  # 1.2 MB, past twistd's 1 MB
+        logfile.write(line)
+    logfile.close()
+    assert rotated_names(tmp_path) == ["program.log"]
+    assert path.stat().st_size == 1_200_000
+
+
+def test_sigusr1s_rotation_keeps_at_most_max_rotated_files_too(tmp_path):
+    path = tmp_path / "program.log"
+    settings = LogSettings.from_flags(None, None, rotate_length="0", max_rotated="2")
+    logfile = logs.destination({"logfile": str(path)}, settings)
+    for n in range(5):
+        logfile.write(f"before rotation {n}\n")
+        assert logfile.reopen_or_rotate() == "rotated"
+    logfile.write("after\n")
+    assert rotated_names(tmp_path) == ["program.log", "program.log.1", "program.log.2"]
+    assert (tmp_path / "program.log.2").read_text() == "before rotation 3\n"
+    assert (tmp_path / "program.log.1").read_text() == "before rotation 4\n"
+    assert path.read_text() == "after\n"
+
+
+def test_the_rotation_flags_are_ignored_without_a_log_file(tmp_path):
+    settings = LogSettings.from_flags(None, None, rotate_length="100", max_rotated="1")
+    assert logs.destination({"nodaemon": True}, settings) is sys.stdout
+    assert logs.destination({"nodaemon": True, "logfile": "-"}, settings) is sys.stdout
+
+
+def program_log_settings(name: str, *argv: str) -> LogSettings:
+    """The ``LogSettings`` the program ``name`` makes of ``argv`` (its own flags)."""
+    if name == "logstash-pipeline":
+        from twisted_logstash.tap import pipeline
+
+        options = pipeline.Options()
+        options.parseOptions(["-e", "input { stdin { } }", *argv])
+        return pipeline.log_settings(options)
+    if name == "logstash-input":
+        from twisted_logstash.tap import input as program
+
+        options = program.Options()
+        options.parseOptions([*argv])
+        return program.settings_from(options, environ={})[0]["logs"]
+    from twisted_logstash.tap import output as program
+
+    options = program.Options()
+    options.parseOptions(["--hosts", "h", *argv])
+    return program.settings_from(options, environ={})[0]["logs"]
+
+
+PROGRAMS = ["logstash-input", "logstash-output", "logstash-pipeline"]
+
+
+@pytest.mark.parametrize("name", PROGRAMS)
+def test_every_program_takes_the_rotation_flags(name):
+    settings = program_log_settings(
+        name, "--log-rotate-length", "10mb", "--log-max-rotated", "5", "--log-level", "warn"
+    )
+    assert (settings.rotate_length, settings.max_rotated) == (10 << 20, 5)
+    assert settings.level is LogLevel.warn
+    default = program_log_settings(name)
+    assert (default.rotate_length, default.max_rotated) == (1_000_000, None)
+
+
+@pytest.mark.parametrize("name", PROGRAMS)
+def test_every_program_refuses_a_wrong_rotation_value_naming_the_flag(name):
+    with pytest.raises(ConfigurationError, match=r"^--log-max-rotated takes a number"):
+        program_log_settings(name, "--log-max-rotated", "0")
+    with pytest.raises(ConfigurationError, match=r"^--log-rotate-length takes a size"):
+        program_log_settings(name, "--log-rotate-length", "-5")

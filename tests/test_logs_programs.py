@@ -26,31 +26,38 @@ def text_of(path) -> str:
     return path.read_text(errors="replace") if path.exists() else ""
 
 
-def in_file(program, path, pattern: str, timeout: float = TIMEOUT) -> defer.Deferred:
-    """Fires with the first match of ``pattern`` in the file ``path`` once it is there; fails
-    after ``timeout`` seconds, or at once when the program ended first (polling, no sleep)."""
-    compiled = re.compile(pattern)
+def until(program, check, what: str, timeout: float = TIMEOUT) -> defer.Deferred:
+    """Fires with the first true value of ``check()`` (polled); fails after ``timeout``
+    seconds, or at once when the program ended first, saying ``what()`` it waited for."""
     d: defer.Deferred = defer.Deferred()
     deadline = reactor.seconds() + timeout
 
     def tick():
-        match = compiled.search(text_of(path))
-        if match is not None:
+        result = check()
+        if result:
             loop.stop()
-            d.callback(match)
+            d.callback(result)
         elif program.status is not None or reactor.seconds() > deadline:
             loop.stop()
             ran = f"ran {timeout} s"
             why = ran if program.status is None else f"ended with {program.status}"
-            d.errback(
-                program.failure(
-                    f"{why} with no line matching {pattern!r} in {path.name}:\n{text_of(path)}"
-                )
-            )
+            d.errback(program.failure(f"{why} with {what()}"))
 
     loop = task.LoopingCall(tick)
     loop.start(0.05)
     return d
+
+
+def in_file(program, path, pattern: str, timeout: float = TIMEOUT) -> defer.Deferred:
+    """Fires with the first match of ``pattern`` in the file ``path`` once it is there; fails
+    after ``timeout`` seconds, or at once when the program ended first (polling, no sleep)."""
+    compiled = re.compile(pattern)
+    return until(
+        program,
+        lambda: compiled.search(text_of(path)),
+        lambda: f"no line matching {pattern!r} in {path.name}:\n{text_of(path)}",
+        timeout,
+    )
 
 
 def start(programs, name: str, path, *args: str):
@@ -165,3 +172,46 @@ def test_workers_survive_sigusr1_and_their_lines_follow_the_parent_to_the_fresh_
         assert f"worker {number} (pid {pid}): stopped: 0 events acknowledged" in after, after
         assert f"worker {number} (pid {pid}) exited with status 0" in after, after
     assert "restarting" not in after + text_of(path.with_name(path.name + ".1")), after
+
+
+def inode(path) -> int | None:
+    try:
+        return path.stat().st_ino
+    except FileNotFoundError:
+        return None
+
+
+@pytest_twisted.inlineCallbacks
+def test_the_log_is_rotated_at_the_given_length_keeping_the_given_number_of_files(
+    programs, tmp_path
+):
+    """``--log-rotate-length 2000 --log-max-rotated 2``: FILE, FILE.1 and FILE.2, never FILE.3.
+    The lines are the counts of ``--stats-interval 0.01`` (about 15 kB a second)."""
+    path = tmp_path / "input.log"
+    last = path.with_name("input.log.2")
+    program = start(
+        programs,
+        "logstash-input",
+        path,
+        *PLAIN,
+        "--sink=null",
+        "--stats-interval=0.01",
+        "--log-rotate-length=2000",
+        "--log-max-rotated=2",
+    )
+    names = lambda: sorted(p.name for p in tmp_path.iterdir())  # noqa: E731
+    first = yield until(program, lambda: inode(last), lambda: f"no {last.name}: {names()}")
+    # FILE.2 replaced by the next FILE.1: a rotation past the second, which without the limit
+    # would have made FILE.3
+    yield until(
+        program,
+        lambda: inode(last) not in (None, first),
+        lambda: f"{last.name} never replaced: {names()}",
+    )
+    status = yield program.terminate()
+    assert status == 0, program.output
+    assert names() == ["input.log", "input.log.1", "input.log.2"]
+    for name in names():
+        size = (tmp_path / name).stat().st_size
+        assert 0 < size < 2000 + 500, (name, size)  # a line past the length at most
+    assert "receiving: 0 events acknowledged" in text_of(last)

@@ -1,4 +1,5 @@
-"""The programs' log: ``--log-level`` and ``--log-format``, for our lines and Twisted's.
+"""The programs' log: ``--log-level`` and ``--log-format``, for our lines and Twisted's, and
+the log file's rotation (``--log-rotate-length``, ``--log-max-rotated``).
 
 twistd starts its log observer after ``makeService``, from the application's ``ILogObserver``
 component when it has one (``twisted.application.app.AppLogger.start``). The programs' top
@@ -21,6 +22,12 @@ replaced by a new file, logrotate's ``create``), it reopens FILE, creating it if
 FILE is still the file being written, it rotates it itself as twistd does (FILE becomes FILE.1).
 The lines before the signal end in the old file, with one line saying where the log goes on;
 the ones after start the new one: the swap happens between two lines, under the file's lock.
+
+The file rotates by size as twistd's does, at 1,000,000 bytes, keeping every rotated file, unless
+``--log-rotate-length`` (0: never by size, for logrotate) and ``--log-max-rotated`` (the N newest
+rotated files kept, SIGUSR1's rotation included) say otherwise. Without a log file they are
+accepted and unused, as twistd leaves ``--logfile`` unused under ``--syslog``: one set of flags
+serves ``-n`` while trying and the daemon after.
 
 ``--log-format json`` writes one JSON object a line (not RFC 7464's record separators, which
 line-reading shippers choke on), with ECS's names for what a shipper indexes: ``@timestamp``,
@@ -68,10 +75,28 @@ LEVELS = {
 }
 FORMATS = ("text", "json")
 
-#: the rows of both programs' option lists
+#: twistd's log file rotation: at 1,000,000 bytes, keeping every rotated file
+DEFAULT_ROTATE_LENGTH = 1_000_000
+
+#: the rows of the programs' option lists
 OPTIONS = [
     ["log-level", None, None, "debug, info, warn or error: lines below it are hidden [info]"],
     ["log-format", None, None, "text, or json (one object a line, for log shippers) [text]"],
+    [
+        "log-rotate-length",
+        None,
+        None,
+        "with a log file only (--logfile FILE, a daemon's twistd.log): the size at which"
+        " it is rotated (FILE becomes FILE.1), as 10mb or 1048576; 0: never by size, for"
+        " logrotate [1000000, twistd's]",
+    ],
+    [
+        "log-max-rotated",
+        None,
+        None,
+        "with a log file only: the rotated files kept (FILE.1 to FILE.N), older ones"
+        " removed at a rotation [all, twistd's]",
+    ],
 ]
 
 #: Twisted's own lines that are debug here (see the module docstring)
@@ -86,13 +111,27 @@ _CHATTER = re.compile(
 
 @dataclass(frozen=True)
 class LogSettings:
-    """What ``--log-level`` and ``--log-format`` asked for."""
+    """What ``--log-level``, ``--log-format``, ``--log-rotate-length`` and
+    ``--log-max-rotated`` asked for. The last two are the log file's (``destination``): with
+    the log on standard output, or twistd's ``--logger``/``--syslog``, they are accepted and
+    unused, as twistd's own ``--logfile`` is under ``--syslog``."""
 
     level: LogLevel = LogLevel.info
     format: str = "text"
+    #: bytes at which the log file is rotated; 0: never by size (LogFile's ``rotateLength``)
+    rotate_length: int = DEFAULT_ROTATE_LENGTH
+    #: rotated files kept, the oldest removed at a rotation; None: every one
+    #: (LogFile's ``maxRotatedFiles``)
+    max_rotated: int | None = None
 
     @classmethod
-    def from_flags(cls, level: str | None, format: str | None) -> LogSettings:
+    def from_flags(
+        cls,
+        level: str | None,
+        format: str | None,
+        rotate_length: str | None = None,
+        max_rotated: str | None = None,
+    ) -> LogSettings:
         """The flags' values, checked (None: the default)."""
         name = (level or "info").strip().lower()
         if name == "warning":
@@ -102,7 +141,12 @@ class LogSettings:
         kind = (format or "text").strip().lower()
         if kind not in FORMATS:
             raise ConfigurationError(f"--log-format takes text or json, not {format!r}")
-        return cls(LEVELS[name], kind)
+        return cls(
+            LEVELS[name],
+            kind,
+            DEFAULT_ROTATE_LENGTH if rotate_length is None else _rotate_length(rotate_length),
+            None if max_rotated is None else _max_rotated(max_rotated),
+        )
 
     def observer(self, stream: IO[str] | Callable[[], IO[str]]) -> ILogObserver:
         """An observer writing lines at ``level`` and above on ``stream`` (or on what the
@@ -110,6 +154,39 @@ class LogSettings:
         json_lines = self.format == "json"
         inner = JsonLineObserver(stream) if json_lines else _TextObserver(stream)
         return FilteringLogObserver(inner, [level_filter(self.level)])
+
+
+#: a length of 0 (``0``, ``0b``, ``0.0kb``...): never rotate by size
+_ZERO = re.compile(r"\s*0+(?:\.0+)?\s*(?:[kmgtp]?b)?\s*", re.IGNORECASE)
+
+
+def _rotate_length(text: str) -> int:
+    """``--log-rotate-length``: a size as ``--queue-max-bytes`` reads one (``10mb``, plain
+    bytes), or 0."""
+    from twisted_logstash.pipeline.diskqueue import parse_bytes
+
+    if _ZERO.fullmatch(text):
+        return 0
+    try:
+        return parse_bytes(text, "--log-rotate-length")
+    except ConfigurationError:
+        raise ConfigurationError(
+            "--log-rotate-length takes a size such as 10mb or 1048576, or 0 (never rotate by"
+            f" size), not {text!r}"
+        ) from None
+
+
+def _max_rotated(text: str) -> int:
+    """``--log-max-rotated``: a whole number of files, at least 1."""
+    try:
+        count = int(text.strip())
+    except ValueError:
+        count = 0
+    if count < 1:
+        raise ConfigurationError(
+            f"--log-max-rotated takes a number of files, at least 1, not {text!r}"
+        )
+    return count
 
 
 def level_of(event: Mapping) -> LogLevel:
@@ -248,22 +325,29 @@ def twistd_leaves_logging_alone(twistd_options: Mapping | None) -> bool:
     return bool(twistd_options.get("logger") or twistd_options.get("syslog"))
 
 
-def destination(twistd_options: Mapping | None) -> IO[str]:
+def destination(twistd_options: Mapping | None, settings: LogSettings | None = None) -> IO[str]:
     """Where twistd would write its log: ``sys.stdout`` as it is now (after ``makeService``:
     the input may have pointed it to standard error; before twistd redirects it into the log)
     under ``-n`` or with ``--logfile=-``; else the ``--logfile`` (``twistd.log`` for a daemon),
-    opened as twistd opens it (a ``ReopenableLogFile``)."""
+    opened as twistd opens it (a ``ReopenableLogFile``), rotated as ``settings`` say (twistd's
+    1,000,000 bytes and every rotated file kept, by default)."""
     options = twistd_options or {}
     name = options.get("logfile") or ""
     if name == "-" or (not name and (options.get("nodaemon") or not options)):
         return sys.stdout
-    return ReopenableLogFile.fromFullPath(name or "twistd.log")
+    settings = settings or LogSettings()
+    return ReopenableLogFile.fromFullPath(
+        name or "twistd.log",
+        rotateLength=settings.rotate_length,
+        maxRotatedFiles=settings.max_rotated,
+    )
 
 
 class ReopenableLogFile(LogFile):
-    """twistd's log file (the same 1 MB rotation, the same SIGUSR1 rotation while nobody
-    moved it), which a rotation tool may also move away: ``reopen_or_rotate`` then opens a
-    fresh file at the same path (see the module docstring)."""
+    """twistd's log file (the same rotation by size, the same SIGUSR1 rotation while nobody
+    moved it, both keeping ``maxRotatedFiles``), which a rotation tool may also move away:
+    ``reopen_or_rotate`` then opens a fresh file at the same path (see the module
+    docstring)."""
 
     synchronized = ["reopen_or_rotate"]
 
@@ -346,7 +430,7 @@ def attach(application, settings: LogSettings, twistd_options: Mapping | None) -
     set_component = getattr(application, "setComponent", None)
     if set_component is None or twistd_leaves_logging_alone(twistd_options):
         return
-    stream = destination(twistd_options)
+    stream = destination(twistd_options, settings)
     set_component(ILogObserver, settings.observer(stream))
     if isinstance(stream, ReopenableLogFile):
         reopen_on_sigusr1(stream)

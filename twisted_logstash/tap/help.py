@@ -43,6 +43,8 @@ _OPERATION = (
     "stats-interval",
     "log-level",
     "log-format",
+    "log-rotate-length",
+    "log-max-rotated",
 )
 _ALWAYS = ("help", "version")
 

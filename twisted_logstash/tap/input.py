@@ -225,7 +225,12 @@ def settings_from(options: Options, environ=os.environ) -> tuple[dict, set[str],
         ),
         "workers": parse_workers(options["workers"]),
         "stats_interval": progress.stats_interval_of(options["stats_interval"]),
-        "logs": logs.LogSettings.from_flags(options["log_level"], options["log_format"]),
+        "logs": logs.LogSettings.from_flags(
+            options["log_level"],
+            options["log_format"],
+            options["log_rotate_length"],
+            options["log_max_rotated"],
+        ),
     }
     if settings["workers"] > 1 and settings["endpoint"] is not None:
         raise ConfigurationError.about(

@@ -202,7 +202,12 @@ def settings_from(options: Options, environ=os.environ) -> tuple[dict, set[str],
         ),
         "progress": _choice("progress", options["progress"] or "auto", progress.PROGRESS_CHOICES),
         "stats_interval": progress.stats_interval_of(options["stats_interval"]),
-        "logs": logs.LogSettings.from_flags(options["log_level"], options["log_format"]),
+        "logs": logs.LogSettings.from_flags(
+            options["log_level"],
+            options["log_format"],
+            options["log_rotate_length"],
+            options["log_max_rotated"],
+        ),
     }
     return settings, explicit, warnings
 

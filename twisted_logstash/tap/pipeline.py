@@ -67,6 +67,8 @@ PIPELINE_GROUPS: dict[str, tuple[str, ...]] = {
         "log.level",
         "log-format",
         "log.format",
+        "log-rotate-length",
+        "log-max-rotated",
         "help",
         "version",
     ),
@@ -108,10 +110,13 @@ class Options(ProgramOptions):
 
 def log_settings(options: Options) -> logs.LogSettings:
     """``--log-level``/``--log-format``, or Logstash's ``--log.level``/``--log.format`` (one
-    spelling of each), checked."""
+    spelling of each), and ``--log-rotate-length``/``--log-max-rotated`` (ours alone: Logstash
+    has no such settings), checked."""
     level = _logstash_spelling(options, "log-level", "log.level", LOGSTASH_LEVELS)
     kind = _logstash_spelling(options, "log-format", "log.format", LOGSTASH_FORMATS)
-    return logs.LogSettings.from_flags(level, kind)
+    return logs.LogSettings.from_flags(
+        level, kind, options["log-rotate-length"], options["log-max-rotated"]
+    )
 
 
 def _logstash_spelling(options: Options, ours: str, theirs: str, values: dict) -> str | None:
