@@ -57,6 +57,7 @@ __all__ = [
 ]
 
 ENCODINGS = ("gzip", "deflate", "snappy", "identity")
+_CANONICAL = {name: name for name in ENCODINGS}
 DEFAULT_GZIP_LEVEL = 1
 
 _SPELLINGS = {
@@ -104,6 +105,7 @@ if isal_zlib is not None:
     )
 
 DEFAULT_BACKEND = "isal" if "isal" in _BACKENDS else "zlib"
+_DEFAULT_ENGINE = _BACKENDS[DEFAULT_BACKEND]
 
 
 def engine(name: str | None = None) -> Backend:
@@ -236,7 +238,9 @@ class Decompressor:
     """
 
     def __init__(self, encoding: str, limit: int, *, backend: str | None = None) -> None:
-        self.encoding = normalize(encoding)
+        # a name already canonical (what the native input passes) needs no normalizing
+        canonical = type(encoding) is str and encoding in _CANONICAL
+        self.encoding = encoding if canonical else normalize(encoding)
         if limit < 0:
             raise ValueError(f"limit must be >= 0, not {limit}")
         self.limit = limit
@@ -255,7 +259,8 @@ class Decompressor:
     def feed(self, chunk: bytes, max_length: int | None = None) -> bytes:
         """The bytes inflated from ``chunk`` and what was kept (possibly ``b""`` while a frame is
         incomplete); at most ``max_length`` of them when given."""
-        self._check_open()
+        if self._failed or self._finished:
+            self._check_open()
         try:
             out = self._codec.feed(chunk, self.limit - self.total, max_length)
         except TooLargeError:
@@ -272,7 +277,8 @@ class Decompressor:
 
     def finish(self) -> bytes:
         """The last inflated bytes, once the body is complete; error if it was cut short."""
-        self._check_open()
+        if self._failed or self._finished:
+            self._check_open()
         self._finished = True
         try:
             return self._codec.finish()
@@ -288,10 +294,9 @@ class Decompressor:
 
 
 def _codec(encoding: str, backend: str | None) -> _Codec:
-    if encoding == "gzip":
-        return _Inflater(_backend(backend), gzip=True)
-    if encoding == "deflate":
-        return _Inflater(_backend(backend), gzip=False)
+    if encoding == "gzip" or encoding == "deflate":
+        engine = _DEFAULT_ENGINE if backend is None else _backend(backend)
+        return _Inflater(engine, encoding == "gzip")
     if encoding == "snappy":
         return _SnappyFrames()
     return _Identity()
@@ -425,7 +430,9 @@ class _Inflater:
                 return None
             wbits = 15 if _looks_like_zlib(data[0], data[1]) else -15
             return self._engine.decompressobj(wbits=wbits)
-        if data[:2] == _GZIP_MAGIC[: len(data)] and _gzip_header_length(data) is None:
+        if len(data) >= 10 and not data[3] & 0x1E:
+            pass  # the usual header: 10 bytes, no optional field (whole, or no header at all)
+        elif data[:2] == _GZIP_MAGIC[: len(data)] and _gzip_header_length(data) is None:
             if len(data) > _MAX_GZIP_HEADER:
                 raise DecompressionError("invalid gzip data: header too long")
             return None
