@@ -199,6 +199,8 @@ class HttpExchange:
             if connection.phase is IDLE:
                 connection.set_phase(HEAD)
             parser.feed(data)
+        elif not self._backlog and not parser.in_message:
+            return []  # asked to go on (a batch settled) with nothing received: nothing to do
         results: list = []
         if self._backlog:
             result = self._step()
