@@ -344,7 +344,7 @@ class HttpExchange:
         ):
             status, text = 429, "the input holds too much; retry later"
         else:
-            encoding = _encoding(head.values(b"content-encoding"))
+            encoding = _encoding(head.headers)
             if encoding is _MULTIPLE:
                 status, text = 400, MULTIPLE_CODINGS
             elif encoding is None:
@@ -555,14 +555,23 @@ class HttpExchange:
             self._reject = (400, "body does not decompress")
 
 
-def _encoding(values: list[bytes]) -> str | None:
-    """The content coding named by the ``Content-Encoding`` lines, None if unsupported,
-    ``_MULTIPLE`` if they name more than one (see :data:`MULTIPLE_CODINGS`)."""
-    if not values:
+def _encoding(headers: list[tuple[bytes, bytes]]) -> str | None:
+    """The content coding named by the ``Content-Encoding`` lines of a request's ``headers``,
+    None if unsupported, ``_MULTIPLE`` if they name more than one (see
+    :data:`MULTIPLE_CODINGS`)."""
+    value = None
+    for name, text in headers:
+        if name == b"content-encoding":
+            if value is not None:
+                return _MULTIPLE
+            value = text
+    if value is None:
         return "identity"
-    if len(values) > 1 or b"," in values[0]:
+    found = _ENCODINGS.get(value)  # the usual spelling (``gzip``), as received
+    if found is not None:
+        return found
+    if b"," in value:
         return _MULTIPLE
-    value = values[0]
     found = _ENCODINGS.get(value.lower())
     if found is not None:
         return found
