@@ -107,6 +107,7 @@ class InputProtocol(protocol.Protocol):
         self._enrich: Callable[[list], None] | None = None  # the connection's, once known
         self._since = 0.0  # when the sink got the batch it holds
         self._unsent: list[bytes] | None = None  # answers sent at the end of this reactor turn
+        self._on_socket: bool | None = None  # whether answers go to a socket (known at the first)
 
     # -- Twisted ----------------------------------------------------------------------------------
 
@@ -386,7 +387,7 @@ class InputProtocol(protocol.Protocol):
             self.factory.stats.bytes_out += len(answer)
             if not self.factory.send_at_once:
                 transport.write(answer)
-            elif at_socket(transport):
+            elif self._on_socket or (self._on_socket is None and self._learn_socket()):
                 self._answer_soon(answer)
             else:
                 write_now(transport, answer)
@@ -396,6 +397,13 @@ class InputProtocol(protocol.Protocol):
             self.account()  # answered before (the sink was too slow): nothing more is read
         elif not self._sync:
             self._run(b"")
+
+    def _learn_socket(self) -> bool:
+        """Whether this connection's writes reach a socket, looked up once (``write_now`` walks
+        the transport's wrappers again for each write, and falls back to ``write`` should the
+        connection close meanwhile)."""
+        self._on_socket = at_socket(self.transport)
+        return self._on_socket
 
     def _answer_soon(self, answer: bytes) -> None:
         """Send ``answer`` once the reactor is done with what this turn read (every connection
